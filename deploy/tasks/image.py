@@ -1,0 +1,1 @@
+"""Tasks: image (being written)."""

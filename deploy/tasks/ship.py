@@ -1,0 +1,1 @@
+"""Tasks: ship (being written)."""

@@ -1,0 +1,1 @@
+"""Tasks: stack (being written)."""
