@@ -1,0 +1,32 @@
+"""Local settings for the developer tasks (build, smoke, compose): defaults < .env < environment.
+
+The .env file is optional (development works out of the box) but a malformed line is an error
+naming the file and line (deploy.envfile). Nothing here writes to ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .envfile import plain, read_env_file
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULTS = {
+    "APP_IMAGE": "djapp",                 # repository name of the app image (tag: git SHA)
+    "APP_PORT": "8000",                   # published on 127.0.0.1 by the compose stack
+    "POSTGRES_IMAGE": "postgres:17-trixie",
+}
+
+
+def load(root: Path = ROOT, environ: dict | None = None) -> dict[str, str]:
+    """Merged settings: DEFAULTS, then ``root/.env``, then the process environment (for known keys
+    and any key present in .env)."""
+    environ = os.environ if environ is None else environ
+    merged = dict(DEFAULTS)
+    merged.update(plain(read_env_file(root / ".env", missing_ok=True)))
+    for key in list(merged):
+        if key in environ:
+            merged[key] = environ[key]
+    return merged
