@@ -5,7 +5,8 @@ import pytest
 from invoke import Context
 
 import tasks
-from deploy.tasks.dev import REAL, test_plan
+from deploy.tasks import dev
+from deploy.tasks.dev import REAL
 
 
 def _all_tasks(coll, prefix=""):
@@ -16,7 +17,7 @@ def _all_tasks(coll, prefix=""):
 
 
 def test_plan_whole_suite_runs_fast_tests_first():
-    plan = test_plan(fast=False, real=False, keyword=None, extra=None)
+    plan = dev.test_plan(fast=False, real=False, keyword=None, extra=None)
     py = sys.executable
     assert plan == [
         [py, "-m", "pytest", "-m", f"not ({REAL})"],
@@ -26,7 +27,7 @@ def test_plan_whole_suite_runs_fast_tests_first():
 
 
 def test_plan_fast_and_extra_args():
-    assert test_plan(True, False, "settings", "-x -vv") == [
+    assert dev.test_plan(True, False, "settings", "-x -vv") == [
         [sys.executable, "-m", "pytest", "-k", "settings", "-x", "-vv", "-m", f"not ({REAL})"]
     ]
 
