@@ -1,0 +1,4 @@
+document.addEventListener("DOMContentLoaded", function () {
+  var input = document.getElementById("id_text");
+  if (input) { input.focus(); }
+});

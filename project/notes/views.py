@@ -1,0 +1,64 @@
+import time
+
+from django import forms
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.http import HttpResponse, HttpResponseBadRequest
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from .models import Note
+
+
+class NoteForm(forms.ModelForm):
+    class Meta:
+        model = Note
+        fields = ["text"]
+
+
+def _has_db():
+    return bool(settings.DATABASES.get("default", {}).get("NAME"))
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def index(request):
+    """Lists notes and creates one (POST, CSRF-protected). Without a database it renders a notice."""
+    if not _has_db():
+        return render(request, "notes/index.html", {"form": NoteForm(), "notes": [], "no_db": True})
+    form = NoteForm(request.POST or None)
+    if request.method == "POST":
+        if form.is_valid():
+            form.save()
+            return redirect("index")
+        status = 400
+    else:
+        status = 200
+    notes = Note.objects.all()[:50]
+    return render(request, "notes/index.html", {"form": form, "notes": notes, "no_db": False}, status=status)
+
+
+@require_GET
+def health(request):
+    """Liveness: 200 "ok" without touching the database. ``?ready=1``: readiness, also checks the database."""
+    if request.GET.get("ready") and _has_db():
+        try:
+            connection.ensure_connection()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except DatabaseError:
+            return HttpResponse("database unavailable", status=503, content_type="text/plain")
+    return HttpResponse("ok", content_type="text/plain")
+
+
+@require_GET
+def slow(request):
+    """Test-only (DJANGO_TEST_ENDPOINTS=on): sleeps ?seconds=N (at most 20) to prove graceful stop.
+
+    Safe to ship: the URL does not exist unless the variable is on, it reads nothing, and harakiri bounds it.
+    """
+    try:
+        seconds = min(float(request.GET.get("seconds", "2")), 20.0)
+    except ValueError:
+        return HttpResponseBadRequest("seconds must be a number")
+    time.sleep(seconds)
+    return HttpResponse(f"slept {seconds:g}", content_type="text/plain")
