@@ -1,0 +1,49 @@
+"""Tasks: the lab cluster (several nodes, each with its own Docker engine and sshd, forming one Swarm)."""
+
+from __future__ import annotations
+
+from ._base import task
+
+
+@task(help={
+    "nodes": "number of nodes (1..9); node 1 is the Swarm manager, the others join as workers",
+    "name": "cluster name, prefix of every container, volume and network it makes (default djlab)",
+    "ssh_port": "127.0.0.1 port for node 1's sshd (default 2223)",
+    "app_port_base": "node i's app port is published on 127.0.0.1:<base + i> (default 18000)",
+    "node_app_port": "the port the stack publishes on every node (default 8000)",
+    "subnet": "IPv4 subnet of the cluster network (default: the first free 172.30.200-249.0/24)",
+})
+def up(c, nodes=3, name="djlab", ssh_port=2223, app_port_base=18000, node_app_port=8000, subnet=""):
+    """Bring up the lab cluster (nodes, swarm, registry endpoint); a second run only checks."""
+    import time
+
+    from ..lab import cluster
+    from ..lab.cluster_plan import ClusterSpec
+
+    started = time.monotonic()
+    spec = cluster.up(spec=ClusterSpec(name=name, nodes=int(nodes), ssh_port=int(ssh_port),
+                                       app_port_base=int(app_port_base), node_app_port=int(node_app_port),
+                                       subnet=subnet))
+    for line in cluster.status(spec.name):
+        print(line)
+    print(f"cluster {spec.name} ready in {time.monotonic() - started:.1f}s "
+          f"(manager: root@127.0.0.1:{spec.ssh_port}, key and known_hosts in "
+          f"{cluster.ClusterFiles(spec.name).dir})")
+
+
+@task(help={"name": "remove only this cluster (default: every lab cluster)"})
+def down(c, name=None):
+    """Remove the lab cluster's nodes, volumes, network, registry endpoint and files."""
+    from ..lab import cluster
+
+    removed = cluster.down(name)
+    print("removed: " + (", ".join(removed) if removed else "nothing (no lab cluster found)"))
+
+
+@task(help={"name": "cluster name (default djlab)"})
+def status(c, name="djlab"):
+    """Show one line per lab cluster node: container, swarm role, availability, readiness, ports."""
+    from ..lab import cluster
+
+    for line in cluster.status(name):
+        print(line)
