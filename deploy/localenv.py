@@ -17,6 +17,10 @@ DEFAULTS = {
     "APP_IMAGE": "djapp",                 # repository name of the app image (tag: git SHA)
     "APP_PORT": "8000",                   # published on 127.0.0.1 by the compose stack
     "POSTGRES_IMAGE": "postgres:17-trixie",
+    # The local compose stack (docker-compose.yml reads the same names, with the same defaults):
+    "COMPOSE_PROJECT_NAME": "djapp",      # containers, network and volume names start with it
+    "COMPOSE_FILE": "docker-compose.yml",  # ':'-separated list; later files override earlier ones
+    "POSTGRES_PASSWORD": "djapp-dev-only-password",  # development only; known here so output redacts it
 }
 
 
