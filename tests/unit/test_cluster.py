@@ -1,0 +1,213 @@
+"""Lab cluster: the pure parts (node run argv, join plan, subnet choice, validation, every error text)."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from deploy.errors import ToolkitError
+from deploy.lab import cluster_plan as plan
+from deploy.lab.cluster_plan import ClusterSpec
+
+SUBNET = "172.30.200.0/24"
+NESTED = [
+    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--security-opt", "systempaths=unconfined",
+    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--tmpfs", "/run:exec,mode=0755", "--tmpfs", "/tmp:exec,mode=1777",
+]
+
+
+def test_node1_run_argv_is_the_nested_engine_recipe_with_ssh_and_app_port():
+    argv = plan.run_argv(ClusterSpec(), 1, "djlab-node:abc", SUBNET, "/lab/cluster/djlab/nodes/1")
+    config = plan.config_of(argv)
+    assert len(config) == 12
+    assert argv == [
+        "docker", "run", "-d", "--name", "djlab-node1",
+        "--label", "djdeploy.lab=cluster", "--label", "djdeploy.lab.cluster=djlab",
+        "--label", "djdeploy.lab.node=1", "--label", f"djdeploy.lab.config={config}",
+        "--hostname", "djlab-node1", "--network", "djlab-net", "--ip", "172.30.200.11",
+        *NESTED,
+        "-v", "djlab-node1-docker:/var/lib/docker",
+        "-v", "/lab/cluster/djlab/nodes/1:/etc/ssh/lab:ro",
+        "-e", "NODE_CGROUP_PARENT=/djlab-node1",
+        "-e", "REGISTRY_UPSTREAM=172.30.200.1:5000",
+        "-p", "127.0.0.1:18001:8000",
+        "-p", "127.0.0.1:2223:22",
+        "djlab-node:abc",
+    ]
+    assert "--privileged" not in argv  # fails on this kernel (LAB.md)
+
+
+def test_worker_run_argv_publishes_only_its_app_port():
+    spec = ClusterSpec(name="djtest", app_port_base=21000, node_app_port=80)
+    argv = plan.run_argv(spec, 3, "img", SUBNET, "/d")
+    ports = [argv[k + 1] for k, a in enumerate(argv) if a == "-p"]
+    assert ports == ["127.0.0.1:21003:80"]
+    assert "NODE_CGROUP_PARENT=/djtest-node3" in argv and "172.30.200.13" in argv
+
+
+def test_config_label_changes_with_image_or_settings_only():
+    a = plan.run_argv(ClusterSpec(), 2, "img:1", SUBNET, "/d")
+    assert plan.config_of(a) == plan.config_of(plan.run_argv(ClusterSpec(), 2, "img:1", SUBNET, "/d"))
+    assert plan.config_of(a) != plan.config_of(plan.run_argv(ClusterSpec(), 2, "img:2", SUBNET, "/d"))
+    assert plan.config_of(a) != plan.config_of(plan.run_argv(ClusterSpec(ssh_port=2224), 1, "img:1", SUBNET, "/d"))
+
+
+def test_network_and_volume_argv():
+    spec = ClusterSpec()
+    assert plan.network_create_argv(spec, SUBNET) == [
+        "docker", "network", "create", "--driver", "bridge", "--subnet", SUBNET, "--gateway", "172.30.200.1",
+        "--label", "djdeploy.lab=cluster", "--label", "djdeploy.lab.cluster=djlab", "djlab-net"]
+    assert plan.volume_create_argv(spec, 2) == [
+        "docker", "volume", "create", "--label", "djdeploy.lab=cluster", "--label", "djdeploy.lab.cluster=djlab",
+        "--label", "djdeploy.lab.node=2", "djlab-node2-docker"]
+
+
+def test_swarm_init_advertises_node1_network_address():
+    assert plan.swarm_init_argv(ClusterSpec(), SUBNET) == [
+        "docker", "exec", "djlab-node1", "docker", "swarm", "init",
+        "--advertise-addr", "172.30.200.11", "--listen-addr", "172.30.200.11:2377"]
+
+
+def test_join_plan_skips_manager_and_joined_nodes_and_keeps_token_out_of_argv():
+    steps = plan.join_plan(ClusterSpec(nodes=4), SUBNET, joined={1, 3})
+    script = 'IFS= read -r token && exec docker swarm join --token "$token" --advertise-addr "$1" "$2"'
+    assert steps == [
+        (2, ["docker", "exec", "-i", "djlab-node2", "sh", "-c", script, "sh", "172.30.200.12", "172.30.200.11:2377"]),
+        (4, ["docker", "exec", "-i", "djlab-node4", "sh", "-c", script, "sh", "172.30.200.14", "172.30.200.11:2377"]),
+    ]
+    assert plan.join_plan(ClusterSpec(), SUBNET, joined={1, 2, 3}) == []
+
+
+def test_join_script_reads_the_token_from_stdin():
+    sh = shutil.which("sh")
+    script = plan.join_plan(ClusterSpec(), SUBNET, set())[0][1][6].replace("exec docker swarm join", "echo")
+    out = subprocess.run([sh, "-c", script, "sh", "10.0.0.2", "10.0.0.1:2377"], input="SWMTKN-x\n",
+                         capture_output=True, text=True, check=True).stdout
+    assert out == "--token SWMTKN-x --advertise-addr 10.0.0.2 10.0.0.1:2377\n"
+
+
+def test_node_ls_and_swarm_state_queries():
+    assert plan.node_ls_argv(ClusterSpec()) == [
+        "docker", "exec", "djlab-node1", "docker", "node", "ls", "--format",
+        "{{.Hostname}}\t{{.ManagerStatus}}\t{{.Availability}}\t{{.Status}}"]
+    assert plan.swarm_state_argv(ClusterSpec(), 2)[:4] == ["docker", "exec", "djlab-node2", "docker"]
+
+
+def test_choose_subnet_skips_overlapping_networks_and_routes():
+    used = ["172.17.0.0/16", "172.30.200.0/24", "172.30.201.128/25", "garbage", "fe80::/64"]
+    assert plan.choose_subnet(used) == "172.30.202.0/24"
+    assert plan.choose_subnet([]) == "172.30.200.0/24"
+
+
+def test_choose_subnet_error_names_the_fix():
+    with pytest.raises(ToolkitError) as err:
+        plan.choose_subnet(["172.30.0.0/16"])
+    assert str(err.value) == ("no free subnet for the lab cluster network among 172.30.200.0/24..172.30.249.0/24; "
+                              "remove unused docker networks or pass --subnet")
+
+
+def test_addresses():
+    assert plan.gateway("10.9.8.0/24") == "10.9.8.1"
+    assert [plan.node_ip("10.9.8.0/24", i) for i in (1, 2, 3)] == ["10.9.8.11", "10.9.8.12", "10.9.8.13"]
+
+
+def test_validate_lists_every_problem_together():
+    with pytest.raises(ToolkitError) as err:
+        plan.validate(ClusterSpec(name="9bad_name", nodes=0, ssh_port=80, subnet="nope"))
+    assert str(err.value) == (
+        "invalid cluster settings:\n"
+        "  - nodes: 0 is out of range; use 1..9\n"
+        "  - name: '9bad_name' must start with a letter and hold only letters, digits and '-'\n"
+        "  - ssh_port: 80 is not a port in 1024..65535\n"
+        "  - subnet: 'nope' is not a network like 172.30.200.0/24\n"
+        "fix the flags (see `inv --help cluster.up`)")
+
+
+def test_validate_port_collision_and_small_subnet():
+    with pytest.raises(ToolkitError) as err:
+        plan.validate(ClusterSpec(ssh_port=18002, subnet="10.0.0.0/29"))
+    assert "  - ssh_port: 18002 collides with a node's app port\n" in str(err.value)
+    assert "  - subnet: 10.0.0.0/29 must be an IPv4 network with room for the nodes (/27 or larger)\n" in str(err.value)
+    plan.validate(ClusterSpec())  # the defaults are valid
+
+
+def test_node_image_tag_follows_the_content():
+    a = plan.node_image_tag({"Dockerfile": b"FROM x", "e.sh": b"1"})
+    assert a.startswith("djlab-node:") and len(a) == len("djlab-node:") + 12
+    assert a == plan.node_image_tag({"e.sh": b"1", "Dockerfile": b"FROM x"})
+    assert a != plan.node_image_tag({"Dockerfile": b"FROM x", "e.sh": b"2"})
+
+
+def test_known_hosts_line_pins_the_bracketed_loopback_port():
+    assert plan.known_hosts_line(2223, "ssh-ed25519 AAAAC3Nz host1\n") == "[127.0.0.1]:2223 ssh-ed25519 AAAAC3Nz\n"
+
+
+def test_error_texts():
+    assert plan.engine_failed("djlab-node2", 60, "level=fatal msg=boom") == (
+        "the Docker engine in lab node djlab-node2 did not answer within 60s; its last log lines:\n"
+        "level=fatal msg=boom\nfix the cause above, then run `inv cluster.down` and `inv cluster.up` again")
+    assert plan.node_exited("djlab-node1", "x") == (
+        "lab node djlab-node1 stopped while starting; its last log lines:\nx\n"
+        "fix the cause above, then run `inv cluster.down` and `inv cluster.up` again")
+    assert plan.port_taken(2223, "SSH of node 1") == (
+        "127.0.0.1:2223 (SSH of node 1) is already in use by another program; "
+        "free it or pick other ports (see `inv --help cluster.up`)")
+    assert plan.lab_missing("the program docker-registry") == (
+        "the lab is not provisioned (the program docker-registry is missing); run `inv lab.up` first")
+
+
+def test_node_image_is_built_from_the_debian_base_and_lints_clean():
+    dockerfile = (plan.NODE_DIR / "Dockerfile").read_text()
+    froms = [line for line in dockerfile.splitlines() if line.startswith("FROM")]
+    assert froms == ["FROM debian:13.7-slim"]
+    assert "# syntax" not in dockerfile
+    hadolint = shutil.which("hadolint")
+    if hadolint:
+        res = subprocess.run([hadolint, "--failure-threshold", "warning", str(plan.NODE_DIR / "Dockerfile")],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_node_entrypoint_is_strict_and_parses():
+    script = plan.NODE_DIR / "node-entrypoint.sh"
+    text = script.read_text()
+    assert "set -euo pipefail" in text and "wait -n" in text
+    subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+def test_registry_endpoint_reuses_the_lab_config_with_only_the_address_overridden():
+    from deploy.lab import cluster_registry, paths
+
+    assert cluster_registry.serve_argv() == ["docker-registry", "serve", str(paths.REGISTRY_DIR / "config.yml")]
+    assert cluster_registry.serve_env("172.30.200.1", 5000) == {
+        "REGISTRY_HTTP_ADDR": "172.30.200.1:5000", "REGISTRY_LOG_LEVEL": "warn"}
+
+
+def test_cluster_tasks_have_docstrings_and_help():
+    import inspect
+
+    from invoke import Collection
+
+    from deploy.tasks import cluster
+
+    ns = Collection.from_module(cluster)
+    assert sorted(ns.task_names) == ["down", "status", "up"]
+    for name in ns.task_names:
+        t = ns[name]
+        assert inspect.getdoc(t.body).splitlines()[0].endswith(".")
+        params = [p for p in inspect.signature(t.body).parameters if p != "c"]
+        assert all(p in t.help for p in params), name
+
+
+def test_up_validates_before_any_side_effect(monkeypatch):
+    from deploy.lab import cluster
+
+    def boom(*a, **k):
+        raise AssertionError("no command may run")
+
+    monkeypatch.setattr(cluster, "_runners", boom)
+    with pytest.raises(ToolkitError, match="nodes: 12 is out of range"):
+        cluster.up(spec=ClusterSpec(nodes=12))
