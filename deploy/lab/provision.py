@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from ..errors import EngineUnavailable, ToolkitError
 from . import baseimage, host, paths, procs, registry, sshd, standins, state
@@ -118,8 +119,12 @@ def swarm_state(cli) -> str:
 
 
 def missing_project_images(cli) -> list[str]:
+    from ..localenv import load
+
+    app = load().get("APP_IMAGE", "djapp")  # the app image is built by `inv build`, not provided here
     provided = set(base_images()) | {s.name for s in standins.stand_ins()}
-    return [n for n in standins.project_images() if n not in provided and standins.image_labels(cli, n) is None]
+    return [n for n in standins.project_images() if n not in provided and n.split(":")[0] != app
+            and standins.image_labels(cli, n) is None]
 
 
 def status() -> list[tuple[str, bool, str]]:
@@ -168,7 +173,7 @@ def _image_row(cli, kind: str, name: str, want: str):
 def down(runner, say=print) -> None:
     """Remove what this lab made (per its state file) and nothing else."""
     st = state.load()
-    if paths.LAB_DIR.resolve() in (paths.LAB_DIR.anchor and __import__("pathlib").Path("/"), paths.Path.home()):
+    if paths.LAB_DIR.resolve() in (Path("/"), Path.home().resolve()):
         raise ToolkitError(f"refusing to remove {paths.LAB_DIR}; set DJDEPLOY_LAB_DIR to the lab's own directory")
     if not paths.LAB_DIR.exists():
         say(f"nothing to do: {paths.LAB_DIR} does not exist")
