@@ -2,7 +2,7 @@
 
 from invoke import Collection, Task
 
-from deploy.tasks import dev, image, lab, ship, stack
+from deploy.tasks import cluster, dev, image, lab, ship, stack
 
 
 def _tasks(module):
@@ -14,3 +14,4 @@ for _module in (image, stack, ship, dev):
     for _task in _tasks(_module):
         ns.add_task(_task)
 ns.add_collection(Collection.from_module(lab), name="lab")
+ns.add_collection(Collection.from_module(cluster), name="cluster")
