@@ -73,8 +73,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def check_port(s: StackSettings, running: list, in_use=port_in_use) -> None:
+def check_port(s: StackSettings, running: list, in_use=None) -> None:
     """APP_PORT must be free, unless this project's own app container already publishes it."""
+    in_use = in_use or port_in_use
     app = compose.by_service(running).get(APP)
     if app is not None and app.state == "running" and s.app_port in app.ports:
         return
@@ -127,9 +128,10 @@ class Clock:
     sleep: object = time.sleep
 
 
-def wait_healthy(runner: Runner, s: StackSettings, deadline: float, probe=probe_health, clock: Clock | None = None,
+def wait_healthy(runner: Runner, s: StackSettings, deadline: float, probe=None, clock: Clock | None = None,
                  every: float = 0.25, check_every: float = 2.0) -> None:
     """Poll the health endpoint until it answers 200 or ``deadline``; fail early when a container died."""
+    probe = probe or probe_health
     clock = clock or Clock()
     url = s.url.rstrip("/") + HEALTH_PATH
     next_check = clock.now() + check_every

@@ -83,7 +83,7 @@ def down(c, volumes=False, yes=False):
 
     s, runner = _stack(c)
     if volumes and not yes:
-        _confirm(f"delete the volumes of project {s.project}, including its database")
+        _confirm(f"delete the volumes of project {s.project} (its database)")
     runner.run(compose.down_argv(s, volumes=volumes))
 
 
