@@ -177,21 +177,27 @@ def _safe_git() -> str:
 
 
 def rollback(cfg, *, to: str | None = None, dry_run: bool = False, out=sys.stdout) -> Outcome:
-    """Roll back to ``to`` (a tag in the registry) or to the previous successful deploy in the audit log."""
+    """Roll back to ``to`` (a tag in the registry) or to the previous successful deploy in the audit log.
+
+    No build, no push, no migration (a newer schema stays: migrations must be backward compatible)."""
     if to is None:
-        run = ship_ssh.remote_runner(cfg, dry_run=dry_run, out=out)
-        text = run.run(swarm.audit_show_cmd(cfg, 1000), hide=True, check=False, timeout=cfg.command_timeout).stdout
-        previous = swarm.previous_image(swarm.parse_audit(text))
-        if previous is None and not dry_run:
-            raise ToolkitError(f"no earlier successful deploy in the audit log of {cfg.env}; use --to TAG")
-        to = previous.rpartition(":")[2] if previous else "PREVIOUS"
-        history = run.history
-        ship_ssh_remote = None if dry_run else run
-        outcome = deploy(cfg, tag=to, build=False, migrate=False, action="rollback", dry_run=dry_run, out=out,
-                         remote=ship_ssh_remote)
-        outcome.history[:0] = history
-        return outcome
+        if dry_run:
+            to = "PREVIOUS"  # read from the audit log at run time
+        else:
+            to = previous_tag(cfg, out)
     return deploy(cfg, tag=to, build=False, migrate=False, action="rollback", dry_run=dry_run, out=out)
+
+
+def previous_tag(cfg, out=sys.stdout) -> str:
+    run = ship_ssh.remote_runner(cfg, out=out)
+    try:
+        text = run.run(swarm.audit_show_cmd(cfg, 1000), hide=True, check=False, timeout=cfg.command_timeout).stdout
+    finally:
+        run.ctx.close()
+    previous = swarm.previous_image(swarm.parse_audit(text))
+    if previous is None:
+        raise ToolkitError(f"no earlier successful deploy in the audit log of {cfg.env}; use --to TAG")
+    return previous.rpartition(":")[2]
 
 
 def unlock(cfg, out=sys.stdout) -> None:

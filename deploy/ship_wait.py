@@ -42,20 +42,21 @@ def wait_update(cfg, run: Runner, name: str, prior: tuple | None, image: str) ->
         return
     if prior is None:
         return _poll_running(cfg, run, name, cfg.replicas)
-    quiet, deadline, last = _quiet(run), time.monotonic() + cfg.converge_timeout, ""
+    quiet, deadline, last, reason = _quiet(run), time.monotonic() + cfg.converge_timeout, "", ""
     while time.monotonic() < deadline:
         res = quiet.run(cmd, hide=True, check=False, timeout=30)
         state, started = swarm.parse_update_status(res.stdout)
         if res.ok and state and (state, started) != tuple(prior):
             if state != last:
-                run.out.write(f"  {svc}: {state}\n")
+                message = quiet.run(swarm.update_message_cmd(cfg, name), hide=True, check=False, timeout=30).stdout.strip()
+                run.out.write(f"  {svc}: {state} ({message})\n")
+                reason = message if state in ("rollback_started", "paused") else reason
                 last = state
             if state in swarm.TERMINAL:
-                message = quiet.run(swarm.update_message_cmd(cfg, name), hide=True, check=False, timeout=30).stdout.strip()
                 if state == "completed":
                     return
                 if state == "rollback_completed":
-                    raise ToolkitError(f"release {image} failed on {svc} ({message or 'task failed'}); Swarm rolled it "
+                    raise ToolkitError(f"release {image} failed on {svc} ({reason or message}); Swarm rolled it "
                                        f"back automatically and the previous version keeps serving")
                 raise ToolkitError(f"update of {svc} is {state} ({message}); check `inv status --env {cfg.env}` "
                                    f"and `inv logs --env {cfg.env}`")
