@@ -195,7 +195,7 @@ def up(nodes: int = 3, spec: ClusterSpec | None = None, echo: bool = True, out=N
     spec = ClusterSpec(**{**spec.__dict__, "subnet": subnet})
     _ensure_nodes(act, ask, spec, image, subnet, files)
     _wait_engines(ask, spec)
-    cluster_registry.ensure(files, plan.gateway(subnet), spec.registry_port, act.out)
+    cluster_registry.ensure(files, plan.gateway(subnet), spec.registry_port, act._say)
     try:
         _form_swarm(act, ask, spec, subnet)
     except CommandFailed as exc:

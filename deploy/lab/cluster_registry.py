@@ -59,15 +59,14 @@ def answers(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def ensure(files: ClusterFiles, gateway: str, port: int, out, timeout: float = 15.0) -> None:
+def ensure(files: ClusterFiles, gateway: str, port: int, say, timeout: float = 15.0) -> None:
     """Start the gateway endpoint unless it already runs; wait until it accepts connections."""
     if not config_file().exists():
         raise ToolkitError(f"the lab registry's config {config_file()} is missing; run `inv lab.up` first")
     if _pid(files) and answers(gateway, port):
         return
     stop(files)
-    out.write(f"[local] starting the registry endpoint for the cluster on {gateway}:{port} "
-              f"(log {files.registry_log})\n")
+    say(f"[local] starting the registry endpoint for the cluster on {gateway}:{port} (log {files.registry_log})")
     env = dict(os.environ, **serve_env(gateway, port))
     with open(files.registry_log, "ab") as log:
         proc = subprocess.Popen(serve_argv(), env=env, stdin=subprocess.DEVNULL, stdout=log,
