@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from labhelpers import run_inv
-from deploy.lab import procs, registry, sshd
+from deploy.lab import procs, provision, registry, sshd, standins
 
 pytestmark = pytest.mark.lab
 
@@ -41,7 +41,8 @@ def test_isolated_lab_up_then_down_leaves_nothing(isolated, docker_client):
     lab_dir = Path(isolated["DJDEPLOY_LAB_DIR"])
     rport, sport = int(isolated["DJDEPLOY_LAB_REGISTRY_PORT"]), int(isolated["DJDEPLOY_LAB_SSH_PORT"])
     swarm_before = docker_client.info()["Swarm"]
-    images_before = sorted(i.id for i in docker_client.images.list())
+    lab_images = provision.base_images() + [s.name for s in standins.stand_ins()]
+    images_before = {n: docker_client.images.get(n).id for n in lab_images}
 
     up = run_inv("lab.up", env=isolated, timeout=300)
     assert up.returncode == 0, up.stdout + up.stderr
@@ -68,7 +69,7 @@ def test_isolated_lab_up_then_down_leaves_nothing(isolated, docker_client):
     # The shared engine, swarm and images are untouched.
     assert docker_client.info()["Swarm"]["NodeID"] == swarm_before["NodeID"]
     assert docker_client.info()["Swarm"]["LocalNodeState"] == "active"
-    assert sorted(i.id for i in docker_client.images.list()) == images_before
+    assert {n: docker_client.images.get(n).id for n in lab_images} == images_before  # others build in parallel
 
 
 @pytest.mark.parametrize("which,env_var,what", [

@@ -40,7 +40,7 @@ def test_fabric_strict_host_key_sees_a_leader():
     pinned = paths.KNOWN_HOSTS.read_bytes()
     assert pinned.startswith(f"[127.0.0.1]:{paths.SSH_PORT} ssh-ed25519 ".encode())
     with strict_connection(paths.KNOWN_HOSTS) as conn:
-        out = conn.run("docker node ls --format '{{.Self}} {{.ManagerStatus}} {{.Status}}'", hide=True, timeout=30)
+        out = conn.run("docker node ls --format '{{.Self}} {{.ManagerStatus}} {{.Status}}'", hide=True, timeout=30, in_stream=False)
     assert "true Leader Ready" in out.stdout.splitlines()
     assert paths.KNOWN_HOSTS.read_bytes() == pinned  # nothing was added
 
@@ -59,7 +59,7 @@ def test_wrong_pinned_host_key_is_refused_before_any_command(tmp_path, marker):
     wrong.write_text(f"[127.0.0.1]:{paths.SSH_PORT} {kind} {key}\n")
     with pytest.raises(paramiko.BadHostKeyException):
         with strict_connection(wrong) as conn:
-            conn.run(f"touch {marker}", hide=True, timeout=10)
+            conn.run(f"touch {marker}", hide=True, timeout=10, in_stream=False)
     assert not marker.exists()
 
 
@@ -70,7 +70,7 @@ def test_unknown_host_is_refused_not_added(tmp_path, marker):
     empty.write_text("")
     with pytest.raises(paramiko.SSHException, match="not found in known_hosts"):
         with strict_connection(empty) as conn:
-            conn.run(f"touch {marker}", hide=True, timeout=10)
+            conn.run(f"touch {marker}", hide=True, timeout=10, in_stream=False)
     assert not marker.exists() and empty.read_text() == ""
 
 
@@ -81,5 +81,5 @@ def test_root_needs_the_lab_key(tmp_path, marker):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
     with pytest.raises(paramiko.AuthenticationException):
         with strict_connection(paths.KNOWN_HOSTS, key=stranger) as conn:
-            conn.run(f"touch {marker}", hide=True, timeout=10)
+            conn.run(f"touch {marker}", hide=True, timeout=10, in_stream=False)
     assert not marker.exists()
