@@ -4,6 +4,7 @@ Precedence: flag > environment (``DJDEPLOY_<KEY>``) > env file > defaults. The p
 developer's local ``DJANGO_SECRET_KEY`` from silently reaching production. A secret may also be
 given as ``<KEY>_FILE`` (a path to a file holding it; relative paths are relative to the env file).
 Every problem is reported at once with the file and line; the result is a frozen dataclass.
+The env files live in deploy/ (``DJDEPLOY_ENV_DIR`` points elsewhere, e.g. for tests).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from .envfile import EnvValue, read_env_file
 from .errors import ConfigError
 
-DEPLOY_DIR = Path(__file__).resolve().parent
+DEPLOY_DIR = Path(os.environ.get("DJDEPLOY_ENV_DIR") or Path(__file__).resolve().parent)  # where <env>.env files live
 ENV_PREFIX = "DJDEPLOY_"
 SECRET_KEYS = ("REGISTRY_PASSWORD", "DJANGO_SECRET_KEY", "POSTGRES_PASSWORD")
 REQUIRED = ("MANAGER_HOST", "STACK_NAME", "REGISTRY", "REGISTRY_USER", "DJANGO_ALLOWED_HOSTS") + SECRET_KEYS

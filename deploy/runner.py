@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import shlex
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -118,6 +119,7 @@ class Runner:
             kwargs["hide"] = False
             kwargs["out_stream"] = RedactingStream(self.out, self.secrets)
             kwargs["err_stream"] = RedactingStream(sys.stderr, self.secrets)
+        started = time.monotonic()
         try:
             result = self.ctx.run(quote(argv), **kwargs)
         except CommandTimedOut:
@@ -128,6 +130,10 @@ class Runner:
             for stream in ("out_stream", "err_stream"):
                 if stream in kwargs:
                     kwargs[stream].flush()
+        if timeout is not None and result.exited == -1 and time.monotonic() - started >= timeout:
+            # Invoke races here: its timer closed a Fabric channel (exit -1) but is still "alive", so
+            # CommandTimedOut was not raised. It is a timeout all the same.
+            raise CommandFailed(shown, timed_out=True, timeout=timeout)
         outcome = Outcome(command=shown, exited=result.exited,
                           stdout=redact(result.stdout or "", self.secrets),
                           stderr=redact(result.stderr or "", self.secrets))

@@ -61,7 +61,8 @@ def open_connection(cfg):
         if "not found in known_hosts" in text:
             raise ToolkitError(f"SSH host key of {where} is not in {cfg.known_hosts}; add the manager's key there "
                                f"(verified out of band). No remote command ran") from None
-        if "banner" in text.lower():
+        transport = conn.client.get_transport()
+        if "banner" in text.lower() or not getattr(transport, "remote_version", ""):  # it never said "SSH-2.0-..."
             raise ToolkitError(f"SSH banner from {where} not received within {t:g}s; is that port an SSH server?") from None
         raise ToolkitError(f"SSH to {where} failed: {text}") from None
     except OSError as exc:

@@ -1,0 +1,245 @@
+"""The promises of `inv deploy`, proven against the lab (registry, SSH manager, Swarm engine).
+
+One stack per session; the tests run in order and build on each other: v1, v2 under load (zero
+downtime, dry run == real run, secret rotation), a broken v3 (automatic rollback), a failing
+migration, a held lock, rollbacks, and data that survives all of it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+
+import pytest
+
+from conftest import Site, build_derived, docker, free_port
+from loadgen import LoadGenerator
+
+pytestmark = [pytest.mark.lab, pytest.mark.engine]
+STATE: dict = {}
+BOOM = '''from django.db import migrations
+
+
+def boom(apps, schema_editor):
+    raise RuntimeError("this migration fails on purpose")
+
+
+class Migration(migrations.Migration):
+    dependencies = [("notes", "0001_initial")]
+    operations = [migrations.RunPython(boom)]
+'''
+
+
+def served_image(env) -> str:
+    return docker("service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", f"{env.stack}_app").stdout.strip()
+
+
+def lock_exists(env) -> bool:
+    return os.path.exists(f"/var/lib/djdeploy/{env.stack}/lock")
+
+
+def audit_lines(env) -> list[str]:
+    path = f"/var/lib/djdeploy/{env.stack}/audit.log"
+    return open(path).read().splitlines() if os.path.exists(path) else []
+
+
+def loads(env, seconds=300):
+    """Two generators (keep-alive and not): about 70 requests/s on 127.0.0.1 in total."""
+    return [LoadGenerator(env.port, "/", rate=40, seconds=seconds, keepalive=True).start(),
+            LoadGenerator(env.port, "/", rate=30, seconds=seconds, keepalive=False).start()]
+
+
+def stop(gens):
+    stats = [g.stop() for g in gens]
+    for s in stats:
+        print("load:", s.summary())
+    return stats
+
+
+def test_v1_deploy_serves_v1(env):
+    from deploy import ship
+
+    cfg = env.cfg()
+    v1 = env.tag("v1")
+    out = io.StringIO()
+    outcome = ship.deploy(cfg, tag=v1, build=True, out=out)
+    print(out.getvalue())
+    assert outcome.result == "ok" and outcome.digest.startswith("sha256:")
+    site = Site(env.port)
+    status, version, _ = site.get("/")
+    assert (status, version) == (200, v1)
+    site.add_note("note-before-v2")
+    for secret in cfg.secrets:
+        assert secret not in out.getvalue()
+    assert not lock_exists(env)
+    STATE.update(v1=v1, site=site)
+
+
+def test_v2_under_load_zero_downtime_rotated_secret_and_dry_run_equals_real(env):
+    from deploy import ship, swarm
+
+    assert "v1" in STATE, "needs v1 deployed"
+    old_secret = swarm.secret_names(env.cfg())["django_secret_key"]
+    env.key_file.write_text(__import__("secrets").token_urlsafe(50))  # rotate the app's secret key
+    cfg = env.cfg()
+    new_secret = swarm.secret_names(cfg)["django_secret_key"]
+    assert new_secret != old_secret
+    v2 = env.tag("v2")
+    dry = ship.deploy(cfg, tag=v2, build=True, dry_run=True, out=io.StringIO())
+    gens = loads(env)
+    time.sleep(2)
+    try:
+        out = io.StringIO()
+        outcome = ship.deploy(cfg, tag=v2, build=True, out=out)
+        time.sleep(2)
+    finally:
+        stats = stop(gens)
+    print(out.getvalue())
+    assert outcome.history == dry.history, "the dry-run plan must equal what the real deploy ran"
+    assert sum(s.sent for s in stats) / max(s.seconds for s in stats) >= 50
+    for s in stats:
+        assert (s.failed, s.non2xx) == (0, 0), s.summary()
+        assert s.order == [STATE["v1"], v2], s.summary()
+    assert STATE["site"].get("/")[1] == v2
+    secrets_in_use = docker("service", "inspect", "--format", "{{json .Spec.TaskTemplate.ContainerSpec.Secrets}}",
+                            f"{env.stack}_app").stdout
+    assert new_secret in secrets_in_use and old_secret not in secrets_in_use
+    assert "note-before-v2" in STATE["site"].notes()
+    STATE.update(v2=v2, v2_seconds=outcome.seconds)
+
+
+def test_broken_v3_rolls_back_automatically_under_load_and_exits_nonzero(env):
+    from deploy import ship_registry
+
+    v2 = STATE["v2"]
+    v3 = env.tag("v3")
+    local = build_derived(f"djapp:{v2}", v3, 'HEALTHCHECK --interval=1s --timeout=2s --retries=1 CMD ["false"]')
+    ship_registry.push(env.cfg(), local, v3, out=io.StringIO())
+    STATE["site"].add_note("note-before-v3")
+    gens = loads(env)
+    time.sleep(2)
+    try:
+        started = time.monotonic()
+        result = env.inv("deploy", "--env", "lab", "--image", v3)
+        seconds = time.monotonic() - started
+        time.sleep(2)
+    finally:
+        stats = stop(gens)
+    print(result.stdout[-4000:], result.stderr[-2000:])
+    assert result.returncode == 1
+    assert f"error: release {env.cfg().image_ref(v3)} failed on {env.stack}_app (" in result.stderr
+    assert "Swarm rolled it back automatically and the previous version keeps serving" in result.stderr
+    for s in stats:
+        assert (s.failed, s.non2xx) == (0, 0), s.summary()
+        assert s.order == [v2], s.summary()
+    assert served_image(env).startswith(env.cfg().image_ref(v2))
+    assert not lock_exists(env)
+    assert audit_lines(env)[-1].endswith("result=failed") and f":{v3} " in audit_lines(env)[-1]
+    STATE["v3_seconds"] = seconds
+
+
+def test_failing_migration_changes_nothing_and_releases_the_lock(env):
+    from deploy import ship_registry
+
+    v2 = STATE["v2"]
+    bad = env.tag("badmigration")
+    local = build_derived(f"djapp:{v2}", bad, "COPY 0002_boom.py /app/notes/migrations/0002_boom.py",
+                          {"0002_boom.py": BOOM})
+    ship_registry.push(env.cfg(), local, bad, out=io.StringIO())
+    result = env.inv("deploy", "--env", "lab", "--image", bad)
+    print(result.stdout[-4000:], result.stderr[-2000:])
+    assert result.returncode == 1
+    assert "error: migration failed (exit 1); nothing was rolled out: lab keeps serving the previous version" in result.stderr
+    assert "this migration fails on purpose" in result.stdout + result.stderr
+    assert f"stack deploy --with-registry-auth --compose-file /var/lib/djdeploy/{env.stack}/stack.yml" not in result.stdout
+    assert served_image(env).startswith(env.cfg().image_ref(v2))
+    assert STATE["site"].get("/")[1] == v2
+    assert not lock_exists(env)
+    assert audit_lines(env)[-1].endswith("result=failed") and f":{bad} " in audit_lines(env)[-1]
+
+
+def test_concurrent_deploy_is_refused_naming_the_holder_until_unlocked(env):
+    from deploy import ship_ssh, swarm
+
+    cfg = env.cfg()
+    run = ship_ssh.remote_runner(cfg, out=io.StringIO())
+    try:
+        run.run(swarm.mkdir_cmd(cfg), hide=True)
+        run.run(swarm.lock_cmd(cfg), stdin="mallory@ci pid=4242 since=T action=deploy image=x\n", hide=True)
+    finally:
+        run.ctx.close()
+    result = env.inv("deploy", "--env", "lab", "--image", STATE["v2"])
+    assert result.returncode == 1
+    assert (f"error: deploy lock /var/lib/djdeploy/{env.stack}/lock on 127.0.0.1 is held by: mallory@ci pid=4242 "
+            f"since=T action=deploy image=x; wait for that deploy to finish, or if it is stale release it with "
+            f"`inv unlock --env lab`") in result.stderr
+    assert lock_exists(env), "a lock held by someone else stays"
+    assert "stack deploy" not in result.stdout
+    result = env.inv("unlock", "--env", "lab")
+    assert result.returncode == 0, result.stderr
+    assert "released the deploy lock (held by: mallory@ci pid=4242" in result.stdout
+    assert not lock_exists(env)
+
+
+def test_rollback_to_v1_keeps_the_data(env):
+    from deploy import ship
+
+    STATE["site"].add_note("note-before-rollback")
+    started = time.monotonic()
+    ship.rollback(env.cfg(), to=STATE["v1"], out=io.StringIO())
+    STATE["rollback_seconds"] = time.monotonic() - started
+    status, version, page = STATE["site"].get("/")
+    assert (status, version) == (200, STATE["v1"])
+    for note in ("note-before-v2", "note-before-v3", "note-before-rollback"):
+        assert note in page
+    assert audit_lines(env)[-1].endswith("result=ok") and "action=rollback" in audit_lines(env)[-1]
+
+
+def test_rollback_without_tag_goes_to_the_previous_successful_deploy(env):
+    result = env.inv("rollback", "--env", "lab")
+    assert result.returncode == 0, result.stderr
+    assert STATE["site"].get("/")[1] == STATE["v2"]
+
+
+def test_unknown_rollback_tag_is_refused_and_changes_nothing(env):
+    before = audit_lines(env)
+    result = env.inv("rollback", "--env", "lab", "--to", "no-such-tag")
+    assert result.returncode == 1
+    assert "error: unknown image tag 'no-such-tag'" in result.stderr
+    assert "[root@" not in result.stdout
+    assert audit_lines(env) == before
+    assert served_image(env).startswith(env.cfg().image_ref(STATE["v2"]))
+
+
+def test_registry_down_fails_before_touching_the_manager(env):
+    from deploy import config, ship
+    from deploy.errors import ToolkitError
+
+    cfg = config.load("lab", env_dir=env.dir, environ={"DJDEPLOY_REGISTRY": f"127.0.0.1:{free_port()}"})
+    before = audit_lines(env)
+    out = io.StringIO()
+    with pytest.raises(ToolkitError, match=r"is not reachable .* Nothing was changed on the manager$"):
+        ship.deploy(cfg, tag=STATE["v2"], build=False, out=out)
+    assert "[root@" not in out.getvalue()
+    assert audit_lines(env) == before
+
+
+def test_status_audit_and_logs(env):
+    result = env.inv("status", "--env", "lab")
+    assert result.returncode == 0, result.stderr
+    assert f"{env.stack}_app\t2/2\t{env.cfg().image_ref(STATE['v2'])}" in result.stdout
+    assert f"{env.stack}_app\tcompleted" in result.stdout
+    result = env.inv("audit", "--env", "lab")
+    assert result.returncode == 0
+    assert result.stdout.count("result=ok") >= 4 and result.stdout.count("result=failed") == 2
+    result = env.inv("logs", "--env", "lab")
+    assert result.returncode == 0, result.stderr
+    assert f"{env.stack}_app." in result.stdout
+
+
+def test_report_timings(env):
+    print(json.dumps({k: v for k, v in STATE.items() if k.endswith("seconds")}))
+    assert STATE.get("rollback_seconds", 99) <= 20
+    assert STATE.get("v2_seconds", 99) <= 45
