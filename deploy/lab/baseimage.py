@@ -46,7 +46,7 @@ IMPORT_CHANGES = ('CMD ["bash"]', "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/
 
 def suite_for(image: str) -> str | None:
     """Pure: the Debian suite for a base image name we can build (``debian:13.7-slim`` -> trixie)."""
-    m = re.fullmatch(r"(?:docker\.io/)?(?:library/)?debian:([a-z]+|\d+)(?:\.\d+)*(?:-slim)?", image)
+    m = re.fullmatch(r"(?:[\w.:-]+/)*debian:([a-z]+|\d+)(?:\.\d+)*(?:-slim)?", image)
     return SUITES.get(m.group(1)) if m else None
 
 

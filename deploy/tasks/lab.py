@@ -13,7 +13,7 @@ def _runner(c, quiet: bool = False):
 
 @task(help={"quiet": "print only the summary line, not every command"})
 def up(c, quiet=False):
-    """Provision the lab idempotently: engine, compose, base images, registry, SSH manager, swarm."""
+    """Provision the lab idempotently (a second run takes seconds)."""
     from ..lab import provision
 
     provision.up(_runner(c, quiet))
@@ -21,7 +21,7 @@ def up(c, quiet=False):
 
 @task(help={"yes": "confirm: remove everything this lab made (its state file says what)"})
 def down(c, yes=False):
-    """Remove what the lab made (processes, images, swarm, files) and nothing else."""
+    """Remove what the lab made, and nothing else."""
     from ..errors import ToolkitError
     from ..lab import paths, provision
 

@@ -113,6 +113,7 @@ def test_needs_build():
 @pytest.mark.parametrize("name,suite", [
     ("debian:13.7-slim", "trixie"), ("debian:13-slim", "trixie"), ("debian:trixie-slim", "trixie"),
     ("debian:12.11-slim", "bookworm"), ("docker.io/library/debian:13.7-slim", "trixie"),
+    ("djdeploy-bench/debian:13.7-slim", "trixie"), ("debian-ish:13", None),
     ("debian:11-slim", None), ("ubuntu:24.04", None), ("postgres:17-trixie", None)])
 def test_suite_for(name, suite):
     assert baseimage.suite_for(name) == suite
@@ -310,3 +311,22 @@ def test_dockerd_that_never_answers_times_out_with_its_log(fake_lab, monkeypatch
         runner.run(procs.stop_daemon_argv(fake_lab / "dockerd.pid"), hide=True)
     assert str(err.value) == (f"dockerd did not answer within 1s; see {fake_lab / 'dockerd.log'}; last lines:\n"
                               "waiting for containerd")
+
+
+# --- compose plugin link --------------------------------------------------------------------------
+
+def test_compose_plugin_link_created_replaced_when_dangling_and_foreign_left_alone(tmp_path, monkeypatch):
+    from invoke import Context
+
+    plugin = tmp_path / "cli-plugins" / "docker-compose"
+    monkeypatch.setattr(host, "PLUGIN", plugin)
+    runner = Runner(ctx=Context(), echo=False)
+    assert host.ensure_compose_plugin(runner) is True
+    assert plugin.resolve() == host.compose_binary().resolve()
+    assert host.ensure_compose_plugin(runner) is False  # already there
+    plugin.unlink()
+    plugin.symlink_to(tmp_path / "gone")
+    assert host.ensure_compose_plugin(runner) is True and plugin.resolve() == host.compose_binary().resolve()
+    plugin.unlink()
+    plugin.write_text("#!/bin/sh\n")  # someone else's plugin (e.g. Docker Desktop's): not ours to touch
+    assert host.ensure_compose_plugin(runner) is False and plugin.read_text() == "#!/bin/sh\n"
