@@ -47,3 +47,19 @@ def status(c, name="djlab"):
 
     for line in cluster.status(name):
         print(line)
+
+
+@task(help={
+    "name": "cluster name (default djlab)",
+    "env": "environment name to write: deploy/<env>.env (default cluster)",
+    "stack": "stack name on the cluster (default djcluster)",
+    "replicas": "app replicas (default 4: more than one per node)",
+})
+def env(c, name="djlab", env="cluster", stack="djcluster", replicas=4):
+    """Push the stand-in images to the lab registry and write deploy/<env>.env for the cluster."""
+    from ..lab import cluster, cluster_env
+
+    spec = cluster.load_spec(name)
+    cluster_env.push_stand_ins()
+    path = cluster_env.write(spec, env=env, stack=stack, replicas=int(replicas))
+    print(f"wrote {path}; deploy with `inv deploy --env {env}`")

@@ -194,7 +194,7 @@ def test_cluster_tasks_have_docstrings_and_help():
     from deploy.tasks import cluster
 
     ns = Collection.from_module(cluster)
-    assert sorted(ns.task_names) == ["down", "status", "up"]
+    assert sorted(ns.task_names) == ["down", "env", "status", "up"]
     for name in ns.task_names:
         t = ns[name]
         assert inspect.getdoc(t.body).splitlines()[0].endswith(".")
@@ -211,3 +211,36 @@ def test_up_validates_before_any_side_effect(monkeypatch):
     monkeypatch.setattr(cluster, "_runners", boom)
     with pytest.raises(ToolkitError, match="nodes: 12 is out of range"):
         cluster.up(spec=ClusterSpec(nodes=12))
+
+
+def test_cluster_env_switches_the_lab_env_to_node1_and_registry_stand_ins(tmp_path, monkeypatch):
+    from deploy import config
+    from deploy.lab import cluster_env, paths
+
+    spec = ClusterSpec(ssh_port=2223, app_port_base=18000, subnet=SUBNET)
+    values = cluster_env.cluster_env_values(spec, stack="djc", replicas=5)
+    base = str(paths.LAB_DIR / "cluster" / "djlab")
+    assert values == {
+        "MANAGER_HOST": "127.0.0.1", "SSH_PORT": "2223", "SSH_KEY": base + "/id_ed25519",
+        "KNOWN_HOSTS": base + "/known_hosts", "STACK_NAME": "djc", "REPLICAS": "5", "PUBLISHED_PORT": "8000",
+        "HEALTH_URL": "http://127.0.0.1:18001/health/?ready=1",
+        "POSTGRES_IMAGE": "127.0.0.1:5000/lab/postgres:17-trixie",
+        "PROXY_IMAGE": "127.0.0.1:5000/lab/haproxy:3.0-trixie"}
+    monkeypatch.setattr(paths, "LAB_DIR", tmp_path)
+    (tmp_path / "cluster" / "djlab").mkdir(parents=True)
+    for name in ("id_ed25519", "known_hosts"):
+        (tmp_path / "cluster" / "djlab" / name).write_text("x")
+    paths_reg = tmp_path / "password"
+    paths_reg.write_text("pw")
+    monkeypatch.setattr(paths, "REGISTRY_PASSWORD_FILE", paths_reg)
+    from deploy import ship_lab
+
+    monkeypatch.setattr(ship_lab, "SECRETS_DIR", tmp_path / "deploy")
+    path = cluster_env.write(spec, env_dir=tmp_path, stack="djc", replicas=5, extra={"CONVERGE_TIMEOUT": "90"})
+    text = path.read_text()
+    assert text.startswith("# The lab cluster djlab (3 nodes) as a deploy environment")
+    assert "node 3: 127.0.0.1:18003" in text
+    cfg = config.load("cluster", env_dir=tmp_path, environ={})
+    assert (cfg.ssh_port, cfg.stack_name, cfg.replicas, cfg.published_port) == (2223, "djc", 5, 8000)
+    assert (cfg.publish_mode, cfg.endpoint_mode, cfg.proxy, cfg.converge_timeout) == ("host", "dnsrr", True, 90.0)
+    assert cfg.postgres_image == "127.0.0.1:5000/lab/postgres:17-trixie"
