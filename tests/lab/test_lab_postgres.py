@@ -25,8 +25,9 @@ def start_pg(docker_client, request):
 
     yield start
     for container in made:
-        if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
-            print(container.logs().decode(errors="replace"))
+        report = getattr(request.node, "rep_call", None)
+        if report is None or report.failed:
+            print(f"--- logs of {container.name}:\n" + container.logs().decode(errors="replace"))
         container.remove(force=True, v=True)
 
 
