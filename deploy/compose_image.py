@@ -13,13 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from . import compose
 from .compose import StackSettings
+from .errors import ToolkitError
 from .runner import Runner
 
 STATE_NAME = "stack-images.json"
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 def state_file(environ=None) -> Path:
@@ -100,3 +103,14 @@ def ensure(runner: Runner, s: StackSettings, tag: str, build=None, files=None, s
         state[key] = {"context": context, "id": built.id}
         write_state(state_path, state)
     return built.ref
+
+
+def pinned(runner: Runner, s: StackSettings, tag: str) -> str:
+    """`inv up --tag TAG`: run that existing image as it is (never built here)."""
+    if not _TAG.match(tag):
+        raise ToolkitError(f"--tag {tag!r} is not a valid image tag; give e.g. abc1234 or latest")
+    ref = f"{s.app_image}:{tag}"
+    if image_id(runner, ref) is None:
+        raise ToolkitError(f"image {ref} is not on this engine; build it with `inv build`, or drop --tag to build "
+                           "the current tree")
+    return ref

@@ -58,15 +58,19 @@ def _running_image(runner, s) -> str:
 @task(help={
     "follow": "tail the logs of every service after the stack is up (Ctrl-C stops tailing, not the stack)",
     "timeout": "seconds to wait for the stack to become healthy (default 120)",
+    "tag": "run this existing image tag (e.g. a released abc1234) instead of building the current tree",
 })
-def up(c, follow=False, timeout=120):
+def up(c, follow=False, timeout=120, tag=None):
     """Build the app image if needed, start the stack and wait until the app answers."""
     from .. import compose, compose_image, compose_up, gitinfo
 
     s, runner = _stack(c)
     compose_up.check_port(s, compose_up.containers(runner, s))
     compose_up.check_postgres_image(runner, s)
-    ref = compose_image.ensure(runner, s, gitinfo.current_tag(s.root))
+    if tag:
+        ref = compose_image.pinned(runner, s, tag)
+    else:
+        ref = compose_image.ensure(runner, s, gitinfo.current_tag(s.root))
     compose_up.start(runner, s, ref, float(timeout))
     print(f"ready: {s.url} ({ref}, project {s.project})")
     if follow:
@@ -95,6 +99,8 @@ def _confirm(what: str) -> None:
         raise ToolkitError("nothing deleted (not confirmed); the stack and its data are unchanged")
 
 
+# Invoke has no optional positional arguments (a positional one is always required): the service is a flag,
+# `inv logs -s db`.
 @task(help={
     "service": "only this service (app or db); default all",
     "follow": "keep following new log lines (Ctrl-C stops)",

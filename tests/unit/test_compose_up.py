@@ -272,3 +272,16 @@ def test_dirty_tree_builds_once_then_reuses_until_the_context_changes(tmp_path):
 
 def test_state_file_follows_xdg_cache_home(tmp_path):
     assert compose_image.state_file({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "djdeploy" / "stack-images.json"
+
+
+def test_pinned_tag_runs_an_existing_image_only():
+    r = runner({shlex.join(compose.image_id_argv("djapp:v1")): Result("sha256:1\n"),
+                shlex.join(compose.image_id_argv("djapp:v2")): Result(exited=1)})
+    assert compose_image.pinned(r, S, "v1") == "djapp:v1"
+    with pytest.raises(ToolkitError) as err:
+        compose_image.pinned(r, S, "v2")
+    assert str(err.value) == ("image djapp:v2 is not on this engine; build it with `inv build`, or drop --tag to "
+                              "build the current tree")
+    with pytest.raises(ToolkitError) as err:
+        compose_image.pinned(r, S, "a b")
+    assert str(err.value) == "--tag 'a b' is not a valid image tag; give e.g. abc1234 or latest"
