@@ -95,6 +95,9 @@ def deploy(cfg, *, tag: str | None = None, build: bool = True, migrate: bool = T
             raise
         finally:
             finish(cfg, run, outcome, action)
+    except OSError as exc:  # the SSH connection broke mid-deploy (paramiko raises socket errors)
+        raise ToolkitError(f"SSH connection to {ship_ssh.target(cfg)} failed during the {action} ({exc}); "
+                           f"check `inv status --env {cfg.env}`; if a deploy lock remains, `inv unlock --env {cfg.env}`") from None
     finally:
         if run.ctx is not None and hasattr(run.ctx, "close"):
             run.ctx.close()

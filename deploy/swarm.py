@@ -169,9 +169,10 @@ def mkdir_cmd(cfg) -> list:
 
 
 def lock_cmd(cfg) -> list:
-    """mkdir is atomic: exactly one deploy can create the lock dir; the holder's line comes on stdin."""
+    """mkdir is atomic: exactly one deploy can create the lock dir. The holder's line comes on stdin and
+    is read first, so the command never exits with its stdin unread."""
     p = paths(cfg)
-    return ["sh", "-c", 'mkdir "$1" && cat > "$1/owner"', "lock", p.lock]
+    return ["sh", "-c", 'owner="$(cat)" && mkdir "$1" && printf "%s\\n" "$owner" > "$1/owner"', "lock", p.lock]
 
 
 def lock_owner_cmd(cfg) -> list:

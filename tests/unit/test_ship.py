@@ -100,7 +100,7 @@ DRY_PLAN = [
     ("local", "check registry http://127.0.0.1:5000/v2/ (user lab)"),
     ("local", "check that 127.0.0.1:5000/djapp:v2 is in the registry"),
     ("root@127.0.0.1", "mkdir -p -m 0700 /var/lib/djdeploy/djt"),
-    ("root@127.0.0.1", "sh -c 'mkdir \"$1\" && cat > \"$1/owner\"' lock /var/lib/djdeploy/djt/lock"),
+    ("root@127.0.0.1", "sh -c 'owner=\"$(cat)\" && mkdir \"$1\" && printf \"%s\\n\" \"$owner\" > \"$1/owner\"' lock /var/lib/djdeploy/djt/lock"),
     ("root@127.0.0.1", "put /var/lib/djdeploy/djt/stack.yml (mode 0600, SIZE bytes)"),
     ("root@127.0.0.1", "put /var/lib/djdeploy/djt/haproxy.cfg (mode 0600, SIZE bytes)"),
     ("root@127.0.0.1", "docker --config /var/lib/djdeploy/djt/docker login --username lab --password-stdin 127.0.0.1:5000"),
@@ -275,3 +275,15 @@ def test_ssh_connection_rejects_unknown_host_keys(cfg, tmp_path):
     assert (kw["banner_timeout"], kw["auth_timeout"], kw["look_for_keys"], kw["allow_agent"]) == (10.0, 10.0, False, False)
     assert kw["key_filename"] == [cfg.ssh_key]
     assert len(conn.client.get_host_keys()) == 0 and len(conn.client._system_host_keys) == 0
+
+
+def test_ssh_lost_mid_deploy_is_one_line_and_still_tries_to_release(cfg, offline):
+    def lost(command):
+        raise OSError("Socket is closed")
+
+    manager = FakeManager([("stack.yml djt", lost)])
+    with pytest.raises(ToolkitError) as err:
+        ship.deploy(cfg, tag="v2", build=False, migrate=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
+    assert str(err.value) == ("SSH connection to root@127.0.0.1:2222 failed during the deploy (Socket is closed); check "
+                              "`inv status --env lab`; if a deploy lock remains, `inv unlock --env lab`")
+    assert manager.commands()[-1] == "rm -rf /var/lib/djdeploy/djt/lock" and manager.closed

@@ -29,7 +29,8 @@ def test_paths():
 def test_remote_commands_exact():
     c = cfg()
     assert swarm.mkdir_cmd(c) == ["mkdir", "-p", "-m", "0700", "/var/lib/djdeploy/shop"]
-    assert swarm.lock_cmd(c) == ["sh", "-c", 'mkdir "$1" && cat > "$1/owner"', "lock", "/var/lib/djdeploy/shop/lock"]
+    assert swarm.lock_cmd(c) == ["sh", "-c", 'owner="$(cat)" && mkdir "$1" && printf "%s\\n" "$owner" > "$1/owner"',
+                                 "lock", "/var/lib/djdeploy/shop/lock"]
     assert swarm.lock_owner_cmd(c) == ["cat", "/var/lib/djdeploy/shop/lock/owner"]
     assert swarm.unlock_cmd(c) == ["rm", "-rf", "/var/lib/djdeploy/shop/lock"]
     assert swarm.login_cmd(c) == ["docker", "--config", "/var/lib/djdeploy/shop/docker", "login", "--username", "ci",
