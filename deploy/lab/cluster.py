@@ -171,7 +171,8 @@ def wait_ready(ask: Runner, spec: ClusterSpec, timeout: float = SWARM_TIMEOUT) -
         if time.monotonic() > deadline:
             seen = "; ".join(" ".join(r) for r in rows) or got.stderr.strip() or "nothing"
             raise ToolkitError(f"the lab swarm did not have all {spec.nodes} nodes Ready within {timeout:g}s "
-                               f"(node ls: {seen}); see `docker logs {spec.node(1)}`")
+                               f"(node ls: {seen}); see `docker logs {spec.node(1)}`, or start over with "
+                               f"`inv cluster.down --name {spec.name}` and `inv cluster.up`")
         time.sleep(0.5)
 
 

@@ -244,3 +244,65 @@ def test_cluster_env_switches_the_lab_env_to_node1_and_registry_stand_ins(tmp_pa
     assert (cfg.ssh_port, cfg.stack_name, cfg.replicas, cfg.published_port) == (2223, "djc", 5, 8000)
     assert (cfg.publish_mode, cfg.endpoint_mode, cfg.proxy, cfg.converge_timeout) == ("host", "dnsrr", True, 90.0)
     assert cfg.postgres_image == "127.0.0.1:5000/lab/postgres:17-trixie"
+
+
+class FakeRunner:
+    """Answers by the first matching argv prefix; records every command."""
+
+    def __init__(self, answers):
+        self.answers, self.history = answers, []
+
+    def run(self, argv, **kw):
+        from deploy.runner import Outcome
+
+        self.history.append(argv)
+        for prefix, (code, out) in self.answers:
+            if argv[:len(prefix)] == prefix:
+                return Outcome(command=" ".join(argv), exited=code, stdout=out)
+        raise AssertionError(f"unexpected command {argv}")
+
+
+def test_a_node_whose_engine_dies_is_reported_with_its_last_log_lines():
+    from deploy.lab import cluster
+
+    ask = FakeRunner([
+        (["docker", "exec", "djlab-node1", "docker", "version"], (0, "26.1.5")),
+        (["docker", "exec", "djlab-node2", "docker", "version"], (1, "")),
+        (["docker", "inspect", "--format", "{{.State.Running}}", "djlab-node2"], (0, "false\n")),
+        (["docker", "logs", "--tail", "15", "djlab-node2"], (0, "level=info msg=start\nfailed to start daemon: x\n")),
+    ])
+    with pytest.raises(ToolkitError) as err:
+        cluster._wait_engines(ask, ClusterSpec(nodes=2))
+    assert str(err.value) == (
+        "lab node djlab-node2 stopped while starting; its last log lines:\n"
+        "level=info msg=start\nfailed to start daemon: x\n"
+        "fix the cause above, then run `inv cluster.down` and `inv cluster.up` again")
+
+
+def test_swarm_is_formed_only_where_missing():
+    from deploy.lab import cluster
+
+    spec = ClusterSpec()
+    ask = FakeRunner([
+        (["docker", "exec", "djlab-node1", "docker", "info"], (0, "active true\n")),
+        (["docker", "exec", "djlab-node2", "docker", "info"], (0, "active false\n")),
+        (["docker", "exec", "djlab-node3", "docker", "info"], (0, "inactive false\n")),
+        (["docker", "exec", "djlab-node1", "docker", "swarm", "join-token"], (0, "SWMTKN-1-secret\n")),
+    ])
+
+    class Act(FakeRunner):
+        secrets = ()
+
+        def add_secrets(self, *v):
+            self.secrets = v
+
+        def run(self, argv, stdin=None, **kw):
+            self.stdins.append(stdin)
+            return super().run(argv, **kw)
+
+    act = Act([(["docker", "exec", "-i", "djlab-node3"], (0, ""))])
+    act.stdins = []
+    cluster._form_swarm(act, ask, spec, SUBNET)
+    assert act.history == [plan.join_plan(spec, SUBNET, {1, 2})[0][1]]
+    assert act.stdins == ["SWMTKN-1-secret\n"] and act.secrets == ("SWMTKN-1-secret",)
+    assert all("SWMTKN-1-secret" not in " ".join(a) for a in act.history + ask.history)
