@@ -62,10 +62,12 @@ def read_state(path: Path) -> dict:
         return {}
 
 
-def write_state(path: Path, state: dict) -> None:
+def write_state(path: Path, state: dict, keep: int = 50) -> None:
+    """Write atomically, keeping the ``keep`` most recent entries (insertion order)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+    recent = dict(list(state.items())[-keep:])
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(recent, indent=1))
     tmp.replace(path)
 
 
@@ -100,6 +102,7 @@ def ensure(runner: Runner, s: StackSettings, tag: str, build=None, files=None, s
         from .image import build
     built = build(tag=tag)
     if dirty:
+        state.pop(key, None)  # re-insert last: the newest entry survives pruning
         state[key] = {"context": context, "id": built.id}
         write_state(state_path, state)
     return built.ref

@@ -285,3 +285,12 @@ def test_pinned_tag_runs_an_existing_image_only():
     with pytest.raises(ToolkitError) as err:
         compose_image.pinned(r, S, "a b")
     assert str(err.value) == "--tag 'a b' is not a valid image tag; give e.g. abc1234 or latest"
+
+
+def test_state_keeps_only_recent_entries(tmp_path):
+    path = tmp_path / "s.json"
+    compose_image.write_state(path, {f"k{i}": {"context": "c", "id": str(i)} for i in range(60)}, keep=50)
+    state = compose_image.read_state(path)
+    assert list(state) == [f"k{i}" for i in range(10, 60)]
+    path.write_text("{not json")
+    assert compose_image.read_state(path) == {}

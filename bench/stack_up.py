@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Benchmark the local stack tasks: `inv up` until healthy (image already built), a second `inv up` with
+everything running, and `inv --list`. Medians of several runs; results also written to bench/results/.
+
+Runs on a private compose project (name djbench<pid>) and a random free loopback port, so it never touches the
+developer's default stack; everything it creates is removed at the end (down --volumes).
+
+    python3 bench/stack_up.py [--runs 5]
+
+Cold = no containers (`inv down` before each run, database volume kept); fresh = `inv down --volumes` before
+each run, so Postgres initialises a new data directory too. A run during which `inv up` had to build (the tree
+changed meanwhile, e.g. in a shared checkout) is reported and left out of the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def timed(argv, env, check=True):
+    started = time.monotonic()
+    out = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    seconds = time.monotonic() - started
+    if check and out.returncode != 0:
+        sys.exit(f"failed: {' '.join(argv)}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    return seconds, out
+
+
+def inv(*args):
+    return [sys.executable, "-m", "invoke", *args]
+
+
+def series(label, runs, before, action, env):
+    kept, skipped = [], 0
+    for _ in range(runs):
+        if before:
+            timed(inv(*before), env)
+        seconds, out = timed(inv(*action), env)
+        if "image: building" in out.stdout:
+            skipped += 1
+            continue
+        kept.append(seconds)
+    med = statistics.median(kept) if kept else float("nan")
+    print(f"{label:<46} median {med:6.2f} s  (runs: {', '.join(f'{s:.2f}' for s in kept)}"
+          f"{f'; {skipped} left out: built' if skipped else ''})", flush=True)
+    return {"median": med, "runs": kept, "left_out_built": skipped}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    project = f"djbench{os.getpid()}"
+    env = {**os.environ, "COMPOSE_PROJECT_NAME": project, "APP_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"}
+    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.node(),
+               "cpus": os.cpu_count(), "runs": args.runs}
+    try:
+        print(f"warm-up: inv up on project {project} (builds the image if the tree needs it)", flush=True)
+        warm, out = timed(inv("up"), env)
+        print(f"  {warm:.1f} s; {out.stdout.strip().splitlines()[-1]}", flush=True)
+        results["up_cold"] = series("inv up, no containers (volume kept)", args.runs, ["down"], ["up"], env)
+        results["up_fresh"] = series("inv up, no containers, new database", args.runs,
+                                     ["down", "--volumes", "--yes"], ["up"], env)
+        results["up_again"] = series("inv up, everything already running", args.runs, None, ["up"], env)
+        results["list"] = series("inv --list", args.runs * 2, None, ["--list"], env)
+        base = [timed([sys.executable, "-c", "import invoke"], env)[0] for _ in range(args.runs * 2)]
+        results["import_invoke"] = {"median": statistics.median(base), "runs": base}
+        label = 'python -c "import invoke" (floor of --list)'
+        print(f"{label:<46} median {statistics.median(base):6.2f} s", flush=True)
+    finally:
+        timed(inv("down", "--volumes", "--yes"), env, check=False)
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "stack_up.json").write_text(json.dumps(results, indent=1))
+    print(f"results: {out_dir / 'stack_up.json'}")
+
+
+if __name__ == "__main__":
+    main()
