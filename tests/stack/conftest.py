@@ -46,8 +46,8 @@ class Stack:
                     "PYTHONUNBUFFERED": "1", **extra_env}
         self.env.pop("APP_IMAGE_REF", None)
 
-    def inv(self, *args: str, timeout: float = 900, check: bool = True, stdin: str | None = None):
-        out = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=self.env, text=True,
+    def inv(self, *args: str, timeout: float = 900, check: bool = True, stdin: str | None = None, cwd: Path = ROOT):
+        out = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=cwd, env=self.env, text=True,
                              capture_output=True, timeout=timeout, input=stdin if stdin is not None else "",)
         text = out.stdout + out.stderr
         assert self.password not in text, f"inv {' '.join(args)} printed the database password"

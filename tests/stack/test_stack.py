@@ -185,6 +185,7 @@ def test_postgres_not_healthy_in_time_names_db_and_shows_its_logs(up, stack_sess
         assert "error: service db is not healthy: the stack did not start within 12s. Last log lines of db:" in out.stderr
         assert "fake-postgres: stuck in recovery" in out.stderr
         assert "(see all with: inv logs db)" in out.stderr
+        assert containers(stack)["app"]["State"] == "created"  # the app never starts before Postgres is healthy
     finally:
         stack.down()
 
@@ -237,3 +238,56 @@ def test_malformed_env_file_names_file_and_line(stack_session, tmp_path):
     assert out.returncode == 1
     assert out.stderr.strip().splitlines() == [f"error: invalid configuration in {copy / '.env'}:",
                                                f"  - {copy / '.env'}:2: cannot parse this line (expected KEY=value)"]
+
+
+def test_up_builds_when_missing_or_stale_and_runs_what_it_built(stack_session, request, tmp_path, docker_client):
+    """On a clone of the tree under test, with a private image repository and state file: a clean tree builds
+    <sha> once; an edit makes the tree dirty and builds <sha>-dirty, which then serves the edit; a second edit
+    rebuilds; an unchanged tree reuses."""
+    import subprocess
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=120)
+    sha = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=clone, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    repo = f"djdeploy-test-stack{os.getpid()}"
+    stack = stack_session("build", APP_IMAGE=repo, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    request.node.stacks.append(stack)
+    template = clone / "project" / "notes" / "templates" / "notes" / "index.html"
+    original = template.read_text()
+
+    built = set()
+
+    def up_in_clone():
+        out = stack.inv("up", "--timeout", "120", cwd=clone).stdout
+        built.update(i.id for i in docker_client.images.list(name=repo))  # a moved tag leaves the old one untagged
+        return out
+
+    def page():
+        with urllib.request.urlopen(stack.url("/"), timeout=10) as resp:
+            return resp.read().decode()
+
+    try:
+        out = up_in_clone()
+        assert f"image: building {repo}:{sha}: no image {repo}:{sha} yet" in out
+        assert f"image: {repo}:{sha} (up to date)" in up_in_clone()
+
+        template.write_text(original.replace("<h1>Notes</h1>", "<h1>Notes</h1><!-- edit-one -->"))
+        out = up_in_clone()
+        assert f"image: building {repo}:{sha}-dirty: no image {repo}:{sha}-dirty yet" in out
+        assert "<!-- edit-one -->" in page()
+        assert f"image: {repo}:{sha}-dirty (up to date)" in up_in_clone()
+
+        template.write_text(original.replace("<h1>Notes</h1>", "<h1>Notes</h1><!-- edit-two -->"))
+        out = up_in_clone()
+        assert f"image: building {repo}:{sha}-dirty: the build context changed since {repo}:{sha}-dirty was built" in out
+        body = page()
+        assert "<!-- edit-two -->" in body and "<!-- edit-one -->" not in body
+    finally:
+        stack.down()
+        built.update(i.id for i in docker_client.images.list(name=repo))
+        for image_id in built:
+            try:
+                docker_client.images.remove(image_id, force=True)
+            except Exception:  # already gone with an earlier id's tags
+                pass
