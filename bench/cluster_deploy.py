@@ -76,7 +76,7 @@ def main() -> int:
 
     try:
         cluster_env.push_stand_ins(out=io.StringIO())
-        cluster_env.write(spec, env_dir=tmp, env="cluster", stack=stack, replicas=4)
+        cluster_env.write(spec, env_dir=tmp, env="cluster", stack=stack, replicas=3)
         cfg = config.load("cluster", env_dir=tmp, environ={})
         if swarm.stack_spec(cfg, "i", "t", "r", "c")["services"]["proxy"]["deploy"].get("mode") != "global":
             print("note: the stack runs one proxy task (not one per node); load goes to node 1 only", flush=True)

@@ -33,7 +33,7 @@ def registry_name(image: str) -> str:
     return f"{paths.REGISTRY}/{PREFIX}/{image}"
 
 
-def cluster_env_values(spec: ClusterSpec, stack: str = "djcluster", replicas: int = 4) -> dict[str, str]:
+def cluster_env_values(spec: ClusterSpec, stack: str = "djcluster", replicas: int = 3) -> dict[str, str]:
     """The keys that differ from the one-node lab environment."""
     files = ClusterFiles(spec.name)
     return {
@@ -50,7 +50,7 @@ def cluster_env_values(spec: ClusterSpec, stack: str = "djcluster", replicas: in
     }
 
 
-def cluster_env_text(spec: ClusterSpec, stack: str = "djcluster", replicas: int = 4,
+def cluster_env_text(spec: ClusterSpec, stack: str = "djcluster", replicas: int = 3,
                      extra: dict | None = None) -> str:
     from ..ship_lab import lab_env_text
 
@@ -63,7 +63,7 @@ def cluster_env_text(spec: ClusterSpec, stack: str = "djcluster", replicas: int 
 
 
 def write(spec: ClusterSpec, env_dir: Path | None = None, env: str = "cluster", stack: str = "djcluster",
-          replicas: int = 4, extra: dict | None = None) -> Path:
+          replicas: int = 3, extra: dict | None = None) -> Path:
     """Write ``<env_dir>/<env>.env`` (default deploy/cluster.env); ``extra`` overrides any key."""
     from ..config import DEPLOY_DIR
 

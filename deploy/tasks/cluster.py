@@ -53,9 +53,9 @@ def status(c, name="djlab"):
     "name": "cluster name (default djlab)",
     "env": "environment name to write: deploy/<env>.env (default cluster)",
     "stack": "stack name on the cluster (default djcluster)",
-    "replicas": "app replicas (default 4: more than one per node)",
+    "replicas": "app replicas (default 3: one per node, spread by node.id)",
 })
-def env(c, name="djlab", env="cluster", stack="djcluster", replicas=4):
+def env(c, name="djlab", env="cluster", stack="djcluster", replicas=3):
     """Push the stand-in images to the lab registry and write deploy/<env>.env for the cluster."""
     from ..lab import cluster, cluster_env
 
