@@ -42,16 +42,13 @@ def git_tag() -> str:
     return current_tag()
 
 
-def build_and_push(cfg, tag: str, local, out) -> str:
-    """Build the app image with deploy.image and push it; return the digest (dry run: '')."""
+def build_and_push(cfg, tag: str, local, out, builder=None) -> str:
+    """Build the app image with deploy.image (or ``builder(tag)``) and push it; return the digest (dry run: '')."""
     note(local, f"build app image with tag {tag} (deploy.image.build)")
     if not local.dry_run:
-        try:
-            from .image import build
-        except ImportError:
-            raise ToolkitError("deploy.image is not available; build and push the image first, then use --image TAG") from None
-        built = build(tag=tag)
-        local_ref = built.ref
+        if builder is None:
+            from .image import build as builder
+        local_ref = builder(tag=tag).ref
     note(local, f"push {cfg.image_ref(tag)} (Docker SDK, credentials in the auth header)")
     if local.dry_run:
         return ""
@@ -59,7 +56,7 @@ def build_and_push(cfg, tag: str, local, out) -> str:
 
 
 def deploy(cfg, *, tag: str | None = None, build: bool = True, migrate: bool = True, action: str = "deploy",
-           dry_run: bool = False, out=sys.stdout, remote=None) -> Outcome:
+           dry_run: bool = False, out=sys.stdout, remote=None, builder=None) -> Outcome:
     """Validate-then-act: registry, build+push (or an existing tag), then the manager steps."""
     started = time.monotonic()
     history: list = []
@@ -73,7 +70,7 @@ def deploy(cfg, *, tag: str | None = None, build: bool = True, migrate: bool = T
     if not dry_run:
         ship_registry.check(cfg)
     if build:
-        digest = build_and_push(cfg, tag, local, out)
+        digest = build_and_push(cfg, tag, local, out, builder)
     else:
         note(local, f"check that {image} is in the registry")
         digest = "" if dry_run else ship_registry.require_tag(cfg, tag)
@@ -82,7 +79,6 @@ def deploy(cfg, *, tag: str | None = None, build: bool = True, migrate: bool = T
     run.add_secrets(swarm.database_url(cfg))
     outcome = Outcome(image=image, digest=digest, history=history)
     try:
-        run.run(swarm.mkdir_cmd(cfg), hide=True, timeout=cfg.command_timeout)
         acquire_lock(cfg, run, f"{who()} pid={os.getpid()} since={now()} action={action} image={image}\n")
         try:
             roll_out(cfg, run, tag, image, migrate=migrate, base=migrate)
@@ -162,11 +158,10 @@ def finish(cfg, run, outcome: Outcome, action: str) -> None:
     line = swarm.audit_line(when=now(), who=who(), action=action, env=cfg.env, git=_safe_git(),
                             image=outcome.image, digest=outcome.digest, result=outcome.result)
     problems = []
-    for argv, stdin in ((swarm.audit_append_cmd(cfg), line), (swarm.unlock_cmd(cfg), None)):
-        try:
-            run.run(argv, stdin=stdin, hide=True, timeout=cfg.command_timeout)
-        except (CommandFailed, OSError, EOFError) as exc:
-            problems.append(str(exc).splitlines()[0])
+    try:
+        run.run(swarm.finish_cmd(cfg), stdin=line, hide=True, timeout=cfg.command_timeout)
+    except (CommandFailed, OSError, EOFError) as exc:
+        problems.append(str(exc).splitlines()[0])
     if problems:
         run.out.write("warning: " + "; ".join(problems) +
                       f"\nwarning: the deploy lock may still be held: `inv unlock --env {cfg.env}` once you checked\n")

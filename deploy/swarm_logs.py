@@ -12,6 +12,7 @@ def logs(env: str, follow: bool = False, out=None) -> None:
     cfg = config.load(env)
     run = ship_ssh.remote_runner(cfg, out=out or sys.stdout)
     try:
-        run.run(swarm.logs_cmd(cfg, follow), timeout=None if follow else cfg.command_timeout)
+        # docker service logs can hang on a task in transition: a bounded wait unless following
+        run.run(swarm.logs_cmd(cfg, follow), timeout=None if follow else min(cfg.command_timeout, 60.0))
     finally:
         run.ctx.close()

@@ -236,7 +236,7 @@ def test_status_audit_and_logs(env):
     assert result.stdout.count("result=ok") >= 4 and result.stdout.count("result=failed") == 2
     result = env.inv("logs", "--env", "lab")
     assert result.returncode == 0, result.stderr
-    assert f"{env.stack}_app." in result.stdout
+    assert f"{env.stack}_app." in result.stdout + result.stderr  # uWSGI logs to stderr
 
 
 def test_report_timings(env):

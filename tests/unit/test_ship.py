@@ -96,11 +96,11 @@ def remote(cfg, manager, out):
     return Runner(ctx=manager, where="root@127.0.0.1", secrets=tuple(cfg.secrets), out=out)
 
 
+FINISH = "sh -c 'cat >> \"$1\"; status=$?; rm -rf \"$2\" && exit \"$status\"' finish /var/lib/djdeploy/djt/audit.log /var/lib/djdeploy/djt/lock"
 DRY_PLAN = [
     ("local", "check registry http://127.0.0.1:5000/v2/ (user lab)"),
     ("local", "check that 127.0.0.1:5000/djapp:v2 is in the registry"),
-    ("root@127.0.0.1", "mkdir -p -m 0700 /var/lib/djdeploy/djt"),
-    ("root@127.0.0.1", "sh -c 'owner=\"$(cat)\" && mkdir \"$1\" && printf \"%s\\n\" \"$owner\" > \"$1/owner\"' lock /var/lib/djdeploy/djt/lock"),
+    ("root@127.0.0.1", "sh -c 'owner=\"$(cat)\" && mkdir -p -m 0700 \"$1\" && mkdir \"$2\" && printf \"%s\\n\" \"$owner\" > \"$2/owner\"' lock /var/lib/djdeploy/djt /var/lib/djdeploy/djt/lock"),
     ("root@127.0.0.1", "put /var/lib/djdeploy/djt/stack.yml (mode 0600, SIZE bytes)"),
     ("root@127.0.0.1", "put /var/lib/djdeploy/djt/haproxy.cfg (mode 0600, SIZE bytes)"),
     ("root@127.0.0.1", "docker --config /var/lib/djdeploy/djt/docker login --username lab --password-stdin 127.0.0.1:5000"),
@@ -118,8 +118,7 @@ DRY_PLAN = [
     ("root@127.0.0.1", "wait until djt_app has converged (poll `docker service inspect --format '{{if .UpdateStatus}}{{.UpdateStatus.State}} {{.UpdateStatus.StartedAt}}{{end}}' djt_app`: completed, or rollback_completed = failure; a new service: all replicas running; up to 300s)"),
     ("root@127.0.0.1", "wait until djt_proxy runs 1 healthy task(s) (poll `docker service ps --filter desired-state=running --format '{{.CurrentState}}|{{.Image}}|{{.Error}}' djt_proxy`, up to 300s)"),
     ("root@127.0.0.1", "check http://127.0.0.1:18080/health/?ready=1 (Host: 127.0.0.1) until 3 answers in a row are 200 with X-App-Version: v2 (up to 60s)"),
-    ("root@127.0.0.1", "sh -c 'cat >> \"$1\"' audit /var/lib/djdeploy/djt/audit.log"),
-    ("root@127.0.0.1", "rm -rf /var/lib/djdeploy/djt/lock"),
+    ("root@127.0.0.1", FINISH),
 ]
 
 
@@ -164,7 +163,7 @@ def test_real_run_executes_exactly_the_dry_run_plan(cfg, offline):
         assert secret not in text
     audit = [s for c, s in manager.calls if "audit.log" in c][0]
     assert "action=deploy env=lab git=abc1234 image=127.0.0.1:5000/djapp:v2 digest=sha256:feed result=ok" in audit
-    owner = [s for c, s in manager.calls if "/lock" in c and "mkdir" in c][0]
+    owner = [s for c, s in manager.calls if "lock/owner" not in c and "mkdir" in c][0]
     assert "action=deploy image=127.0.0.1:5000/djapp:v2" in owner
 
 
@@ -181,7 +180,7 @@ def test_stack_file_uploaded_names_the_image_and_versioned_secrets(cfg, offline)
 
 
 def test_concurrent_deploy_is_refused_naming_the_holder(cfg, offline):
-    manager = FakeManager([("mkdir \"$1\"", Result(exited=1, stderr="mkdir: cannot create directory: File exists")),
+    manager = FakeManager([("owner=\"$(cat)\"", Result(exited=1, stderr="mkdir: cannot create directory: File exists")),
                            ("lock/owner", Result(stdout="alice@laptop pid=42 since=T action=deploy image=x\n"))])
     with pytest.raises(ToolkitError) as err:
         ship.deploy(cfg, tag="v2", build=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
@@ -190,6 +189,7 @@ def test_concurrent_deploy_is_refused_naming_the_holder(cfg, offline):
                               "release it with `inv unlock --env lab`")
     cmds = manager.commands()
     assert not any("rm -rf" in c for c in cmds), "someone else's lock must not be released"
+    assert not any("audit.log" in c for c in cmds)
     assert not any("stack deploy" in c or "secret create" in c for c in cmds)
 
 
@@ -201,9 +201,7 @@ def test_failing_migration_rolls_out_nothing_and_releases_the_lock(cfg, offline)
                               "version. Output:\ndjango.db.utils.ProgrammingError: boom")
     cmds = manager.commands()
     assert not any("stack.yml djt" in c for c in cmds)
-    assert cmds[-3:] == ["rm -f /var/lib/djdeploy/djt/migrate.env",
-                         "sh -c 'cat >> \"$1\"' audit /var/lib/djdeploy/djt/audit.log",
-                         "rm -rf /var/lib/djdeploy/djt/lock"]
+    assert cmds[-2:] == ["rm -f /var/lib/djdeploy/djt/migrate.env", FINISH]
     assert "result=failed" in [s for c, s in manager.calls if "audit.log" in c][0]
 
 
@@ -220,7 +218,7 @@ def test_rolled_back_release_fails_the_deploy(cfg, offline):
         ship.deploy(cfg, tag="v3", build=False, out=out, remote=remote(cfg, manager, out))
     assert str(err.value) == ("release 127.0.0.1:5000/djapp:v3 failed on djt_app (update paused due to failure of "
                               "task x); Swarm rolled it back automatically and the previous version keeps serving")
-    assert manager.commands()[-1] == "rm -rf /var/lib/djdeploy/djt/lock"
+    assert manager.commands()[-1] == FINISH
     assert "djt_app: rollback_completed" in out.getvalue()
 
 
@@ -232,7 +230,7 @@ def test_convergence_wait_times_out_with_a_message(cfg, offline, monkeypatch):
     with pytest.raises(ToolkitError, match=r"^timed out after 0.2s waiting for djt_app to finish its update "
                                            r"\(last state: updating\); check `inv status --env lab`$"):
         ship.deploy(cfg, tag="v2", build=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
-    assert manager.commands()[-1] == "rm -rf /var/lib/djdeploy/djt/lock"
+    assert manager.commands()[-1] == FINISH
 
 
 def test_registry_down_fails_before_any_ssh(cfg, monkeypatch):
@@ -286,4 +284,4 @@ def test_ssh_lost_mid_deploy_is_one_line_and_still_tries_to_release(cfg, offline
         ship.deploy(cfg, tag="v2", build=False, migrate=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
     assert str(err.value) == ("SSH connection to root@127.0.0.1:2222 failed during the deploy (Socket is closed); check "
                               "`inv status --env lab`; if a deploy lock remains, `inv unlock --env lab`")
-    assert manager.commands()[-1] == "rm -rf /var/lib/djdeploy/djt/lock" and manager.closed
+    assert manager.commands()[-1] == FINISH and manager.closed

@@ -29,8 +29,9 @@ def test_paths():
 def test_remote_commands_exact():
     c = cfg()
     assert swarm.mkdir_cmd(c) == ["mkdir", "-p", "-m", "0700", "/var/lib/djdeploy/shop"]
-    assert swarm.lock_cmd(c) == ["sh", "-c", 'owner="$(cat)" && mkdir "$1" && printf "%s\\n" "$owner" > "$1/owner"',
-                                 "lock", "/var/lib/djdeploy/shop/lock"]
+    assert swarm.lock_cmd(c) == [
+        "sh", "-c", 'owner="$(cat)" && mkdir -p -m 0700 "$1" && mkdir "$2" && printf "%s\\n" "$owner" > "$2/owner"',
+        "lock", "/var/lib/djdeploy/shop", "/var/lib/djdeploy/shop/lock"]
     assert swarm.lock_owner_cmd(c) == ["cat", "/var/lib/djdeploy/shop/lock/owner"]
     assert swarm.unlock_cmd(c) == ["rm", "-rf", "/var/lib/djdeploy/shop/lock"]
     assert swarm.login_cmd(c) == ["docker", "--config", "/var/lib/djdeploy/shop/docker", "login", "--username", "ci",
@@ -48,7 +49,8 @@ def test_remote_commands_exact():
     assert swarm.update_status_cmd(c, "app") == [
         "docker", "service", "inspect", "--format",
         "{{if .UpdateStatus}}{{.UpdateStatus.State}} {{.UpdateStatus.StartedAt}}{{end}}", "shop_app"]
-    assert swarm.audit_append_cmd(c) == ["sh", "-c", 'cat >> "$1"', "audit", "/var/lib/djdeploy/shop/audit.log"]
+    assert swarm.finish_cmd(c) == ["sh", "-c", 'cat >> "$1"; status=$?; rm -rf "$2" && exit "$status"', "finish",
+                                   "/var/lib/djdeploy/shop/audit.log", "/var/lib/djdeploy/shop/lock"]
     assert swarm.audit_show_cmd(c, 5) == ["tail", "-n", "5", "/var/lib/djdeploy/shop/audit.log"]
     assert swarm.logs_cmd(c, True) == ["docker", "service", "logs", "--timestamps", "--tail", "200", "--follow", "shop_app"]
     assert swarm.logs_cmd(c, False, 10) == ["docker", "service", "logs", "--timestamps", "--tail", "10", "shop_app"]
@@ -83,11 +85,11 @@ def test_stack_spec_app_update_and_rollback_policy():
     assert app["image"] == "reg.example.com/djapp:abc"
     assert app["deploy"]["replicas"] == 3
     assert app["deploy"]["update_config"] == {"parallelism": 1, "delay": "0s", "order": "start-first",
-                                              "failure_action": "rollback", "monitor": "6s", "max_failure_ratio": 0}
+                                              "failure_action": "rollback", "monitor": "4s", "max_failure_ratio": 0}
     assert app["deploy"]["rollback_config"]["order"] == "start-first"
     assert app["deploy"]["rollback_config"]["failure_action"] == "pause"
     assert app["stop_grace_period"] == "30s"
-    assert app["healthcheck"] == {"interval": "2s", "timeout": "3s", "retries": 2, "start_period": "15s"}
+    assert app["healthcheck"] == {"interval": "1s", "timeout": "3s", "retries": 3, "start_period": "15s"}
     assert "test" not in app["healthcheck"]  # the image's own test stays (a broken image stays broken)
     assert app["environment"]["APP_VERSION"] == "abc"
     assert app["environment"]["DJANGO_MANAGEPY_MIGRATE"] == "off"
