@@ -15,14 +15,14 @@ from ..errors import ToolkitError
 from ._base import task
 
 
-def _stack(c, preflight=True):
+def _stack(c):
+    """Validated settings (before any side effect) and a redacting Runner, after the compose/engine preflight."""
     from .. import compose, compose_up, localenv
     from ..runner import Runner
 
     settings = compose.StackSettings.from_values(localenv.load(), environ=os.environ)
     runner = Runner(ctx=c, secrets=settings.secrets)
-    if preflight:
-        compose_up.preflight(runner)
+    compose_up.preflight(runner)
     return settings, runner
 
 
@@ -64,6 +64,8 @@ def up(c, follow=False, timeout=120, tag=None):
     """Build the app image if needed, start the stack and wait until the app answers."""
     from .. import compose, compose_image, compose_up, gitinfo
 
+    if int(timeout) <= 0:
+        raise ToolkitError(f"--timeout {timeout}: give a positive number of seconds, e.g. --timeout 120")
     s, runner = _stack(c)
     compose_up.check_port(s, compose_up.containers(runner, s))
     compose_up.check_postgres_image(runner, s)
@@ -111,7 +113,7 @@ def logs(c, service=None, follow=False, tail=None, env=None):
     """Show the stack's logs (or a deployed environment's with --env)."""
     if env:
         if service or tail:
-            raise ToolkitError("--env shows every service of the environment; drop SERVICE and --tail")
+            raise ToolkitError("--env shows every service of the environment; drop --service and --tail")
         try:
             from ..swarm_logs import logs as swarm_logs
         except ImportError:

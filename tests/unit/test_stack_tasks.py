@@ -163,7 +163,7 @@ def test_logs_env_delegates_to_the_swarm_logs(monkeypatch):
 def test_logs_env_refuses_service_and_tail():
     with pytest.raises(Exit) as err:
         tasks.ns["logs"](MockContext(), service="app", env="staging")
-    assert err.value.message == "error: --env shows every service of the environment; drop SERVICE and --tail"
+    assert err.value.message == "error: --env shows every service of the environment; drop --service and --tail"
 
 
 def test_logs_env_without_the_deploy_module(monkeypatch):
@@ -245,3 +245,11 @@ def test_up_with_the_port_taken_builds_and_starts_nothing(monkeypatch):
     assert err.value.message.startswith("error: port 8000 on 127.0.0.1 is already in use; stop what listens there, "
                                         "or set APP_PORT to a free port in .env or the environment (e.g. APP_PORT=")
     assert commands(c) == list(PREFLIGHT) + [PS]
+
+
+def test_up_timeout_must_be_positive():
+    c = ctx()
+    with pytest.raises(Exit) as err:
+        tasks.ns["up"](c, timeout=0)
+    assert err.value.message == "error: --timeout 0: give a positive number of seconds, e.g. --timeout 120"
+    assert commands(c) == []
