@@ -36,6 +36,16 @@ RUN apt-get update \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /app --shell /usr/sbin/nologin app \
  && find / -xdev -perm /6000 -type f -exec chmod a-s {} +
 
+# uWSGI is configured by UWSGI_* variables (override any of them with -e). Notes, each proved by tests/image:
+# - workers: one per CPU by default (2); lazy-apps loads Django in each worker after fork, so fewer workers on
+#   few CPUs reach the first 200 sooner. Raise UWSGI_WORKERS for I/O-bound pages on bigger hosts;
+# - one thread per worker: in uWSGI 2.0 harakiri is per worker, and with threads>1 any request that ends on the
+#   same worker clears the timer, so a stuck request is never killed (UWSGI_THREADS>1 trades that away);
+# - SIGTERM (docker stop) is mapped to gracefully_kill_them_all: in-flight requests finish, exit code 0;
+#   worker-reload-mercy bounds the wait below Docker's 10 s grace period;
+# - http-timeout just above harakiri: with keep-alive, the HTTP router keeps a client whose worker was killed
+#   waiting until this timeout;
+# - the Host rule (route-if-not) is derived from DJANGO_ALLOWED_HOSTS by docker-entrypoint.sh.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -50,7 +60,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     UWSGI_HTTP_AUTO_CHUNKED=1 \
     UWSGI_HTTP_KEEPALIVE=1 \
     UWSGI_WORKERS=2 \
-    UWSGI_THREADS=4 \
+    UWSGI_THREADS=1 \
+    UWSGI_ENABLE_THREADS=1 \
     UWSGI_OFFLOAD_THREADS=1 \
     UWSGI_STATIC_MAP=/static/=/app/staticfiles/ \
     UWSGI_STATIC_EXPIRES_URI="^/static/.*\.[0-9a-f]{12}\.[A-Za-z0-9]+$ 31536000" \
@@ -59,6 +70,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     UWSGI_MAX_REQUESTS_DELTA=500 \
     UWSGI_RELOAD_ON_RSS=512 \
     UWSGI_HARAKIRI=30 \
+    UWSGI_HTTP_TIMEOUT=35 \
     UWSGI_HARAKIRI_VERBOSE=1 \
     UWSGI_POST_BUFFERING=65536 \
     UWSGI_BUFFER_SIZE=16384 \

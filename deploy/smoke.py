@@ -19,7 +19,7 @@ from .errors import ToolkitError
 LABEL = "djdeploy.smoke"
 ALLOWED = "localhost,127.0.0.1"
 FOREIGN_HOST = "evil.example.com"
-BOOT_MARKERS = ("spawned uWSGI http", "WSGI app 0 (mountpoint='') ready")
+SPAWNED, LOADED = "spawned uWSGI worker ", "WSGI app 0 (mountpoint='') ready"
 STATIC_RE = re.compile(r'/static/[\w./-]+\.[0-9a-f]{12}\.(?:css|js)')
 YEAR = timedelta(days=365)
 
@@ -36,7 +36,12 @@ def environment(secret_key: str) -> dict:
 
 
 def booted(logs: str) -> bool:
-    return all(marker in logs for marker in BOOT_MARKERS)
+    """uWSGI's HTTP router is up and EVERY worker has loaded the app (lazy-apps loads after fork).
+
+    Waiting for all of them matters: uWSGI 2.0.30's graceful shutdown blocks forever on a worker that is still
+    loading when SIGTERM arrives (docker then SIGKILLs it after the grace period, exit 137)."""
+    spawned = logs.count(SPAWNED)
+    return "spawned uWSGI http" in logs and spawned > 0 and logs.count(LOADED) >= spawned
 
 
 def check_page(status, headers, body):

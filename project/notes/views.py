@@ -60,5 +60,6 @@ def slow(request):
         seconds = min(float(request.GET.get("seconds", "2")), 20.0)
     except ValueError:
         return HttpResponseBadRequest("seconds must be a number")
+    print(f"slow request started ({seconds:g}s)", flush=True)  # tests wait for this line before `docker stop`
     time.sleep(seconds)
     return HttpResponse(f"slept {seconds:g}", content_type="text/plain")

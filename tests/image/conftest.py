@@ -73,13 +73,14 @@ class App:
         return self.container.logs().decode("utf-8", "replace")
 
     def wait_ready(self, timeout=20.0, host="localhost"):
-        from deploy.smoke import get
+        """Every worker loaded (see deploy.smoke.booted) and /health/ answers 200."""
+        from deploy.smoke import booted, get
 
         def ready():
             self.container.reload()
             if self.container.status == "exited":
                 raise AssertionError("container exited:\n" + self.logs()[-3000:])
-            return get(self.port, "/health/", host=host, timeout=2)[0] == 200
+            return booted(self.logs()) and get(self.port, "/health/", host=host, timeout=2)[0] == 200
 
         wait_for("the app to answer /health/", ready, timeout)
         return self

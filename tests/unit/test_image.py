@@ -175,9 +175,12 @@ def test_smoke_environment_is_the_seed_run_plus_required_settings():
                                       "DJANGO_ALLOWED_HOSTS": "localhost,127.0.0.1"}
 
 
-def test_booted():
-    assert smoke.booted("spawned uWSGI http 1\nWSGI app 0 (mountpoint='') ready in 0 seconds")
+def test_booted_needs_every_worker_loaded():
+    two = "spawned uWSGI worker 1 (pid: 7, cores: 4)\nspawned uWSGI worker 2 (pid: 8, cores: 4)\nspawned uWSGI http 1\n"
+    one_ready = "WSGI app 0 (mountpoint='') ready in 0 seconds on interpreter 0x1 pid: 7 (default app)\n"
     assert not smoke.booted("spawned uWSGI http 1\n")
+    assert not smoke.booted(two + one_ready)
+    assert smoke.booted(two + one_ready + one_ready.replace("pid: 7", "pid: 8"))
 
 
 def test_check_page():
