@@ -53,7 +53,7 @@ def logged_in(cluster_spec, registry_login, manager):
 
 def test_three_nodes_one_leader_two_workers_seen_over_ssh(manager, cluster_spec):
     out = manager.run("docker node ls --format '{{.Hostname}} {{.ManagerStatus}} {{.Status}} {{.Availability}}'",
-                      hide=True).stdout
+                      hide=True, in_stream=False).stdout
     rows = sorted(line.split() for line in out.splitlines())
     assert rows == [["djtest-node1", "Leader", "Ready", "Active"],
                     ["djtest-node2", "Ready", "Active"],
@@ -81,7 +81,7 @@ def test_ssh_rejects_an_unknown_or_a_changed_host_key(cluster_spec, tmp_path):
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         conn.client = client
         with pytest.raises(error):
-            conn.run("true", hide=True)
+            conn.run("true", hide=True, in_stream=False)
         conn.close()
 
 
