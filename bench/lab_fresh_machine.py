@@ -44,15 +44,16 @@ def build_machine_image(runner):
 
 
 def start_machine(client, name):
-    volumes = {CA: {"bind": "/host-ca.crt", "mode": "ro"},
-               "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}}
+    """`docker run` through the CLI: the SDK cannot express systempaths=unconfined (a client-side option)."""
+    argv = ["docker", "run", "-d", "--name", name, "--hostname", "fresh", "--workdir", "/work", "--label", "djdeploy.test=lab-fresh",
+            "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE", "--security-opt", "seccomp=unconfined",
+            "--security-opt", "apparmor=unconfined", "--security-opt", "systempaths=unconfined",
+            "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/var/lib/docker:exec", "-v", f"{CA}:/host-ca.crt:ro"]
     for path in PIP_MOUNTS:
         if Path(path).exists():
-            volumes[path] = {"bind": path, "mode": "ro"}
-    return client.containers.run(
-        BASE, ["sleep", "infinity"], name=name, detach=True, labels=LABEL, hostname="fresh",
-        cap_add=["ALL"], cap_drop=["SYS_RESOURCE"], volumes=volumes, tmpfs={"/var/lib/docker": "exec"},
-        security_opt=["seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"])
+            argv += ["-v", f"{path}:{path}:ro"]
+    subprocess.run(argv + [BASE, "sleep", "infinity"], check=True, capture_output=True, text=True)
+    return client.containers.get(name)
 
 
 def sh(machine, script, env=None, timeout_note=""):
@@ -83,6 +84,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tests", action="store_true", help="also run the lab's own tests inside the machine")
     parser.add_argument("--keep", action="store_true", help="keep the machine container (debugging)")
+    parser.add_argument("--keep-image", action="store_true", help="keep the machine image for the next run")
     args = parser.parse_args()
     from invoke import Context
 
@@ -99,14 +101,16 @@ def main():
             report["machine_image_s"] = round(build_machine_image(runner), 1)
         machine = start_machine(client, name)
         log(f"machine {name} started")
-        report["prepare_python_s"] = round(sh(machine, (
+        seconds, code, _ = sh(machine, (
             "mkdir -p /work /etc/docker\n"
             # Nested engine only (LAB.md): its own cgroup parent, so it does not collide with the host's.
             f"echo '{{\"cgroup-parent\": \"/{name}\"}}' > /etc/docker/daemon.json\n"
             "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
             "python3 python3-venv ca-certificates >/dev/null\n"
             "cp /host-ca.crt /usr/local/share/ca-certificates/host-ca.crt && update-ca-certificates >/dev/null\n"
-            "python3 -m venv /opt/venv\n"))[0], 1)
+            "python3 -m venv /opt/venv\n"))
+        assert code == 0, "preparing Python failed"
+        report["prepare_python_s"] = round(seconds, 1)
         machine.put_archive("/work", repo_archive())
         seconds, code, _ = sh(machine, "/opt/venv/bin/pip install -q -r requirements-dev.txt", env=PIP_ENV)
         assert code == 0, "pip install failed"
@@ -142,7 +146,7 @@ def main():
     finally:
         if machine is not None and not args.keep:
             machine.remove(force=True, v=True)
-        if not args.keep:
+        if not args.keep_image:
             for image in client.images.list(name=BASE):
                 client.images.remove(image.id, force=True)
     print(json.dumps(report, indent=2))

@@ -1,4 +1,4 @@
-"""Background processes of the lab (dockerd, registry, sshd): argv builders and cheap liveness checks.
+"""Background processes of the lab (dockerd, registry, sshd): start argv, stop, cheap liveness checks.
 
 Daemons are started with Debian's ``start-stop-daemon --background`` (it forks, writes the pid file,
 sends stdout and stderr to a log file) so the Runner, which waits for commands, can start them.
@@ -20,10 +20,21 @@ def start_daemon_argv(exe: str, args: list[str], pidfile: Path, log: Path) -> li
             "--output", str(log), "--exec", exe, "--", *args]
 
 
-def stop_daemon_argv(pidfile: Path, retry: str = "TERM/15/KILL/5") -> list[str]:
-    """Pure: stop the process named by ``pidfile`` (TERM, then KILL), remove the file; ok if gone."""
-    return ["start-stop-daemon", "--stop", "--pidfile", str(pidfile), "--remove-pidfile",
-            "--retry", retry, "--oknodo"]
+def stop(runner, pidfile: Path, exe_name: str | None, grace: float = 15.0) -> None:
+    """Stop the daemon in ``pidfile`` (TERM, then KILL after ``grace`` s) and remove the file; ok if gone.
+
+    Not `start-stop-daemon --stop`: where PID 1 does not reap (a bare container), a stopped daemon stays
+    a zombie and start-stop-daemon reports it "refused to die". Zombies count as stopped here.
+    """
+    pid = daemon_pid(pidfile, exe_name)
+    if pid:
+        runner.run(["kill", "-TERM", str(pid)], check=False)
+        try:
+            wait_for(lambda: not pid_alive(pid), grace, f"{exe_name or 'pid'} {pid} to stop after TERM")
+        except ToolkitError:
+            runner.run(["kill", "-KILL", str(pid)], check=False)
+            wait_for(lambda: not pid_alive(pid), 10, f"{exe_name or 'pid'} {pid} to stop after KILL")
+    runner.run(["rm", "-f", str(pidfile)])
 
 
 def read_pid(pidfile: Path) -> int | None:
@@ -44,6 +55,13 @@ def pid_alive(pid: int | None, exe_name: str | None = None) -> bool:
         return False
     except PermissionError:
         pass
+    try:  # a zombie (dead, not yet reaped by its parent) is not running
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return False
+    except (FileNotFoundError, IndexError):
+        return False
+    except PermissionError:
+        pass
     if exe_name is None:
         return True
     try:  # comm, not cmdline: sshd rewrites its command line ("sshd: /usr/sbin/sshd ... [listener]")
@@ -53,8 +71,8 @@ def pid_alive(pid: int | None, exe_name: str | None = None) -> bool:
     return comm == exe_name[:15]
 
 
-def daemon_pid(pidfile: Path, exe_name: str) -> int | None:
-    """The pid in ``pidfile`` if that process is alive and is ``exe_name``; else None."""
+def daemon_pid(pidfile: Path, exe_name: str | None) -> int | None:
+    """The pid in ``pidfile`` if that process is alive (and is ``exe_name``, when given); else None."""
     pid = read_pid(pidfile)
     return pid if pid_alive(pid, exe_name) else None
 

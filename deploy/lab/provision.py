@@ -178,9 +178,8 @@ def down(runner, say=print) -> None:
     if not paths.LAB_DIR.exists():
         say(f"nothing to do: {paths.LAB_DIR} does not exist")
         return
-    for pidfile in (paths.REGISTRY_PIDFILE, paths.SSHD_PIDFILE):
-        if pidfile.exists():
-            runner.run(procs.stop_daemon_argv(pidfile))
+    registry.stop(runner)
+    sshd.stop(runner)
     cli = _client()
     if cli is not None:
         flt = f"{paths.LABEL}={LAB_ID}"
@@ -199,6 +198,6 @@ def down(runner, say=print) -> None:
     if st["compose_plugin"] and os.path.islink(st["compose_plugin"]):
         runner.run(["rm", "-f", st["compose_plugin"]])
     if st["engine_started"] and paths.ENGINE_PIDFILE.exists():
-        runner.run(procs.stop_daemon_argv(paths.ENGINE_PIDFILE, retry="TERM/30/KILL/5"))
+        procs.stop(runner, paths.ENGINE_PIDFILE, "dockerd", grace=30)
     runner.run(["rm", "-rf", str(paths.LAB_DIR)])
     say(f"lab at {paths.LAB_DIR} removed")

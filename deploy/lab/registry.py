@@ -86,7 +86,7 @@ def ensure(runner, say=print) -> int | None:
     if not CONFIG.exists():
         runner.put(config_text(paths.REGISTRY_PORT, DATA, HTPASSWD, secrets.token_hex(16)), str(CONFIG))
     if pid():  # ours, but not answering: restart it
-        runner.run(procs.stop_daemon_argv(paths.REGISTRY_PIDFILE))
+        procs.stop(runner, paths.REGISTRY_PIDFILE, "docker-registry")
     runner.run(start_argv())
     procs.wait_for(answers, 20, f"the lab registry on {paths.REGISTRY}",
                    detail=lambda: procs.log_tail(paths.REGISTRY_LOG))
@@ -94,4 +94,4 @@ def ensure(runner, say=print) -> int | None:
 
 
 def stop(runner) -> None:
-    runner.run(procs.stop_daemon_argv(paths.REGISTRY_PIDFILE))
+    procs.stop(runner, paths.REGISTRY_PIDFILE, "docker-registry")

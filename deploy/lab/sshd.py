@@ -95,7 +95,7 @@ def ensure(runner, say=print) -> int | None:
     runner.run(["mkdir", "-p", "-m", "0755", str(PRIVSEP_DIR)])
     runner.run([EXE, "-t", "-f", str(CONFIG)])  # config test: a bad config fails here, with sshd's message
     if pid():  # ours, but not answering: restart it
-        runner.run(procs.stop_daemon_argv(paths.SSHD_PIDFILE))
+        procs.stop(runner, paths.SSHD_PIDFILE, "sshd")
     runner.run(start_argv())
     procs.wait_for(answers, 15, f"the lab sshd on 127.0.0.1:{paths.SSH_PORT}",
                    detail=lambda: procs.log_tail(paths.SSHD_LOG))
@@ -103,4 +103,4 @@ def ensure(runner, say=print) -> int | None:
 
 
 def stop(runner) -> None:
-    runner.run(procs.stop_daemon_argv(paths.SSHD_PIDFILE))
+    procs.stop(runner, paths.SSHD_PIDFILE, "sshd")

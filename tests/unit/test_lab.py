@@ -202,9 +202,23 @@ def test_daemon_commands():
     assert procs.start_daemon_argv("/usr/bin/x", ["serve", "c.yml"], Path("/p.pid"), Path("/x.log")) == [
         "start-stop-daemon", "--start", "--background", "--make-pidfile", "--pidfile", "/p.pid",
         "--output", "/x.log", "--exec", "/usr/bin/x", "--", "serve", "c.yml"]
-    assert procs.stop_daemon_argv(Path("/p.pid")) == [
-        "start-stop-daemon", "--stop", "--pidfile", "/p.pid", "--remove-pidfile", "--retry", "TERM/15/KILL/5",
-        "--oknodo"]
+
+
+def test_stop_terms_a_daemon_and_treats_a_zombie_as_stopped(tmp_path):
+    import subprocess
+
+    from invoke import Context
+
+    runner = Runner(ctx=Context(), echo=False)
+    child = subprocess.Popen(["sleep", "60"])  # our child: once dead it stays a zombie until we reap it
+    pidfile = tmp_path / "sleep.pid"
+    pidfile.write_text(f"{child.pid}\n")
+    assert procs.daemon_pid(pidfile, "sleep") == child.pid
+    procs.stop(runner, pidfile, "sleep", grace=5)
+    assert not procs.pid_alive(child.pid) and not pidfile.exists()
+    assert child.poll() is not None or child.wait(5) is not None  # it really was a zombie until now
+    procs.stop(runner, pidfile, "sleep")  # already gone: fine
+    assert [cmd for _, cmd in runner.history] == [f"kill -TERM {child.pid}", f"rm -f {pidfile}", f"rm -f {pidfile}"]
 
 
 def test_port_taken_error_names_port_owner_and_fix(monkeypatch):
@@ -308,7 +322,7 @@ def test_dockerd_that_never_answers_times_out_with_its_log(fake_lab, monkeypatch
         with pytest.raises(ToolkitError) as err:
             host.start_engine(runner, answers=lambda: False, say=lambda m: None, wait=1)
     finally:
-        runner.run(procs.stop_daemon_argv(fake_lab / "dockerd.pid"), hide=True)
+        procs.stop(runner, fake_lab / "dockerd.pid", None, grace=5)
     assert str(err.value) == (f"dockerd did not answer within 1s; see {fake_lab / 'dockerd.log'}; last lines:\n"
                               "waiting for containerd")
 
@@ -330,3 +344,15 @@ def test_compose_plugin_link_created_replaced_when_dangling_and_foreign_left_alo
     plugin.unlink()
     plugin.write_text("#!/bin/sh\n")  # someone else's plugin (e.g. Docker Desktop's): not ours to touch
     assert host.ensure_compose_plugin(runner) is False and plugin.read_text() == "#!/bin/sh\n"
+
+
+def test_postgres_stand_in_is_hadolint_clean_and_from_the_lab_base():
+    import subprocess
+
+    dockerfile = paths.IMAGES_DIR / "postgres" / "Dockerfile"
+    result = subprocess.run([host.hadolint(), "--failure-threshold", "warning", "--no-color", str(dockerfile)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert standins.parse_from_lines(dockerfile.read_text()) == ["debian:13.7-slim"]
+    assert (paths.IMAGES_DIR / "postgres" / "IMAGE").read_text().strip() == "postgres:17-trixie"
+    assert os.access(paths.IMAGES_DIR / "postgres" / "docker-entrypoint.sh", os.X_OK)
