@@ -104,10 +104,15 @@ def start(docker_client, built_image, request):
         return app.wait_ready() if ready else app
 
     yield _start
+    from docker.errors import NotFound
+
     for app in started:
-        if _failed(request):
-            print(f"--- logs of {app.container.short_id} ---\n{app.logs()[-6000:]}")
-        app.container.remove(force=True)
+        try:
+            if _failed(request):
+                print(f"--- logs of {app.container.short_id} ---\n{app.logs()[-6000:]}")
+            app.container.remove(force=True)
+        except NotFound:  # the test removed it itself
+            pass
 
 
 @pytest.fixture
