@@ -260,3 +260,31 @@ def test_smoke_task_failure_is_one_line_exit(monkeypatch):
         tasks.smoke.body(None, image="djapp:x")
     assert info.value.code == 1
     assert info.value.message == "error: smoke check 'health endpoint' failed: GET /health/ gave 503"
+
+
+# --- Dockerfile lint and shape ---------------------------------------------------------------------------------
+def test_hadolint_clean_at_warning():
+    import shutil
+    import subprocess
+
+    exe = shutil.which("hadolint")
+    assert exe, "hadolint missing: pip install -r requirements-dev.txt"
+    r = subprocess.run([exe, "--failure-threshold", "warning", str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_dockerfile_contract():
+    text = (ROOT / "Dockerfile").read_text()
+    assert "# syntax" not in text and "--mount" not in text  # classic builder
+    froms = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert froms == ["FROM debian:13.7-slim AS builder", "FROM debian:13.7-slim"]
+    final = text.split("FROM debian:13.7-slim\n", 1)[1]
+    assert "build-ca" not in final and "PIP_CERT" not in final  # the CA bundle stays in the builder stage
+    assert final.index("COPY --from=builder /opt/venv") < final.index("COPY project/ /app/") < final.index(
+        "ARG APP_VERSION")  # dependencies cached apart from code; the version last
+    assert 'ENTRYPOINT ["docker-entrypoint.sh"]' in final and "USER 10001:10001" in final
+
+
+def test_entrypoint_is_strict_and_ends_in_exec():
+    lines = (ROOT / "docker-entrypoint.sh").read_text().strip().splitlines()
+    assert lines[0] == "#!/bin/bash" and "set -Eeuo pipefail" in lines and lines[-1] == 'exec "$@"'
