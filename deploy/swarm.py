@@ -263,6 +263,14 @@ def logs_cmd(cfg, follow: bool, tail: int = 200) -> list:
         service(cfg, "app")]
 
 
+def running_tasks_cmd(cfg, name: str) -> list:
+    return ["docker", "service", "ps", "--quiet", "--filter", "desired-state=running", service(cfg, name)]
+
+
+def task_logs_cmd(task: str, tail: int = 200) -> list:
+    return ["docker", "service", "logs", "--timestamps", "--tail", str(tail), task]
+
+
 def parse_update_status(text: str) -> tuple[str, str]:
     """'updating 2026-...' -> ('updating', '2026-...'); '' (never updated) -> ('', '')."""
     state, _, started = text.strip().partition(" ")

@@ -129,10 +129,12 @@ class Env:
 @pytest.fixture(scope="session")
 def env(lab, tmp_path_factory, request):
     e = Env(tmp_path_factory.mktemp("shipenv"))
-    yield e
-    if request.session.testsfailed:
-        dump_logs(e.stack)
-    remove_stack(e.stack)
+    try:
+        yield e
+        if request.session.testsfailed:
+            dump_logs(e.stack)
+    finally:
+        remove_stack(e.stack)
     from deploy.lab import paths
 
     for tag in e.tags:

@@ -53,6 +53,9 @@ def test_remote_commands_exact():
                                    "/var/lib/djdeploy/shop/audit.log", "/var/lib/djdeploy/shop/lock"]
     assert swarm.audit_show_cmd(c, 5) == ["tail", "-n", "5", "/var/lib/djdeploy/shop/audit.log"]
     assert swarm.logs_cmd(c, True) == ["docker", "service", "logs", "--timestamps", "--tail", "200", "--follow", "shop_app"]
+    assert swarm.running_tasks_cmd(c, "app") == ["docker", "service", "ps", "--quiet", "--filter",
+                                                 "desired-state=running", "shop_app"]
+    assert swarm.task_logs_cmd("abc", 5) == ["docker", "service", "logs", "--timestamps", "--tail", "5", "abc"]
     assert swarm.logs_cmd(c, False, 10) == ["docker", "service", "logs", "--timestamps", "--tail", "10", "shop_app"]
 
 
