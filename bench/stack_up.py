@@ -2,8 +2,10 @@
 """Benchmark the local stack tasks: `inv up` until healthy (image already built), a second `inv up` with
 everything running, and `inv --list`. Medians of several runs; results also written to bench/results/.
 
-Runs on a private compose project (name djbench<pid>) and a random free loopback port, so it never touches the
-developer's default stack; everything it creates is removed at the end (down --volumes).
+Runs in a fresh `git clone` of HEAD (a clean tree: other people editing the shared checkout cannot trigger
+rebuilds mid-run), on a private compose project (djbench<pid>), a private image repository (djbench<pid>,
+built once by the warm-up from the layer cache) and a random free loopback port, so it never touches the
+developer's default stack; everything it creates is removed at the end (down --volumes, its images, the clone).
 
     python3 bench/stack_up.py [--runs 5]
 
@@ -20,8 +22,10 @@ import os
 import platform
 import socket
 import statistics
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,9 +38,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def timed(argv, env, check=True):
+def timed(argv, env, check=True, cwd=None):
     started = time.monotonic()
-    out = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    out = subprocess.run(argv, cwd=cwd or env["BENCH_CWD"], env=env, capture_output=True, text=True, timeout=900)
     seconds = time.monotonic() - started
     if check and out.returncode != 0:
         sys.exit(f"failed: {' '.join(argv)}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
@@ -68,9 +72,13 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     project = f"djbench{os.getpid()}"
-    env = {**os.environ, "COMPOSE_PROJECT_NAME": project, "APP_PORT": str(free_port()), "PYTHONUNBUFFERED": "1"}
+    work = Path(tempfile.mkdtemp(prefix="djbench-"))
+    clone = work / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    env = {**os.environ, "COMPOSE_PROJECT_NAME": project, "APP_PORT": str(free_port()), "APP_IMAGE": project,
+           "XDG_CACHE_HOME": str(work / "cache"), "PYTHONUNBUFFERED": "1", "BENCH_CWD": str(clone)}
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.node(),
-               "cpus": os.cpu_count(), "runs": args.runs}
+               "cpus": os.cpu_count(), "runs": args.runs, "load_before": os.getloadavg()}
     try:
         print(f"warm-up: inv up on project {project} (builds the image if the tree needs it)", flush=True)
         warm, out = timed(inv("up"), env)
@@ -84,8 +92,14 @@ def main():
         results["import_invoke"] = {"median": statistics.median(base), "runs": base}
         label = 'python -c "import invoke" (floor of --list)'
         print(f"{label:<46} median {statistics.median(base):6.2f} s", flush=True)
+        results["load_after"] = os.getloadavg()
+        print(f"load average before/after: {results['load_before'][0]:.1f} / {results['load_after'][0]:.1f}")
     finally:
         timed(inv("down", "--volumes", "--yes"), env, check=False)
+        images = subprocess.run(["docker", "image", "ls", "--quiet", project], capture_output=True, text=True).stdout
+        for image_id in sorted(set(images.split())):
+            subprocess.run(["docker", "image", "rm", "--force", image_id], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "stack_up.json").write_text(json.dumps(results, indent=1))

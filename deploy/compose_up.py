@@ -109,12 +109,16 @@ def _last_line(text: str) -> str:
 
 
 def probe_health(url: str, timeout: float = 2.0) -> bool:
-    """One GET of the readiness endpoint (also checks the database): True on HTTP 200."""
+    """One GET of the readiness endpoint (also checks the database): True on HTTP 200.
+
+    Direct, never through an http_proxy from the environment: the app listens on this machine's loopback.
+    """
     import urllib.error
     import urllib.request
 
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URL we built
+        with opener.open(url, timeout=timeout) as resp:  # noqa: S310 - loopback URL we built
             return resp.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False

@@ -88,7 +88,8 @@ class Browser:
 
     def __init__(self, base: str):
         self.base = base
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                                  urllib.request.HTTPCookieProcessor(CookieJar()))
 
     def get(self, path: str = "/") -> str:
         with self.opener.open(self.base + path, timeout=10) as resp:

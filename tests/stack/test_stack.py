@@ -17,6 +17,7 @@ import pytest
 
 pytestmark = pytest.mark.engine
 ROOT = Path(__file__).resolve().parents[2]
+direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an http_proxy: loopback only
 
 
 def containers(stack) -> dict:
@@ -75,7 +76,7 @@ def test_up_follow_tails_new_log_lines_until_ctrl_c(up):
         deadline_hits = 0
         while True:  # uWSGI logs 4xx responses: request until the line shows up (compose may attach late)
             try:
-                urllib.request.urlopen(up.url(marker), timeout=5)
+                direct.open(up.url(marker), timeout=5)
             except urllib.error.HTTPError as exc:
                 assert exc.code == 404
             try:
@@ -264,7 +265,7 @@ def test_up_builds_when_missing_or_stale_and_runs_what_it_built(stack_session, r
         return out
 
     def page():
-        with urllib.request.urlopen(stack.url("/"), timeout=10) as resp:
+        with direct.open(stack.url("/"), timeout=10) as resp:
             return resp.read().decode()
 
     try:
