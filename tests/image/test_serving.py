@@ -167,3 +167,11 @@ def test_pid1_is_uwsgi_master(app):
     code, out = app.container.exec_run(["cat", "/proc/1/cmdline"])
     argv = out.split(b"\0")  # pyuwsgi: "python /opt/venv/bin/uwsgi"
     assert argv[0].endswith(b"uwsgi") or argv[1] == b"/opt/venv/bin/uwsgi", argv
+
+
+def test_pid1_reaps_orphaned_zombies(app):
+    """An orphan re-parented to PID 1 (the uWSGI master) is reaped when it exits: no zombie stays behind."""
+    app.container.exec_run(["sh", "-c", "sleep 0.3 & exit 0"])
+    wait_for("the master to reap the orphan", lambda: "exited with code 0" in app.logs(), timeout=10)
+    code, out = app.container.exec_run(["sh", "-c", "grep -l '^State:.*Z' /proc/[0-9]*/status || true"])
+    assert out.strip() == b""
