@@ -44,8 +44,11 @@ def build_machine_image(runner):
 
 
 def start_machine(client, name):
-    """`docker run` through the CLI: the SDK cannot express systempaths=unconfined (a client-side option)."""
-    argv = ["docker", "run", "-d", "--name", name, "--hostname", "fresh", "--workdir", "/work", "--label", "djdeploy.test=lab-fresh",
+    """`docker run` through the CLI: the SDK cannot express systempaths=unconfined (a client-side option).
+
+    --init: a real machine has an init that reaps orphans (the lab also copes without one: zombies count as stopped).
+    """
+    argv = ["docker", "run", "-d", "--name", name, "--hostname", "fresh", "--workdir", "/work", "--init", "--label", "djdeploy.test=lab-fresh",
             "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE", "--security-opt", "seccomp=unconfined",
             "--security-opt", "apparmor=unconfined", "--security-opt", "systempaths=unconfined",
             "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/var/lib/docker:exec", "-v", f"{CA}:/host-ca.crt:ro"]
@@ -80,12 +83,8 @@ PIP_ENV = {"PIP_CERT": "/host-ca.crt", "PIP_FIND_LINKS": "/opt/wheels", "PIP_DIS
            "PIP_EXTRA_INDEX_URL": "file:///opt/pypi/simple file:///opt/pypi-more/simple"}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tests", action="store_true", help="also run the lab's own tests inside the machine")
-    parser.add_argument("--keep", action="store_true", help="keep the machine container (debugging)")
-    parser.add_argument("--keep-image", action="store_true", help="keep the machine image for the next run")
-    args = parser.parse_args()
+def run(tests: bool = False, keep: bool = False, keep_image: bool = False) -> dict:
+    """The whole fresh-machine run; returns the report (also written to bench/results/)."""
     from invoke import Context
 
     from deploy.engine import client as docker_client
@@ -127,7 +126,7 @@ def main():
         report["second_lab_up_s"] = round(seconds, 2)
         _, code, out = sh(machine, "python -m invoke lab.status", env=path_env)
         report["status"] = out.strip().splitlines()
-        if args.tests:
+        if tests:
             seconds, code, out = sh(machine, "python -m pytest -q -p no:cacheprovider tests/unit/test_lab.py "
                                              "tests/unit/test_lab_up.py tests/lab", env={**path_env, "CI": "true"})
             report["tests"] = {"exit": code, "seconds": round(seconds, 1), "summary": out.strip().splitlines()[-1]}
@@ -135,24 +134,35 @@ def main():
         assert code == 0, "lab.down failed"
         _, code, out = sh(machine, (
             "left=0\n"
-            # no procps in a minbase system: read /proc/<pid>/comm
-            "for f in /proc/[0-9]*/comm; do c=$(cat \"$f\" 2>/dev/null || true); case \"$c\" in "
-            "dockerd|containerd|docker-registry|sshd) echo \"left: process $c (${f%/comm})\"; left=1;; esac; done\n"
+            # no procps in a minbase system: read /proc/<pid>/{comm,stat}; zombies are dead, not left
+            "for d in /proc/[0-9]*; do c=$(cat \"$d/comm\" 2>/dev/null || true); "
+            "s=$(sed 's/.*) //' \"$d/stat\" 2>/dev/null | cut -c1 || true); [ \"$s\" != Z ] || continue; "
+            "case \"$c\" in dockerd|containerd|docker-registry|sshd) echo \"left: process $c ($d)\"; left=1;; "
+            "esac; done\n"
             "[ ! -e /root/.local/state/djdeploy-lab ] || { echo 'left: lab dir'; left=1; }\n"
             "[ ! -L /root/.docker/cli-plugins/docker-compose ] || { echo 'left: compose plugin link'; left=1; }\n"
             "exit $left\n"))
         report["down_leaves_nothing"] = code == 0
         report["down_check"] = out.strip().splitlines()
     finally:
-        if machine is not None and not args.keep:
+        if machine is not None and not keep:
             machine.remove(force=True, v=True)
-        if not args.keep_image:
+        if not keep_image:
             for image in client.images.list(name=BASE):
                 client.images.remove(image.id, force=True)
-    print(json.dumps(report, indent=2))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "lab_fresh_machine.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tests", action="store_true", help="also run the lab's own tests inside the machine")
+    parser.add_argument("--keep", action="store_true", help="keep the machine container (debugging)")
+    parser.add_argument("--keep-image", action="store_true", help="keep the machine image for the next run")
+    args = parser.parse_args()
+    print(json.dumps(run(args.tests, args.keep, args.keep_image), indent=2))
 
 
 if __name__ == "__main__":
