@@ -121,7 +121,8 @@ def roll_out(cfg, run, tag: str, image: str, *, migrate: bool, base: bool) -> No
     proxy_text = swarm.PROXY_CFG.read_text(encoding="utf-8")
     cfg_name = swarm.proxy_config_name(cfg, proxy_text)
     release = f"{tag}@{now()}"
-    run.put(swarm.render(swarm.stack_spec(cfg, image, tag, release, cfg_name)), p.stack)
+    parallelism = 1 if migrate else 0  # a rollback (no migration) replaces every task at once, start-first
+    run.put(swarm.render(swarm.stack_spec(cfg, image, tag, release, cfg_name, parallelism=parallelism)), p.stack)
     if cfg.proxy:
         run.put(proxy_text, p.proxy_cfg)
     run.run(swarm.login_cmd(cfg), stdin=cfg.registry_password + "\n", hide=True, timeout=t)

@@ -81,11 +81,11 @@ def proxy_config_name(cfg, proxy_cfg_text: str) -> str:
     return f"{cfg.stack_name}_haproxy_{digest8(proxy_cfg_text)}"
 
 
-def _deploy_block(cfg, replicas: int, order: str) -> dict:
+def _deploy_block(cfg, replicas: int, order: str, parallelism: int = 1) -> dict:
     return {
         "replicas": replicas,
         "endpoint_mode": cfg.endpoint_mode,
-        "update_config": {"parallelism": 1, "delay": "0s", "order": order, "failure_action": "rollback",
+        "update_config": {"parallelism": parallelism, "delay": "0s", "order": order, "failure_action": "rollback",
                           "monitor": MONITOR, "max_failure_ratio": 0},
         "rollback_config": {"parallelism": 1, "delay": "0s", "order": order, "failure_action": "pause",
                             "monitor": MONITOR, "max_failure_ratio": 0},
@@ -97,8 +97,12 @@ def _ports(cfg, target: int) -> list:
     return [{"target": target, "published": cfg.published_port, "protocol": "tcp", "mode": cfg.publish_mode}]
 
 
-def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, only: tuple | None = None) -> dict:
-    """The compose (v3.8) stack as a dict. ``only`` keeps a subset of services (the base deploy)."""
+def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, only: tuple | None = None,
+               parallelism: int = 1) -> dict:
+    """The compose (v3.8) stack as a dict. ``only`` keeps a subset of services (the base deploy).
+
+    A deploy replaces app tasks one at a time (``parallelism`` 1); `inv rollback` passes 0 (all at once,
+    still start-first, so still without downtime): going back to a known version is the urgent case."""
     names = secret_names(cfg)
     app_env = {
         "APP_VERSION": tag,
@@ -119,7 +123,7 @@ def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, onl
         "networks": ["backend"],
         "healthcheck": dict(HEALTH),
         "stop_grace_period": f"{cfg.stop_grace_period}s",
-        "deploy": _deploy_block(cfg, cfg.replicas, "start-first"),
+        "deploy": _deploy_block(cfg, cfg.replicas, "start-first", parallelism),
     }
     if not cfg.proxy:
         app["ports"] = _ports(cfg, APP_PORT)

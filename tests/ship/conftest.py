@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -91,8 +92,6 @@ class Env:
     """One lab deploy environment for this test session."""
 
     def __init__(self, tmp: Path):
-        from deploy import ship_lab
-
         self.stack = "djtest" + secrets.token_hex(3)
         self.port = free_port()
         self.dir = tmp
@@ -102,7 +101,6 @@ class Env:
         self.extra = {"DJANGO_SECRET_KEY_FILE": str(self.key_file), "CONVERGE_TIMEOUT": "180"}
         self.write()
         self.tags: list[str] = []
-        ship_lab  # noqa: B018
 
     def write(self, **extra) -> None:
         from deploy import ship_lab
@@ -189,6 +187,3 @@ class Site:
 
     def notes(self) -> str:
         return self.get("/")[2]
-
-
-import urllib.parse  # noqa: E402  (used by Site)

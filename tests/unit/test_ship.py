@@ -260,6 +260,10 @@ def test_rollback_skips_build_push_and_migration(cfg, offline):
     assert not any("migrate" in c or "stack-base" in c for c in cmds)
     assert sum("stack deploy" in c for c in cmds) == 1
     assert "action=rollback" in [s for c, s in manager.calls if "audit.log" in c][0]
+    import json
+
+    spec = json.loads(manager.files["/var/lib/djdeploy/djt/stack.yml"])
+    assert spec["services"]["app"]["deploy"]["update_config"]["parallelism"] == 0
     assert ship_wait_probe is ship_wait.probe and outcome.result == "ok"
 
 

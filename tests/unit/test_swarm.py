@@ -169,3 +169,10 @@ def test_proxy_config_routes_by_dns_with_health_checks_and_retries():
                    "option redispatch", "retry-on conn-failure empty-response 503", "init-addr none",
                    "http-request disable-l7-retry if !METH_GET !METH_HEAD", "bind :8080"):
         assert needle in text
+
+
+def test_rollback_spec_replaces_all_tasks_at_once_still_start_first():
+    app = swarm.stack_spec(cfg(), "i", "t", "r", "x", parallelism=0)["services"]["app"]
+    assert app["deploy"]["update_config"]["parallelism"] == 0
+    assert app["deploy"]["update_config"]["order"] == "start-first"
+    assert app["deploy"]["rollback_config"]["parallelism"] == 1
