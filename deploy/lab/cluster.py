@@ -226,6 +226,8 @@ def down(name: str | None = None, echo: bool = True, out=None) -> list[str]:
     containers = _containers(ask, name)
     for c in containers.values():
         names.add(c["Config"]["Labels"].get(plan.CLUSTER_LABEL, ""))
+    if not name:
+        names.update(cluster_registry.endpoints().values())
     if containers:
         act.run(["docker", "rm", "-f", "-v", *sorted(containers)], hide=True)
         removed += sorted(containers)

@@ -38,6 +38,29 @@ def serve_env(gateway: str, port: int) -> dict[str, str]:
     return {"REGISTRY_HTTP_ADDR": f"{gateway}:{port}", "REGISTRY_LOG_LEVEL": "warn"}
 
 
+MARKER = "DJDEPLOY_CLUSTER_REGISTRY"  # in the endpoint's environment: found again even without its pid file
+
+
+def endpoints() -> dict[int, str]:
+    """{pid: cluster name} of the docker-registry processes started for lab clusters (marker in their environment)."""
+    found = {}
+    prefix = f"{MARKER}=".encode()
+    for proc in os.listdir("/proc"):
+        if not proc.isdigit():
+            continue
+        try:
+            with open(f"/proc/{proc}/environ", "rb") as fh:
+                marks = [v for v in fh.read().split(b"\0") if v.startswith(prefix)]
+            if not marks:
+                continue
+            with open(f"/proc/{proc}/cmdline", "rb") as fh:
+                if any(part.endswith(b"docker-registry") for part in fh.read().split(b"\0")):
+                    found[int(proc)] = marks[0][len(prefix):].decode()
+        except OSError:
+            continue
+    return found
+
+
 def _pid(files: ClusterFiles) -> int | None:
     try:
         pid = int(files.registry_pid.read_text().strip())
@@ -67,7 +90,7 @@ def ensure(files: ClusterFiles, gateway: str, port: int, say, timeout: float = 1
         return
     stop(files)
     say(f"[local] starting the registry endpoint for the cluster on {gateway}:{port} (log {files.registry_log})")
-    env = dict(os.environ, **serve_env(gateway, port))
+    env = dict(os.environ, **serve_env(gateway, port), **{MARKER: files.name})
     with open(files.registry_log, "ab") as log:
         proc = subprocess.Popen(serve_argv(), env=env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -87,11 +110,18 @@ def ensure(files: ClusterFiles, gateway: str, port: int, say, timeout: float = 1
 
 def stop(files: ClusterFiles, timeout: float = 10.0) -> bool:
     """Stop the endpoint this cluster started (found by its pid file); True if one was running."""
-    pid = _pid(files)
+    pids = sorted({p for p in (_pid(files), *(p for p, n in endpoints().items() if n == files.name)) if p})
     files.registry_pid.unlink(missing_ok=True)
-    if not pid:
-        return False
-    os.kill(pid, signal.SIGTERM)
+    for pid in pids:
+        _terminate(pid, timeout)
+    return bool(pids)
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
         try:
@@ -103,7 +133,6 @@ def stop(files: ClusterFiles, timeout: float = 10.0) -> bool:
     else:
         if os.path.exists(f"/proc/{pid}"):
             os.kill(pid, signal.SIGKILL)
-    return True
 
 
 def _tail(path, lines: int = 10) -> str:

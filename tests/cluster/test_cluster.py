@@ -95,6 +95,9 @@ def test_up_again_only_checks_and_status_has_one_line_per_node(cluster_spec):
     after = sh("docker", "ps", "-q", "--filter", f"label=djdeploy.lab.cluster={cluster_spec.name}").stdout.split()
     assert again == cluster_spec and sorted(after) == sorted(before) and len(after) == 3
     assert took < 15, f"a second up took {took:.1f}s"
+    from deploy.lab import cluster_registry
+
+    assert list(cluster_registry.endpoints().values()).count(cluster_spec.name) == 1  # one registry endpoint
     lines = cluster.status(cluster_spec.name)
     assert len(lines) == 3
     assert "role=Leader" in lines[0] and f"ssh 127.0.0.1:{cluster_spec.ssh_port} (ok)" in lines[0]
