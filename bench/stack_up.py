@@ -67,6 +67,20 @@ def series(label, runs, before, action, env):
     return {"median": med, "runs": kept, "left_out_built": skipped}
 
 
+def toolkit_import_ms(env, runs=7) -> float:
+    """What the toolkit itself adds to `inv --list`: import self-time of tasks.py and deploy.* (the rest is invoke)."""
+    totals = []
+    for _ in range(runs):
+        _, out = timed([sys.executable, "-X", "importtime", "-c", "import tasks"], env)
+        own = 0
+        for line in out.stderr.splitlines():
+            parts = [p.strip() for p in line.removeprefix("import time:").split("|")]
+            if len(parts) == 3 and parts[0].isdigit() and (parts[2] == "tasks" or parts[2].startswith("deploy")):
+                own += int(parts[0])
+        totals.append(own / 1000)
+    return statistics.median(totals)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -92,6 +106,9 @@ def main():
         results["import_invoke"] = {"median": statistics.median(base), "runs": base}
         label = 'python -c "import invoke" (floor of --list)'
         print(f"{label:<46} median {statistics.median(base):6.2f} s", flush=True)
+        results["toolkit_import_ms"] = toolkit_import_ms(env)
+        print(f"{'own modules at inv --list (deploy.*, tasks)':<46} median {results['toolkit_import_ms']:6.1f} ms "
+              "(python -X importtime self time)", flush=True)
         results["load_after"] = os.getloadavg()
         print(f"load average before/after: {results['load_before'][0]:.1f} / {results['load_after'][0]:.1f}")
     finally:
