@@ -60,7 +60,7 @@ def test_three_nodes_one_leader_two_workers_seen_over_ssh(manager, cluster_spec)
                     ["djtest-node3", "Ready", "Active"]]
 
 
-def test_ssh_rejects_an_unknown_or_a_changed_host_key(cluster_spec, tmp_path):
+def test_ssh_rejects_an_unknown_or_a_changed_host_key_and_still_serves_the_right_one(cluster_spec, tmp_path):
     import paramiko
     from fabric import Connection
 
@@ -69,20 +69,29 @@ def test_ssh_rejects_an_unknown_or_a_changed_host_key(cluster_spec, tmp_path):
 
     files = ClusterFiles(cluster_spec.name)
     wrong = files.host_key(2).with_suffix(".pub").read_text()  # another node's key pinned for node 1's port
-    for text, error in (("", paramiko.SSHException), (known_hosts_line(cluster_spec.ssh_port, wrong),
-                                                      paramiko.BadHostKeyException)):
+
+    def connect(known_text):
         known = tmp_path / "known_hosts"
-        known.write_text(text)
-        conn = Connection("127.0.0.1", port=cluster_spec.ssh_port, user="root", connect_timeout=10,
+        known.write_text(known_text)
+        conn = Connection("127.0.0.1", port=cluster_spec.ssh_port, user="root", connect_timeout=5,
                           connect_kwargs={"key_filename": [str(files.key)], "look_for_keys": False,
-                                          "allow_agent": False})
+                                          "allow_agent": False, "banner_timeout": 5})
         client = paramiko.SSHClient()
         client.load_host_keys(str(known))
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         conn.client = client
+        return conn
+
+    for text, error in (("", paramiko.SSHException),
+                        (known_hosts_line(cluster_spec.ssh_port, wrong), paramiko.BadHostKeyException)) * 2:
+        conn = connect(text)
         with pytest.raises(error):
             conn.run("true", hide=True, in_stream=False)
-        conn.close()
+        conn.client.close()
+    # Rejected handshakes must not lock the (single, gateway) client address out of sshd.
+    conn = connect(files.known_hosts.read_text())
+    assert conn.run("hostname", hide=True, in_stream=False).stdout.strip() == cluster_spec.node(1)
+    conn.close()
 
 
 def test_up_again_only_checks_and_status_has_one_line_per_node(cluster_spec):
