@@ -50,4 +50,5 @@ def wait_200(port, path="/health/", timeout=60.0, container=None, all_workers=Fa
         except OSError:
             pass
         time.sleep(0.01)
-    raise RuntimeError(f"no 200 from 127.0.0.1:{port}{path} within {timeout}s")
+    logs = container.logs().decode("utf-8", "replace")[-2000:] if container is not None else ""
+    raise RuntimeError(f"no 200 from 127.0.0.1:{port}{path} within {timeout}s\n{logs}")

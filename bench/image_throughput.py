@@ -77,7 +77,7 @@ def main():
         servers = {}
         for name, ref in (("uwsgi", args.image), ("gunicorn", gunicorn_ref)):
             c, port = run_app(cli, ref, env, network=net.name)
-            wait_200(port, timeout=90)
+            wait_200(port, timeout=90, container=c)
             servers[name] = (c, port)
         seed = servers["uwsgi"][1]
         # 20 notes on the page (CSRF-exempt path not available: insert through the ORM in a one-off container)

@@ -96,3 +96,19 @@ def test_uwsgi_has_pcre_routing(docker_client, built_image):
              "--wsgi-file /dev/null --need-app 2>&1 | grep -i -e routing -e 'func:' -e unrecognized; true")
     assert "no internal routing support" not in out and "unrecognized option" not in out
     assert "dumping internal routing table" in out and "func: regexp" in out
+
+
+def test_check_deploy_in_the_image(docker_client, built_image):
+    env = {"DJANGO_SECRET_KEY": "s" * 20 + "0123456789abcdefghijklmnopqrstuvwxyz", "DJANGO_ALLOWED_HOSTS": "localhost",
+           "DATABASE_URL": ""}
+    out = docker_client.containers.run(built_image.ref, ["python", "manage.py", "check", "--deploy",
+                                                         "--fail-level", "WARNING"], environment=env, remove=True,
+                                       labels={"djdeploy.test": "image"})
+    assert b"no issues" in out
+    from docker.errors import ContainerError
+
+    with pytest.raises(ContainerError) as info:
+        docker_client.containers.run(built_image.ref, ["python", "manage.py", "check", "--deploy", "--fail-level",
+                                                       "WARNING"], environment={**env, "DJANGO_DEBUG": "on"},
+                                     remove=True, labels={"djdeploy.test": "image"})
+    assert b"security.W018" in info.value.stderr
