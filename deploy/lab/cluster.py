@@ -53,6 +53,10 @@ def node_image(ask: Runner, act: Runner) -> str:
                            "check Debian's mirror is reachable and run `inv cluster.up` again") from None
     finally:
         cli.close()
+    stale = ask.run(["docker", "image", "ls", "--filter", f"label={plan.LABEL}=cluster-image", "--format",
+                     "{{.Repository}}:{{.Tag}}", plan.NODE_REPOSITORY], check=False, hide=True).stdout.split()
+    for old in (ref for ref in stale if ref != tag):  # earlier versions of deploy/lab/node/; in-use ones stay
+        ask.run(["docker", "image", "rm", old], check=False, hide=True)
     return tag
 
 
