@@ -130,6 +130,12 @@ def remove_leftovers(client) -> None:
     for v in client.volumes.list(filters={"label": LABEL}):
         if stale(v.attrs.get("Labels")):
             v.remove(force=True)
+    # Images the tests build: djdeploy-test-fakedb:<pid> and djdeploy-test-stack<pid>:<tag>.
+    for image in client.images.list():
+        for tag in image.tags:
+            m = re.match(r"^djdeploy-test-(?:fakedb:(\d+)$|stack(\d+):)", tag)
+            if m and not _pid_alive(m.group(1) or m.group(2)):
+                client.images.remove(tag, force=True)
 
 
 @pytest.hookimpl(hookwrapper=True)
