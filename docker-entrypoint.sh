@@ -19,4 +19,9 @@ if [ -z "${UWSGI_ROUTE_IF_NOT:-}" ]; then
     export UWSGI_ROUTE_IF_NOT="regexp:\${HTTP_HOST};${host_regex} break:400"
 fi
 
+# Static files are served by uWSGI, not Django: give them the X-App-Version header that Django's responses carry.
+if [ -z "${UWSGI_ROUTE:-}" ]; then
+    export UWSGI_ROUTE="^/static/ addheader:X-App-Version: ${APP_VERSION:-dev}"
+fi
+
 exec "$@"

@@ -50,7 +50,7 @@ def test_foreign_or_missing_host_gets_400_with_empty_body(app, path, host):
         status, head, body = split(raw(app.port, b"GET " + path.encode() + b" " + version + b"\r\n" + host +
                                        b"Connection: close\r\n\r\n"))
         assert (status, body) == (400, b""), head
-        assert "X-App-Version" not in head  # answered by uWSGI, never reached Django
+        assert "X-Frame-Options" not in head  # answered by uWSGI: Django's security middleware never saw it
 
 
 def test_empty_host_value_never_reaches_django(app):
@@ -67,10 +67,11 @@ def test_allowed_hosts_with_or_without_port_pass(app, host):
     assert static_path(app)
 
 
-def test_every_django_response_carries_app_version(app, built_image):
+def test_every_response_carries_app_version(app, built_image):
+    """Django's responses (middleware) and uWSGI's static files (a route) alike."""
     tag = built_image.ref.split(":", 1)[1]
-    for path in ("/", "/health/", "/admin/login/", "/missing/"):
-        assert get(app.port, path)[1]["X-App-Version"] == tag
+    for path in ("/", "/health/", "/admin/login/", "/missing/", static_path(app), "/static/admin/css/base.css"):
+        assert get(app.port, path)[1].get_all("X-App-Version") == [tag], path
 
 
 def test_hashed_static_far_future_unhashed_not(app):
