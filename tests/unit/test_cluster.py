@@ -306,3 +306,43 @@ def test_swarm_is_formed_only_where_missing():
     assert act.history == [plan.join_plan(spec, SUBNET, {1, 2})[0][1]]
     assert act.stdins == ["SWMTKN-1-secret\n"] and act.secrets == ("SWMTKN-1-secret",)
     assert all("SWMTKN-1-secret" not in " ".join(a) for a in act.history + ask.history)
+
+
+def test_down_removes_only_what_carries_the_cluster_label(monkeypatch, tmp_path):
+    import json as _json
+
+    from deploy.lab import cluster, cluster_registry, cluster_state, paths
+
+    monkeypatch.setattr(paths, "LAB_DIR", tmp_path)
+    (tmp_path / "cluster" / "djlab").mkdir(parents=True)
+    inspect = _json.dumps([{"Name": "/djlab-node1", "Config": {"Labels": {plan.CLUSTER_LABEL: "djlab"}}}])
+    runner = FakeRunner([
+        (["docker", "ps", "-aq", "--filter", "label=djdeploy.lab.cluster=djlab"], (0, "c1\n")),
+        (["docker", "inspect", "c1"], (0, inspect)),
+        (["docker", "rm", "-f", "-v", "djlab-node1"], (0, "")),
+        (["docker", "volume", "ls", "-q", "--filter", "label=djdeploy.lab.cluster=djlab"], (0, "djlab-node1-docker\n")),
+        (["docker", "volume", "rm", "-f", "djlab-node1-docker"], (0, "")),
+        (["docker", "network", "ls", "-q", "--filter", "label=djdeploy.lab.cluster=djlab"], (0, "n1\n")),
+        (["docker", "network", "rm", "n1"], (0, "")),
+    ])
+    monkeypatch.setattr(cluster, "_runners", lambda echo=True, out=None: (runner, runner))
+    monkeypatch.setattr(cluster_registry, "stop", lambda files: files.name == "djlab")
+    monkeypatch.setattr(cluster, "_remove_cgroups", lambda name: [])
+    removed = cluster.down("djlab")
+    assert removed == ["djlab-node1", "djlab-node1-docker", "network n1", "registry endpoint of djlab",
+                       str(tmp_path / "cluster" / "djlab")]
+    assert not (tmp_path / "cluster" / "djlab").exists()
+    assert [a[:3] for a in runner.history] == [
+        ["docker", "ps", "-aq"], ["docker", "inspect", "c1"], ["docker", "rm", "-f"],
+        ["docker", "volume", "ls"], ["docker", "volume", "rm"], ["docker", "network", "ls"], ["docker", "network", "rm"]]
+    assert cluster_state.existing_names() == []
+
+
+def test_status_without_a_cluster_names_the_fix(monkeypatch, tmp_path):
+    from deploy.lab import cluster, paths
+
+    monkeypatch.setattr(paths, "LAB_DIR", tmp_path)
+    with pytest.raises(ToolkitError) as err:
+        cluster.status("djlab")
+    assert str(err.value) == (f"no lab cluster named djlab is up ({tmp_path}/cluster/djlab/spec.json is missing); "
+                              "run `inv cluster.up`")
