@@ -1,5 +1,6 @@
-"""Cluster tests: one three-node lab cluster per session (name ``djtest``, random loopback ports), removed
-by the finalizer; on a failed test the nodes' last log lines and the swarm's tasks are printed."""
+"""Cluster tests: one three-node lab cluster for this package (name ``djtest``, random loopback ports),
+removed by the finalizer as soon as the package's tests are done (not at the end of the whole session: the
+nodes cost CPU). On a failed test the nodes' last log lines and the swarm's tasks are printed."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def pytest_runtest_makereport(item, call):
     setattr(item, "rep_" + rep.when, rep)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster_spec(request, docker_client):
     from deploy.lab import cluster
     from deploy.lab.cluster_plan import ClusterSpec
@@ -118,7 +119,7 @@ def probe_image(docker_client, registry_login):
     docker_client.images.remove(f"{repo}:{tag}", noprune=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def manager(cluster_spec):
     """A Fabric connection to node 1 (root, cluster key) that trusts only the cluster's known_hosts."""
     import paramiko
