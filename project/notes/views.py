@@ -42,6 +42,8 @@ def health(request):
     """Liveness: 200 "ok" without touching the database. ``?ready=1``: readiness, also checks the database."""
     if request.GET.get("ready") and _has_db():
         try:
+            # a fresh connection (connect_timeout applies): a kept-alive one could hang on a frozen server
+            connection.close()
             connection.ensure_connection()
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")
