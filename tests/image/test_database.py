@@ -64,7 +64,7 @@ def test_migrate_then_notes_persist_across_containers(docker_client, built_image
 
 
 def test_readiness_follows_the_database_liveness_does_not(docker_client, built_image, network, postgres, start):
-    app = start(env={"DATABASE_URL": postgres["url"]}, network=network.name)
+    app = start(env={"DATABASE_URL": postgres["url"], "DJANGO_MANAGEPY_MIGRATE": "on"}, network=network.name)
     assert get(app.port, "/health/?ready=1")[:3:2] == (200, b"ok")
     for _ in range(10):  # every worker now holds a kept-alive connection (CONN_MAX_AGE)
         assert get(app.port, "/")[0] == 200
