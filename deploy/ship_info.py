@@ -28,6 +28,9 @@ def status(cfg, out=sys.stdout) -> None:
             res = run.run(swarm.service_status_cmd(cfg, name), hide=True, check=False, timeout=t)
             if res.ok:
                 out.write("update: " + res.stdout.strip() + "\n")
+        tasks = run.run(swarm.tasks_by_node_cmd(cfg), hide=True, check=False, timeout=t)
+        if tasks.ok:
+            out.write("TASK\tNODE\tSTATE\n" + tasks.stdout)
     _with_runner(cfg, out, body)
 
 

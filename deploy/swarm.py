@@ -123,7 +123,9 @@ def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, onl
         "networks": ["backend"],
         "healthcheck": dict(HEALTH),
         "stop_grace_period": f"{cfg.stop_grace_period}s",
-        "deploy": _deploy_block(cfg, cfg.replicas, "start-first", parallelism),
+        # Spread replicas over the nodes (a no-op on one node): losing a node loses as few replicas as possible.
+        "deploy": dict(_deploy_block(cfg, cfg.replicas, "start-first", parallelism),
+                       placement={"preferences": [{"spread": "node.id"}]}),
     }
     if not cfg.proxy:
         app["ports"] = _ports(cfg, APP_PORT)
@@ -155,7 +157,10 @@ def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, onl
             "ports": _ports(cfg, PROXY_PORT),
             "networks": ["backend"],
             "stop_grace_period": "10s",
-            "deploy": _deploy_block(cfg, 1, "stop-first"),
+            # One proxy per node (global): traffic enters on every node's host-mode port and reaches app
+            # replicas on any node over the overlay network. stop-first: a host port cannot be bound twice.
+            "deploy": dict({k: v for k, v in _deploy_block(cfg, 1, "stop-first").items() if k != "replicas"},
+                           mode="global"),
         }
         spec["configs"] = {"haproxy_cfg": {"name": proxy_cfg_name, "file": paths(cfg).proxy_cfg}}
     if only is not None:
@@ -250,6 +255,12 @@ def finish_cmd(cfg) -> list:
 
 def audit_show_cmd(cfg, lines: int = 50) -> list:
     return ["tail", "-n", str(lines), paths(cfg).audit]
+
+
+def tasks_by_node_cmd(cfg) -> list:
+    """Which node runs which task of the stack (running tasks only)."""
+    return ["docker", "stack", "ps", "--filter", "desired-state=running",
+            "--format", "{{.Name}}\t{{.Node}}\t{{.CurrentState}}", cfg.stack_name]
 
 
 def services_cmd(cfg) -> list:

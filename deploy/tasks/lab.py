@@ -11,12 +11,23 @@ def _runner(c, quiet: bool = False):
     return Runner(ctx=c, echo=not quiet)
 
 
-@task(help={"quiet": "print only the summary line, not every command"})
-def up(c, quiet=False):
+@task(help={"quiet": "print only the summary line, not every command",
+            "nodes": "also bring up a lab cluster of N nodes (N > 1; see `inv cluster.up --help` for its options)"})
+def up(c, quiet=False, nodes=1):
     """Provision the lab idempotently (a second run takes seconds)."""
+    from ..errors import ToolkitError
     from ..lab import provision
 
+    nodes = int(nodes)
+    if nodes < 1:
+        raise ToolkitError(f"--nodes must be 1 or more (got {nodes})")
     provision.up(_runner(c, quiet))
+    if nodes > 1:
+        from ..lab import cluster
+
+        spec = cluster.up(nodes=nodes, echo=not quiet)
+        for line in cluster.status(spec.name):
+            print(line)
 
 
 @task(help={"yes": "confirm: remove everything this lab made (its state file says what)"})
@@ -28,6 +39,11 @@ def down(c, yes=False):
     if not yes:
         raise ToolkitError(f"lab.down removes the lab at {paths.LAB_DIR} and what it started; "
                            "pass --yes to confirm")
+    from ..lab import cluster, cluster_state
+
+    for name in cluster_state.existing_names():  # this lab's clusters first (their files live in LAB_DIR)
+        removed = cluster.down(name)
+        print(f"removed cluster {name}: " + (", ".join(removed) if removed else "nothing left"))
     provision.down(_runner(c))
 
 

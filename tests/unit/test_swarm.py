@@ -176,3 +176,18 @@ def test_rollback_spec_replaces_all_tasks_at_once_still_start_first():
     assert app["deploy"]["update_config"]["parallelism"] == 0
     assert app["deploy"]["update_config"]["order"] == "start-first"
     assert app["deploy"]["rollback_config"]["parallelism"] == 1
+
+
+def test_proxy_runs_on_every_node_and_app_replicas_spread_over_nodes():
+    spec = swarm.stack_spec(cfg(publish_mode="host", endpoint_mode="dnsrr"), "i", "t", "r", "x")
+    proxy, app = spec["services"]["proxy"]["deploy"], spec["services"]["app"]["deploy"]
+    assert proxy["mode"] == "global" and "replicas" not in proxy
+    assert proxy["update_config"]["order"] == "stop-first"  # a host-mode port cannot be bound twice on a node
+    assert app["placement"] == {"preferences": [{"spread": "node.id"}]}
+    assert app["replicas"] == spec["services"]["app"]["deploy"]["replicas"]
+
+
+def test_tasks_by_node_command():
+    assert swarm.tasks_by_node_cmd(cfg()) == [
+        "docker", "stack", "ps", "--filter", "desired-state=running",
+        "--format", "{{.Name}}\t{{.Node}}\t{{.CurrentState}}", "shop"]
