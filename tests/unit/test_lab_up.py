@@ -89,3 +89,14 @@ def test_down_refuses_home(monkeypatch):
     monkeypatch.setattr(paths, "LAB_DIR", paths.Path.home())
     with pytest.raises(ToolkitError, match="refusing to remove"):
         provision.down(Runner(ctx=MockContext(), echo=False), say=lambda m: None)
+
+
+def test_lab_up_refuses_fewer_than_one_node_before_doing_anything(monkeypatch):
+    from invoke import Context, Exit
+
+    import tasks
+    from deploy.lab import provision
+
+    monkeypatch.setattr(provision, "up", lambda *a, **k: (_ for _ in ()).throw(AssertionError("provisioned")))
+    with pytest.raises(Exit, match=r"--nodes must be 1 or more \(got 0\)"):
+        tasks.ns.collections["lab"]["up"](Context(), nodes=0)
