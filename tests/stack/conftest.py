@@ -131,8 +131,10 @@ def remove_leftovers(client) -> None:
         if stale(v.attrs.get("Labels")):
             v.remove(force=True)
     # Images the tests build: djdeploy-test-fakedb:<pid> and djdeploy-test-stack<pid>:<tag>.
-    for image in client.images.list():
-        for tag in image.tags:
+    # One low-level listing: images.list() inspects each image after listing, and fails when another
+    # session removes one in between.
+    for image in client.api.images():
+        for tag in image.get("RepoTags") or ():
             m = re.match(r"^djdeploy-test-(?:fakedb:(\d+)$|stack(\d+):)", tag)
             if m and not _pid_alive(m.group(1) or m.group(2)):
                 client.images.remove(tag, force=True)
