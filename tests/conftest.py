@@ -29,8 +29,16 @@ def _engine_problem():
     return _engine_state["problem"]
 
 
+ENGINE_MARKERS = ("engine", "lab", "cluster")
+
+
+def needs_engine(item) -> bool:
+    """True when the test carries one of the markers that need a Docker engine."""
+    return any(item.get_closest_marker(name) is not None for name in ENGINE_MARKERS)
+
+
 def pytest_runtest_setup(item):
-    if any(item.iter_markers(name=n) for n in ("engine", "lab", "cluster")):
+    if needs_engine(item):
         problem = _engine_problem()
         if problem:
             if IN_CI:
