@@ -14,7 +14,7 @@ class FakeItem:
 
 
 @pytest.mark.parametrize("markers,expected", [
-    ((), False), (("slow",), False), (("engine",), True), (("lab",), True), (("cluster",), True),
+    ((), False), (("filterwarnings",), False), (("engine",), True), (("lab",), True), (("cluster",), True),
 ])
 def test_only_marked_tests_need_the_engine(markers, expected):
     assert needs_engine(FakeItem(*markers)) is expected
