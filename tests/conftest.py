@@ -46,6 +46,15 @@ def pytest_runtest_setup(item):
             pytest.skip(f"needs the Docker engine: {problem}")
 
 
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item (item.rep_setup, rep_call, rep_teardown), so that fixtures can
+    print container logs in their teardown when the test failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     from deploy.engine import client

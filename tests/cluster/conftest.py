@@ -53,13 +53,6 @@ def poll(what: str, fn, timeout: float, interval: float = 0.5):
         time.sleep(interval)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    setattr(item, "rep_" + rep.when, rep)
-
-
 @pytest.fixture(scope="package")
 def cluster_spec(request, docker_client):
     from deploy.lab import cluster

@@ -14,13 +14,6 @@ LABEL = {"djdeploy.test": "image"}
 POSTGRES_IMAGE = "postgres:17-trixie"
 
 
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    setattr(item, "rep_" + rep.when, rep)
-
-
 def _failed(request):
     return any(getattr(getattr(request.node, "rep_" + w, None), "failed", False) for w in ("setup", "call"))
 

@@ -140,13 +140,6 @@ def remove_leftovers(client) -> None:
                 client.images.remove(tag, force=True)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    setattr(item, "rep_" + rep.when, rep)
-
-
 @pytest.fixture(scope="session")
 def stack_session(docker_client):
     remove_leftovers(docker_client)
