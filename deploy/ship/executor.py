@@ -113,6 +113,7 @@ def rollback(cfg, *, to: str | None = None, dry_run: bool = False, out=sys.stdou
 
 def _connected(cfg, remote, out, body):
     run = remote or ssh.remote_runner(cfg, out=out)
+    run.echo = False  # the executor prints each step once; state reads are summed up in the plan's header
     run.add_secrets(stackfile.database_url(cfg))
     try:
         return body(run)
@@ -136,7 +137,6 @@ def ship(cfg, rel: plan.Release, run: Runner, *, dry_run: bool, out=sys.stdout, 
         out.write(f"dry run: {len(the_plan.steps)} steps planned; nothing was run, no lock was taken\n")
         return outcome
     local = Runner(where="local", secrets=run.secrets, echo=False, out=out)
-    run.echo = False
     job = actions.Job(cfg=cfg, release=rel, state=snapshot, manager=run, local=local, out=out, builder=builder,
                       digest=snapshot.digest or "", when=actions.now())
     started = time.monotonic()
