@@ -15,6 +15,7 @@ from deploy.ship.stackfile import database_url, network, service
 TERMINAL = ("completed", "rollback_completed", "paused", "rollback_paused")
 
 
+# Typed fields like config.DeployConfig (a shape-only pair for `duplicates`): different data, nothing to share.
 @dataclass(frozen=True)
 class Paths:
     """Where things live on the manager (all under cfg.remote_dir)."""
