@@ -85,6 +85,7 @@ def migrate_env(cfg) -> str:
 def migrate_cmd(cfg, image: str) -> list:
     p = paths(cfg)
     return ["docker", "--config", p.docker_config, "run", "--rm", "--network", network(cfg),
+            "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
             "--env-file", p.migrate_env, "--label", f"djdeploy.stack={cfg.stack_name}",
             "--label", "djdeploy.role=migrate", image, "python", "manage.py", "migrate", "--noinput"]
 

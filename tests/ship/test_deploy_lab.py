@@ -78,6 +78,31 @@ def test_v1_deploy_serves_v1(env):
     STATE.update(v1=v1, site=site)
 
 
+def containers(env, service: str) -> list[dict]:
+    ids = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={env.stack}_{service}").stdout.split()
+    assert ids, f"no running container of {env.stack}_{service}"
+    return json.loads(docker("inspect", *ids).stdout)
+
+
+def test_swarm_containers_run_hardened_and_the_app_still_serves_pages_static_files_and_admin_posts(env):
+    """Read-only root fs (tmpfs /tmp), no capabilities, memory/CPU/PIDs limits from the env file's defaults;
+    the app still serves a page, a hashed static file and the admin login POST (CSRF checked)."""
+    expected = {"app": (512 * 2**20, 10**9, 256), "db": (2**30, 10**9, 512), "proxy": (256 * 2**20, 5 * 10**8, 128)}
+    for service, (memory, cpus, pids) in expected.items():
+        for c in containers(env, service):
+            host = c["HostConfig"]
+            assert host["ReadonlyRootfs"] is True, service
+            assert host["CapDrop"] == ["ALL"], service
+            assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (memory, cpus, pids), service
+            assert any(m["Type"] == "tmpfs" and m["Destination"] == "/tmp" for m in c["Mounts"]), service
+    assert containers(env, "db")[0]["HostConfig"]["CapAdd"] == ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]
+    site = STATE["site"]
+    status, _, page = site.get("/")
+    static = re.search(r'/static/[\w./-]+\.[0-9a-f]{12}\.(?:css|js)', page).group(0)
+    assert site.get(static)[0] == 200
+    assert "Please enter the correct username and password" in site.admin_login("nobody", "wrong-password")
+
+
 def test_remote_files_are_private_and_migration_env_is_gone(env):
     base = f"/var/lib/djdeploy/{env.stack}"
     assert os.stat(base).st_mode & 0o777 == 0o700
