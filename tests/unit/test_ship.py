@@ -314,3 +314,12 @@ def test_unlock_names_the_holder(cfg, monkeypatch):
     executor.unlock(cfg, out=out)
     assert out.getvalue().splitlines()[-1] == "released the deploy lock (held by: bob@ci pid=1)"
     assert manager.commands() == ["cat /var/lib/djdeploy/djt/lock/owner", "rm -rf /var/lib/djdeploy/djt/lock"]
+
+
+def test_a_failing_command_names_its_step_and_what_to_check(cfg, offline, reg):
+    manager = FakeManager([("stack.yml djt", Result(exited=1, stderr="failed to update service djt_app: out of sequence"))])
+    with pytest.raises(ToolkitError) as err:
+        deploy(cfg, manager, builder=builder([]))
+    assert str(err.value) == ("step 17/21 (roll out the app (stack deploy)) failed (exit 1); check `inv status --env lab` "
+                              "and `inv logs --env lab`; output:\nfailed to update service djt_app: out of sequence")
+    assert manager.commands()[-1] == FINISH
