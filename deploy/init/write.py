@@ -7,17 +7,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+# An existing file without its marker was not made for the toolkit (e.g. `wagtail start` writes its own Dockerfile):
+# init still keeps it, and says so, since the toolkit's build and entrypoint rely on theirs.
+MARKERS = {"Dockerfile": "djdeploy_django", "docker-entrypoint.sh": "djdeploy_django.preflight",
+           "tasks.py": "deploy.tasks"}
+
+
 @dataclass(frozen=True)
 class Plan:
     root: Path
     write: dict      # relative path -> (content, mode), only files that do not exist
     skip: tuple      # relative paths that exist (never overwritten, whatever their content)
+    foreign: tuple = ()  # of those, the ones the toolkit cannot work with (MARKERS)
+
+
+def _foreign(path: Path, marker: str | None) -> bool:
+    try:
+        return marker is not None and marker not in path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True
 
 
 def plan(root: Path, files: dict) -> Plan:
     """Pure but for existence checks: which of ``files`` are missing under ``root``."""
     exists = tuple(rel for rel in files if os.path.lexists(root / rel))
-    return Plan(root, {rel: v for rel, v in files.items() if rel not in exists}, exists)
+    foreign = tuple(rel for rel in exists if _foreign(root / rel, MARKERS.get(rel)))
+    return Plan(root, {rel: v for rel, v in files.items() if rel not in exists}, exists, foreign)
 
 
 def apply(p: Plan) -> list[str]:
@@ -40,7 +55,9 @@ def apply(p: Plan) -> list[str]:
 def report(p: Plan, written: list[str], in_git: bool) -> list[str]:
     """The lines init prints: what it wrote, what it skipped, and the next two commands."""
     lines = [f"wrote    {rel}" for rel in written]
-    lines += [f"skipped  {rel} (exists; never overwritten)" for rel in p.skip]
+    lines += [f"skipped  {rel} (exists; never overwritten)" for rel in p.skip if rel not in p.foreign]
+    lines += [f"skipped  {rel} (exists; never overwritten) but it is not the toolkit's: move it away and rerun "
+              "init to get the toolkit's" for rel in p.foreign]
     if not written:
         lines.append(f"nothing to write: {p.root} already has every file")
     if not in_git:

@@ -224,7 +224,8 @@ def test_init_writes_what_is_missing_and_lists_it(tmp_path, capsys):
     assert out[1:10] == ["wrote    tasks.py", "wrote    docker-entrypoint.sh", "wrote    docker-compose.yml",
                          "wrote    .env.example", "wrote    .dockerignore", "wrote    deploy/prod.env.example",
                          "wrote    deploy/staging.env.example", "wrote    deploy/lab.env.example",
-                         "skipped  Dockerfile (exists; never overwritten)"]
+                         "skipped  Dockerfile (exists; never overwritten) but it is not the toolkit's: move it away "
+                         "and rerun init to get the toolkit's"]
     assert out[-3:] == ["next:", f"  cd {tmp_path} && inv build && inv smoke    # build the image and prove it serves",
                         "  inv up                                   # run it with Postgres on http://127.0.0.1:8000/"]
     assert (tmp_path / "Dockerfile").read_text() == "FROM mine\n"
@@ -266,3 +267,17 @@ def test_repo_tasks_py_is_the_one_import_and_ns_has_every_task():
 
     names = set(ns.task_names)
     assert {"init", "build", "smoke", "up", "down", "deploy", "rollback", "lab.up", "cluster.up"} <= names
+
+
+def test_a_foreign_dockerfile_is_kept_and_reported(tmp_path, capsys):
+    make_project(tmp_path)
+    (tmp_path / "Dockerfile").write_text("FROM python:3.14-slim\n")  # e.g. the one `wagtail start` writes
+    (tmp_path / ".dockerignore").write_text("node_modules/\n")
+    out = run_init(tmp_path, capsys)
+    assert ("skipped  Dockerfile (exists; never overwritten) but it is not the toolkit's: move it away and rerun "
+            "init to get the toolkit's") in out
+    assert "skipped  .dockerignore (exists; never overwritten)" in out
+    assert (tmp_path / "Dockerfile").read_text() == "FROM python:3.14-slim\n"
+    (tmp_path / "Dockerfile").unlink()
+    out = run_init(tmp_path, capsys)
+    assert out[1] == "wrote    Dockerfile" and "djdeploy_django" in (tmp_path / "Dockerfile").read_text()
