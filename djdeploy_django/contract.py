@@ -17,6 +17,7 @@ from djdeploy_django.env import EnvError  # noqa: F401 - re-exported for setting
 MIDDLEWARE = ["djdeploy_django.middleware.AppVersionMiddleware", "djdeploy_django.middleware.HealthMiddleware"]
 MANIFEST = "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
 DB_SESSIONS = "django.contrib.sessions.backends.db"
+POSTGRES_APP = "django.contrib.postgres"
 
 
 def _database(environ) -> dict:
@@ -70,6 +71,10 @@ def apply(ns: dict, environ=None) -> dict:
     if not ns["DATABASES"] and ns.get("SESSION_ENGINE", DB_SESSIONS) == DB_SESSIONS:
         # No database (DATABASE_URL=''): sessions in signed cookies, so pages and the admin login form render.
         ns["SESSION_ENGINE"] = "django.contrib.sessions.backends.signed_cookies"
+    apps = list(ns.get("INSTALLED_APPS", []))
+    if ns["DATABASES"] and POSTGRES_APP not in apps:
+        # The database is Postgres: models with Postgres-only indexes (e.g. Wagtail's search GinIndex) need it.
+        ns["INSTALLED_APPS"] = apps + [POSTGRES_APP]
     ns["MIDDLEWARE"] = MIDDLEWARE + [m for m in ns.get("MIDDLEWARE", []) if m not in MIDDLEWARE]
     _static(ns)
     _security(ns, environ)

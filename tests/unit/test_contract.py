@@ -24,6 +24,7 @@ def test_apply_takes_what_varies_from_the_environment():
                          "MIDDLEWARE": ["a.B"], "DATABASES": {"default": {"ENGINE": "sqlite3"}}}, dict(GOOD))
     assert ns["SECRET_KEY"] == KEY and ns["DEBUG"] is False
     assert ns["ALLOWED_HOSTS"] == ["localhost", ".example.com"]
+    assert "INSTALLED_APPS" not in ns
     assert ns["DATABASES"] == {} and ns["SESSION_ENGINE"] == "django.contrib.sessions.backends.signed_cookies"
     assert ns["MIDDLEWARE"] == ["djdeploy_django.middleware.AppVersionMiddleware",
                                 "djdeploy_django.middleware.HealthMiddleware", "a.B"]
@@ -44,6 +45,7 @@ def test_apply_is_idempotent_and_keeps_the_projects_own_choices():
     assert ns["STORAGES"]["default"] == {"BACKEND": "storages.S3"} and ns["LOGGING"] == {"version": 1}
     assert ns["SESSION_ENGINE"].endswith(".cache") and ns["X_FRAME_OPTIONS"] == "SAMEORIGIN"
     assert ns["DATABASES"]["default"]["OPTIONS"] == {"connect_timeout": "5"}
+    assert ns["INSTALLED_APPS"] == ["django.contrib.postgres"]  # once, and only with a database
     assert ns["TRUSTED_PROXIES"] == (ipaddress.ip_network("10.0.0.0/8"),)
     assert ns["SECURE_PROXY_SSL_HEADER"] == ("HTTP_X_FORWARDED_PROTO", "https")
 
