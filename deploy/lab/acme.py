@@ -138,6 +138,11 @@ def gateway(runner, spec: AcmeSpec) -> str:
     return out.stdout.strip()
 
 
+def running(runner, spec: AcmeSpec) -> bool:
+    """True if this instance's Pebble container runs."""
+    return bool(_running(runner, spec.pebble))
+
+
 def _running(runner, name: str) -> bool | None:
     """True running, False exists but stopped, None absent."""
     out = runner.run(["docker", "container", "inspect", "--format", "{{.State.Running}}", name], check=False,
