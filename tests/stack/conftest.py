@@ -184,17 +184,3 @@ def up(stack, request) -> Stack:
     stack.up()
     return stack
 
-
-def create_superuser(stack: Stack, username: str, password: str) -> None:
-    """A Django superuser in the running app (idempotent). `inv manage` does not pass DJANGO_SUPERUSER_* into
-    its one-off container, so this runs createsuperuser in the app container with the password passed by
-    name from our environment (never on a command line)."""
-    env = {**stack.env, "DJANGO_SUPERUSER_USERNAME": username, "DJANGO_SUPERUSER_PASSWORD": password,
-           "DJANGO_SUPERUSER_EMAIL": f"{username}@example.org"}
-    argv = ["docker", "compose", "--project-directory", str(ROOT), "--project-name", stack.project]
-    for name in FILES.split(":"):
-        argv += ["--file", str(ROOT / name)]
-    argv += ["exec", "-T", "-e", "DJANGO_SUPERUSER_USERNAME", "-e", "DJANGO_SUPERUSER_PASSWORD", "-e",
-             "DJANGO_SUPERUSER_EMAIL", "app", "python3", "manage.py", "createsuperuser", "--noinput"]
-    out = subprocess.run(argv, cwd=ROOT, env=env, text=True, capture_output=True, timeout=120)
-    assert out.returncode == 0 or "already taken" in out.stderr, out.stdout + out.stderr

@@ -14,7 +14,7 @@ from http.cookiejar import CookieJar
 
 import pytest
 
-from conftest import create_superuser
+from stackhelpers import create_superuser
 
 pytestmark = pytest.mark.engine
 
