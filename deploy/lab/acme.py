@@ -122,8 +122,13 @@ def pebble_argv(spec: AcmeSpec) -> list[str]:
 
 
 def connect_argv(spec: AcmeSpec, network: str) -> list[str]:
-    """Pure: attach Pebble to another network (e.g. the cluster's, to validate at a node's address)."""
+    """Pure: attach Pebble to another network as ``pebble``: the cluster's (to validate at a node's address), or an
+    attachable overlay a Swarm stack joins (its services then reach https://pebble:14000/dir)."""
     return ["docker", "network", "connect", "--alias", "pebble", network, spec.pebble]
+
+
+def disconnect_argv(spec: AcmeSpec, network: str) -> list[str]:
+    return ["docker", "network", "disconnect", network, spec.pebble]
 
 
 def directory_url(port: int, host: str = "127.0.0.1") -> str:

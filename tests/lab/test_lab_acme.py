@@ -88,3 +88,27 @@ def test_a_name_pointed_elsewhere_is_not_validated_from_here(ca, account):
     details = failure_details(exc.value)
     assert len(details) == 1 and "127.0.0.2" in details[0], details
     assert not responder.requests
+
+
+def test_lab_up_runs_the_lab_ca_and_records_it(docker_client):
+    """The shared lab's own instance (started by `inv lab.up`): answering, recorded in state.json, in lab.status."""
+    import json
+
+    from invoke import Context
+
+    from deploy.lab import paths, provision
+    from deploy.runner import Runner
+
+    runner = Runner(ctx=Context(), echo=False)
+    spec = lab_acme.lab_spec()
+    assert lab_acme.running(runner, spec), "run `inv lab.up`: it starts the lab ACME CA"
+    record = json.loads(paths.STATE_FILE.read_text())["acme"]
+    assert record["containers"] == [spec.challtestsrv, spec.pebble] and record["http_port"] == 8080
+    directory = lab_acme.get_json(record["directory"], lab_acme.api_root_pem(runner, spec))
+    assert directory["newOrder"].startswith("https://127.0.0.1:")
+    root, intermediate = (x509.load_pem_x509_certificate(p.encode()) for p in lab_acme.ca_pems(runner, spec))
+    assert intermediate.issuer == root.subject
+    row = [r for r in provision.status() if r[0] == "acme"]
+    assert row == [("acme", True, f"Pebble at {record['directory']} (HTTP-01 on port 8080, 300s certificates)")]
+    labels = docker_client.containers.get(spec.pebble).labels
+    assert labels.get(paths.LABEL) == str(paths.LAB_DIR)  # so `lab.down` removes it

@@ -190,3 +190,24 @@ def test_browser_harness_flags_and_nss_commands():
     assert nssdb_argvs("/h/.pki/nssdb", "/h/ca.pem") == [
         ["certutil", "-N", "-d", "sql:/h/.pki/nssdb", "--empty-password"],
         ["certutil", "-A", "-d", "sql:/h/.pki/nssdb", "-n", "djdeploy-lab-ca", "-t", "C,,", "-i", "/h/ca.pem"]]
+
+
+def test_disconnect_argv():
+    assert acme.disconnect_argv(SPEC, "ov") == ["docker", "network", "disconnect", "ov", "t-pebble"]
+
+
+def test_a_foreign_process_on_the_acme_port_is_a_one_line_error(monkeypatch):
+    from deploy.lab import procs, provision
+
+    monkeypatch.delenv(acme.ENV_PORT, raising=False)
+    monkeypatch.setattr(provision, "LAB_ID", str(acme.DEFAULT_DIR))
+    monkeypatch.setattr(procs, "port_answers", lambda host, port, timeout=0.5: port == 14000)
+    monkeypatch.setattr(procs, "port_owner", lambda port: "nginx (pid 42)")
+    ctx = ScriptedCtx({r"container inspect": Result(exited=1)})
+    with pytest.raises(ToolkitError) as exc:
+        provision.check_acme_port(Runner(ctx=ctx, echo=False))
+    assert str(exc.value) == ("port 14000 on 127.0.0.1 is taken by nginx (pid 42), so the lab ACME CA "
+                              "(127.0.0.1:14000) cannot listen there; stop that process or set "
+                              "DJDEPLOY_LAB_ACME_PORT to a free port")
+    running = ScriptedCtx({r"container inspect": Result("true\n")})
+    provision.check_acme_port(Runner(ctx=running, echo=False))  # our own Pebble answering: fine
