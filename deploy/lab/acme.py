@@ -19,8 +19,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ToolkitError
-from . import paths, procs
+from deploy.core.errors import ToolkitError
+from deploy.lab import paths, procs
 
 IMAGE = "djdeploy-lab/pebble:2.6"
 API_PORT, MGMT_PORT, DNS_MGMT_PORT = 14000, 15000, 8055   # inside the containers

@@ -13,8 +13,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ToolkitError
-from . import paths, procs
+from deploy.core.errors import ToolkitError
+from deploy.lab import paths, procs
 
 # command on the host -> the Debian package that provides it
 PACKAGES = {

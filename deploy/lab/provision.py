@@ -12,15 +12,15 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import EngineUnavailable, ToolkitError
-from . import acme, baseimage, host, paths, procs, registry, sshd, standins, state
+from deploy.core.errors import EngineUnavailable, ToolkitError
+from deploy.lab import acme, baseimage, host, paths, procs, registry, sshd, standins, state
 
 DEFAULT_BASE = "debian:13.7-slim"
 LAB_ID = str(paths.LAB_DIR)
 
 
 def _client():
-    from ..engine import client
+    from deploy.core.engine import client
 
     try:
         return client(timeout=30)
@@ -95,7 +95,7 @@ def up(runner, say=print) -> dict:
         host.install(runner, packages, say)
         claim(packages=packages)
     if cli is None:
-        from .. import engine
+        from deploy.core import engine
 
         say(f"starting dockerd (log: {paths.ENGINE_LOG})")
         host.start_engine(runner, engine.available, say)
@@ -133,7 +133,7 @@ def swarm_state(cli) -> str:
 
 
 def missing_project_images(cli) -> list[str]:
-    from ..localenv import load
+    from deploy.local.localenv import load
 
     app = load().get("APP_IMAGE", "djapp")  # the app image is built by `inv build`, not provided here
     provided = set(base_images()) | {s.name for s in standins.stand_ins()}
@@ -169,7 +169,7 @@ def status() -> list[tuple[str, bool, str]]:
     if cli is not None:
         from invoke import Context
 
-        from ..runner import Runner
+        from deploy.core.runner import Runner
 
         rows.append(acme.status_row(Runner(ctx=Context(), echo=False), acme.lab_spec(LAB_ID)))
     return rows

@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from . import paths
+from deploy.lab import paths
 
 FIELDS = {
     "engine_started": False,     # dockerd started by this lab (pid in paths.ENGINE_PIDFILE)
@@ -34,7 +34,7 @@ def load(path: Path | None = None) -> dict:
     except FileNotFoundError:
         pass
     except ValueError:
-        from ..errors import ToolkitError
+        from deploy.core.errors import ToolkitError
 
         raise ToolkitError(f"{path}: not valid JSON; fix or delete it (it records what the lab created)")
     return data

@@ -7,7 +7,7 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from deploy.smoke import get
+from deploy.image.smoke import get
 
 from .conftest import raw, split, wait_for
 

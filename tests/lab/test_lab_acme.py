@@ -24,7 +24,7 @@ OWNER = str(os.getpid())
 def ca(docker_client):
     from invoke import Context
 
-    from deploy.runner import Runner
+    from deploy.core.runner import Runner
 
     runner = Runner(ctx=Context(), echo=False)
     spec = lab_acme.AcmeSpec(prefix=f"djdeploy-test-acme{OWNER}", http_port=free_port(), validity=120,
@@ -97,7 +97,7 @@ def test_lab_up_runs_the_lab_ca_and_records_it(docker_client):
     from invoke import Context
 
     from deploy.lab import paths, provision
-    from deploy.runner import Runner
+    from deploy.core.runner import Runner
 
     runner = Runner(ctx=Context(), echo=False)
     spec = lab_acme.lab_spec()

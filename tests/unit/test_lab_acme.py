@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.errors import ToolkitError
+from deploy.core.errors import ToolkitError
 from deploy.lab import acme, host, state
-from deploy.runner import Runner
+from deploy.core.runner import Runner
 
 SPEC = acme.AcmeSpec(prefix="t", labels=(("k", "v"),), http_port=8080, validity=300, api_port=14000,
                      mgmt_port=14001, dns_mgmt_port=14002)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-from .errors import CommandFailed
+from deploy.core.errors import CommandFailed
 
 REDACTED = "********"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from . import ship_ssh, swarm
+from deploy.ship import ssh, swarm
 
 
 def _with_runner(cfg, out, fn):
-    run = ship_ssh.remote_runner(cfg, out=out)
+    run = ssh.remote_runner(cfg, out=out)
     run.echo = False
     try:
         return fn(run)

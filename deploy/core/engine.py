@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import EngineUnavailable
+from deploy.core.errors import EngineUnavailable
 
 FIX = "start Docker, or run `inv lab.up` to provision the lab engine"
 

@@ -3,7 +3,7 @@
 The image for a clean tree is ``APP_IMAGE:<sha>``: git tags are immutable, so if it exists it is current.
 A dirty tree's tag (``<sha>-dirty``) names many different trees, so the tag alone cannot say whether
 the image is stale. Rebuilding on every `inv up` would cost a cached build (seconds) each time; instead we
-hash the build context (exactly the files the build sends, .dockerignore applied, via deploy.image) and
+hash the build context (exactly the files the build sends, .dockerignore applied, via deploy.image.builder) and
 remember which image id was built from which hash (a small JSON file in the user's cache directory).
 Same hash and the tag still points to the same image: reuse it; anything else: build.
 """
@@ -16,10 +16,10 @@ import os
 import re
 from pathlib import Path
 
-from . import compose
-from .compose import StackSettings
-from .errors import ToolkitError
-from .runner import Runner
+from deploy.local import compose
+from deploy.local.compose import StackSettings
+from deploy.core.errors import ToolkitError
+from deploy.core.runner import Runner
 
 STATE_NAME = "stack-images.json"
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -72,7 +72,7 @@ def write_state(path: Path, state: dict, keep: int = 50) -> None:
 
 
 def image_id(runner: Runner, ref: str) -> str | None:
-    from .compose_up import quiet
+    from deploy.local.lifecycle import quiet
 
     out = quiet(runner).run(compose.image_id_argv(ref), hide=True, check=False, timeout=30)
     return (out.stdout.strip() or None) if out.ok else None
@@ -88,7 +88,7 @@ def ensure(runner: Runner, s: StackSettings, tag: str, build=None, files=None, s
     context = None
     if dirty:
         if files is None:
-            from .image import context_files
+            from deploy.image.builder import context_files
 
             files = context_files(s.root)
         context = context_hash(s.root, files)
@@ -99,7 +99,7 @@ def ensure(runner: Runner, s: StackSettings, tag: str, build=None, files=None, s
         return ref
     say(f"image: building {ref}: {reason}")
     if build is None:
-        from .image import build
+        from deploy.image.builder import build
     built = build(tag=tag)
     if dirty:
         state.pop(key, None)  # re-insert last: the newest entry survives pruning

@@ -1,4 +1,4 @@
-"""deploy.compose_up and deploy.compose_image: preflight, port check, image decision, health wait, failure reports."""
+"""deploy.local.lifecycle and deploy.local.image_pin: preflight, port check, image decision, health wait, failure reports."""
 
 import io
 import json
@@ -9,11 +9,11 @@ import socket
 import pytest
 from invoke import MockContext, Result
 
-from deploy import compose, compose_image, compose_up, localenv
-from deploy.compose import StackSettings
-from deploy.compose_up import Clock, PortInUse, StackUnhealthy
-from deploy.errors import EngineUnavailable, ToolkitError
-from deploy.runner import REDACTED, Runner
+from deploy.local import compose, image_pin, lifecycle, localenv
+from deploy.local.compose import StackSettings
+from deploy.local.lifecycle import Clock, PortInUse, StackUnhealthy
+from deploy.core.errors import EngineUnavailable, ToolkitError
+from deploy.core.runner import REDACTED, Runner
 
 S = StackSettings.from_values(dict(localenv.DEFAULTS), root=compose.ROOT, environ={})
 PS = shlex.join(compose.ps_argv(S, as_json=True))
@@ -22,7 +22,7 @@ ENGINE = shlex.join(compose.engine_version_argv())
 
 
 def logs_cmd(service):
-    return shlex.join(compose.logs_argv(S, service, tail=compose_up.LOG_LINES))
+    return shlex.join(compose.logs_argv(S, service, tail=lifecycle.LOG_LINES))
 
 
 def ps_rows(*rows):
@@ -42,7 +42,7 @@ def runner(run, secrets=S.secrets):
 
 def test_preflight_passes_quietly():
     r = runner({VERSION: Result("2.40.3\n"), ENGINE: Result("20.10.24\n")})
-    compose_up.preflight(r)
+    lifecycle.preflight(r)
     assert r.out.getvalue() == ""
     assert [c for _, c in r.history] == [VERSION, ENGINE]
 
@@ -50,7 +50,7 @@ def test_preflight_passes_quietly():
 def test_compose_missing_is_one_line_naming_the_lab():
     r = runner({VERSION: Result(stderr="docker: unknown command: docker compose\n", exited=1)})
     with pytest.raises(ToolkitError) as err:
-        compose_up.preflight(r)
+        lifecycle.preflight(r)
     assert str(err.value) == ("`docker compose` (the Compose v2 CLI plugin) is not available "
                               "(docker: unknown command: docker compose); run `inv lab.up` (it installs the engine "
                               "and links the compose plugin)")
@@ -61,7 +61,7 @@ def test_no_engine_is_one_line_naming_the_lab():
         stderr="Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n",
         exited=1)})
     with pytest.raises(EngineUnavailable) as err:
-        compose_up.preflight(r)
+        lifecycle.preflight(r)
     assert str(err.value) == ("no Docker engine answers (Cannot connect to the Docker daemon at "
                               "unix:///var/run/docker.sock. Is the docker daemon running?); run `inv lab.up` "
                               "(it installs the engine and links the compose plugin)")
@@ -72,20 +72,20 @@ def test_no_engine_is_one_line_naming_the_lab():
 
 def test_port_taken_names_port_and_variable():
     with pytest.raises(PortInUse) as err:
-        compose_up.check_port(S, [], in_use=lambda port: port == 8000)
+        lifecycle.check_port(S, [], in_use=lambda port: port == 8000)
     assert re.fullmatch(r"port 8000 on 127\.0\.0\.1 is already in use; stop what listens there, or set APP_PORT "
                         r"to a free port in \.env or the environment \(e\.g\. APP_PORT=\d+\)", str(err.value))
 
 
 def test_port_held_by_our_own_app_is_fine():
     ours = compose.parse_ps(ps_rows(("app", "running", "healthy", 0, (8000,))))
-    compose_up.check_port(S, ours, in_use=lambda port: True)
+    lifecycle.check_port(S, ours, in_use=lambda port: True)
 
 
 def test_port_held_by_our_stopped_app_is_not_ours():
     stopped = compose.parse_ps(ps_rows(("app", "exited", "", 0, ())))
     with pytest.raises(PortInUse):
-        compose_up.check_port(S, stopped, in_use=lambda port: True)
+        lifecycle.check_port(S, stopped, in_use=lambda port: True)
 
 
 def test_real_bind_test_sees_a_listener():
@@ -93,14 +93,14 @@ def test_real_bind_test_sees_a_listener():
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        assert compose_up.port_in_use(port) is True
-    assert compose_up.port_in_use(compose_up.free_port()) is False
+        assert lifecycle.port_in_use(port) is True
+    assert lifecycle.port_in_use(lifecycle.free_port()) is False
 
 
 def test_missing_postgres_image_names_the_fix():
     r = runner({shlex.join(compose.image_id_argv("postgres:17-trixie")): Result(exited=1)})
     with pytest.raises(ToolkitError) as err:
-        compose_up.check_postgres_image(r, S)
+        lifecycle.check_postgres_image(r, S)
     assert str(err.value) == ("the Postgres image postgres:17-trixie is not on this engine and cannot be pulled "
                               "here; run `inv lab.up` (it builds the stand-in), or set POSTGRES_IMAGE to an image "
                               "you have")
@@ -126,7 +126,7 @@ def test_wait_returns_once_the_health_endpoint_answers():
         return next(answers)
 
     clock = FakeClock()
-    compose_up.wait_healthy(runner({}), S, deadline=60, probe=probe, clock=clock)
+    lifecycle.wait_healthy(runner({}), S, deadline=60, probe=probe, clock=clock)
     assert urls == ["http://127.0.0.1:8000/health/?ready=1"] * 3
     assert clock.t == 0.5
 
@@ -136,7 +136,7 @@ def test_wait_gives_up_at_the_deadline_with_app_logs():
                 logs_cmd("app"): Result("app-1  | booting\napp-1  | still booting\n")})
     clock = FakeClock()
     with pytest.raises(StackUnhealthy) as err:
-        compose_up.wait_healthy(r, S, deadline=5, probe=lambda url: False, clock=clock)
+        lifecycle.wait_healthy(r, S, deadline=5, probe=lambda url: False, clock=clock)
     assert str(err.value) == ("service app is not healthy: http://127.0.0.1:8000/health/?ready=1 did not answer 200 "
                               "in time. Last log lines of app:\napp-1  | booting\napp-1  | still booting\n"
                               "(see all with: inv logs app)")
@@ -148,7 +148,7 @@ def test_wait_fails_early_when_a_container_dies():
                 logs_cmd("app"): Result("app-1  | DJANGO_SECRET_KEY is too weak\n")})
     clock = FakeClock()
     with pytest.raises(StackUnhealthy) as err:
-        compose_up.wait_healthy(r, S, deadline=120, probe=lambda url: False, clock=clock)
+        lifecycle.wait_healthy(r, S, deadline=120, probe=lambda url: False, clock=clock)
     assert str(err.value).splitlines()[:2] == [
         "service app is not healthy: its container exited with code 1. Last log lines of app:",
         "app-1  | DJANGO_SECRET_KEY is too weak"]
@@ -161,7 +161,7 @@ def test_compose_up_failing_on_the_database_names_db_and_shows_its_logs():
                 PS: Result(ps_rows(("db", "running", "unhealthy", 0, ()), ("app", "created", "", 0, ()))),
                 logs_cmd("db"): Result("db-1  | FATAL:  could not open file \"global/pg_filenode.map\"\n")})
     with pytest.raises(StackUnhealthy) as err:
-        compose_up.start(r, S, "djapp:abc", timeout=30, clock=FakeClock())
+        lifecycle.start(r, S, "djapp:abc", timeout=30, clock=FakeClock())
     assert str(err.value) == (
         "service db is not healthy: `docker compose up` failed: dependency failed to start: container djapp-db-1 "
         "is unhealthy. Last log lines of db:\ndb-1  | FATAL:  could not open file \"global/pg_filenode.map\"\n"
@@ -185,7 +185,7 @@ def test_compose_up_timing_out_blames_the_unhealthy_service():
     ctx.run = run
     r = Runner(ctx=ctx, out=io.StringIO())
     with pytest.raises(StackUnhealthy) as err:
-        compose_up.start(r, S, "djapp:abc", timeout=7, clock=FakeClock())
+        lifecycle.start(r, S, "djapp:abc", timeout=7, clock=FakeClock())
     assert str(err.value).splitlines()[0] == ("service db is not healthy: the stack did not start within 7s. "
                                               "Last log lines of db:")
 
@@ -193,7 +193,7 @@ def test_compose_up_timing_out_blames_the_unhealthy_service():
 def test_failure_report_redacts_the_password():
     r = runner({PS: Result(ps_rows(("db", "exited", "", 1, ()))),
                 logs_cmd("db"): Result("db-1  | password djapp-dev-only-password rejected\n")})
-    err = compose_up.unhealthy(r, S, "it broke")
+    err = lifecycle.unhealthy(r, S, "it broke")
     assert "djapp-dev-only-password" not in str(err)
     assert f"password {REDACTED} rejected" in str(err)
 
@@ -214,16 +214,16 @@ REF = "djapp:abc1234-dirty"
     ("sha256:2", True, {"context": "h1", "id": "sha256:1"}, "djapp:abc1234-dirty was rebuilt from another tree since"),
 ])
 def test_build_reason(image_id, dirty, recorded, reason):
-    assert compose_image.build_reason(REF, image_id, dirty, "h1", recorded) == reason
+    assert image_pin.build_reason(REF, image_id, dirty, "h1", recorded) == reason
 
 
 def test_context_hash_sees_content_and_exec_bit(tmp_path):
     (tmp_path / "a").write_text("1")
-    h1 = compose_image.context_hash(tmp_path, ["a"])
+    h1 = image_pin.context_hash(tmp_path, ["a"])
     (tmp_path / "a").chmod(0o755)
-    h2 = compose_image.context_hash(tmp_path, ["a"])
+    h2 = image_pin.context_hash(tmp_path, ["a"])
     (tmp_path / "a").write_text("2")
-    h3 = compose_image.context_hash(tmp_path, ["a"])
+    h3 = image_pin.context_hash(tmp_path, ["a"])
     assert len({h1, h2, h3}) == 3
 
 
@@ -242,7 +242,7 @@ def _ensure(tmp_path, tag, image_out, builds):
         builds.append(tag)
         return Built(f"djapp:{tag}", "sha256:new")
 
-    ref = compose_image.ensure(r, s, tag, build=build, files=["docker-compose.yml"],
+    ref = image_pin.ensure(r, s, tag, build=build, files=["docker-compose.yml"],
                                state_path=tmp_path / "state.json", say=said.append)
     return ref, said
 
@@ -264,33 +264,33 @@ def test_dirty_tree_builds_once_then_reuses_until_the_context_changes(tmp_path):
     ref, said = _ensure(tmp_path, "abc1234-dirty", Result("sha256:old\n"), builds)
     assert builds == ["abc1234-dirty"] and said[0].startswith("image: building djapp:abc1234-dirty: the build context")
     state = json.loads((tmp_path / "state.json").read_text())
-    assert list(state.values()) == [{"context": compose_image.context_hash(compose.ROOT, ["docker-compose.yml"]),
+    assert list(state.values()) == [{"context": image_pin.context_hash(compose.ROOT, ["docker-compose.yml"]),
                                      "id": "sha256:new"}]
     ref, said = _ensure(tmp_path, "abc1234-dirty", Result("sha256:new\n"), builds)
     assert builds == ["abc1234-dirty"] and said == ["image: djapp:abc1234-dirty (up to date)"]
 
 
 def test_state_file_follows_xdg_cache_home(tmp_path):
-    assert compose_image.state_file({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "djdeploy" / "stack-images.json"
+    assert image_pin.state_file({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "djdeploy" / "stack-images.json"
 
 
 def test_pinned_tag_runs_an_existing_image_only():
     r = runner({shlex.join(compose.image_id_argv("djapp:v1")): Result("sha256:1\n"),
                 shlex.join(compose.image_id_argv("djapp:v2")): Result(exited=1)})
-    assert compose_image.pinned(r, S, "v1") == "djapp:v1"
+    assert image_pin.pinned(r, S, "v1") == "djapp:v1"
     with pytest.raises(ToolkitError) as err:
-        compose_image.pinned(r, S, "v2")
+        image_pin.pinned(r, S, "v2")
     assert str(err.value) == ("image djapp:v2 is not on this engine; build it with `inv build`, or drop --tag to "
                               "build the current tree")
     with pytest.raises(ToolkitError) as err:
-        compose_image.pinned(r, S, "a b")
+        image_pin.pinned(r, S, "a b")
     assert str(err.value) == "--tag 'a b' is not a valid image tag; give e.g. abc1234 or latest"
 
 
 def test_state_keeps_only_recent_entries(tmp_path):
     path = tmp_path / "s.json"
-    compose_image.write_state(path, {f"k{i}": {"context": "c", "id": str(i)} for i in range(60)}, keep=50)
-    state = compose_image.read_state(path)
+    image_pin.write_state(path, {f"k{i}": {"context": "c", "id": str(i)} for i in range(60)}, keep=50)
+    state = image_pin.read_state(path)
     assert list(state) == [f"k{i}" for i in range(10, 60)]
     path.write_text("{not json")
-    assert compose_image.read_state(path) == {}
+    assert image_pin.read_state(path) == {}

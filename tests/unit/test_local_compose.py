@@ -1,4 +1,4 @@
-"""deploy.compose: settings validation, exact compose commands, ps parsing; docker-compose.yml and .env.example."""
+"""deploy.local.compose: settings validation, exact compose commands, ps parsing; docker-compose.yml and .env.example."""
 
 import json
 import os
@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
-from deploy import compose, localenv
-from deploy.compose import Container, StackSettings
-from deploy.envfile import plain, read_env_file
-from deploy.errors import ConfigError, ToolkitError
+from deploy.local import compose, localenv
+from deploy.local.compose import Container, StackSettings
+from deploy.core.envfile import plain, read_env_file
+from deploy.core.errors import ConfigError, ToolkitError
 
 ROOT = compose.ROOT
 BASE = ["docker", "compose", "--project-directory", str(ROOT), "--project-name", "djapp",

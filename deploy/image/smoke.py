@@ -14,7 +14,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-from .errors import ToolkitError
+from deploy.core.errors import ToolkitError
 
 LABEL = "djdeploy.smoke"
 ALLOWED = "localhost,127.0.0.1"
@@ -115,7 +115,7 @@ def run(image_ref: str, out=None, boot_timeout: float = 30.0) -> dict:
     """Run every check against ``image_ref``; return timings. Raises SmokeFailed naming the failed check."""
     from docker.errors import ImageNotFound
 
-    from . import engine
+    from deploy.core import engine
 
     out = out or sys.stdout
     cli = engine.client()

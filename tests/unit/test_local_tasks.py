@@ -10,9 +10,9 @@ import pytest
 from invoke import Exit, MockContext, Result
 
 import tasks
-from deploy import compose, compose_image, compose_up, localenv
-from deploy.compose import StackSettings
-from deploy.tasks import stack
+from deploy.local import compose, image_pin, lifecycle, localenv
+from deploy.local.compose import StackSettings
+from deploy.tasks import local
 
 REAL_LOAD = localenv.load
 S = StackSettings.from_values(dict(localenv.DEFAULTS), root=compose.ROOT, environ={})
@@ -42,7 +42,7 @@ def execs(monkeypatch):
         calls.append(argv)
         raise SystemExit(0)
 
-    monkeypatch.setattr(stack.os, "execvp", fake_execvp)
+    monkeypatch.setattr(local.os, "execvp", fake_execvp)
     return calls
 
 
@@ -154,7 +154,7 @@ def test_logs_bad_tail():
 
 def test_logs_env_delegates_to_the_swarm_logs(monkeypatch):
     seen = []
-    monkeypatch.setitem(sys.modules, "deploy.swarm_logs", types.SimpleNamespace(logs=lambda env, follow: seen.append((env, follow))))
+    monkeypatch.setitem(sys.modules, "deploy.ship.logs", types.SimpleNamespace(logs=lambda env, follow: seen.append((env, follow))))
     c = MockContext()
     tasks.ns["logs"](c, env="staging", follow=True)
     assert seen == [("staging", True)]
@@ -166,17 +166,9 @@ def test_logs_env_refuses_service_and_tail():
     assert err.value.message == "error: --env shows every service of the environment; drop --service and --tail"
 
 
-def test_logs_env_without_the_deploy_module(monkeypatch):
-    monkeypatch.setitem(sys.modules, "deploy.swarm_logs", None)
-    with pytest.raises(Exit) as err:
-        tasks.ns["logs"](MockContext(), env="staging")
-    assert err.value.message == ("error: logs of deployed environments need deploy/swarm_logs.py, which this checkout "
-                                 "lacks; update the checkout, or drop --env for the local stack")
-
-
 def test_remainder_keeps_quoting():
-    assert stack.remainder(["inv", "manage", "--", "shell", "-c", "print('a b')"]) == ["shell", "-c", "print('a b')"]
-    assert stack.remainder(["inv", "manage"]) == []
+    assert local.remainder(["inv", "manage", "--", "shell", "-c", "print('a b')"]) == ["shell", "-c", "print('a b')"]
+    assert local.remainder(["inv", "manage"]) == []
 
 
 def test_shell_runs_a_one_off_container_of_the_running_image(monkeypatch, execs):
@@ -225,9 +217,9 @@ def test_migrate_plan_then_apply():
 
 
 def test_up_in_order_and_prints_the_url(monkeypatch, capsys):
-    monkeypatch.setattr(compose_image, "ensure", lambda runner, s, tag: "djapp:abc1234")
-    monkeypatch.setattr(compose_up, "probe_health", lambda url: True)
-    monkeypatch.setattr(compose_up, "port_in_use", lambda port: False)
+    monkeypatch.setattr(image_pin, "ensure", lambda runner, s, tag: "djapp:abc1234")
+    monkeypatch.setattr(lifecycle, "probe_health", lambda url: True)
+    monkeypatch.setattr(lifecycle, "port_in_use", lambda port: False)
     pg = shlex.join(compose.image_id_argv("postgres:17-trixie"))
     up = shlex.join(compose.up_argv(S, "djapp:abc1234"))
     c = ctx(**{PS: Result(""), pg: Result("sha256:pg\n"), up: Result()})
@@ -237,8 +229,8 @@ def test_up_in_order_and_prints_the_url(monkeypatch, capsys):
 
 
 def test_up_with_the_port_taken_builds_and_starts_nothing(monkeypatch):
-    monkeypatch.setattr(compose_up, "port_in_use", lambda port: True)
-    monkeypatch.setattr(compose_image, "ensure", lambda *a: pytest.fail("must not build"))
+    monkeypatch.setattr(lifecycle, "port_in_use", lambda port: True)
+    monkeypatch.setattr(image_pin, "ensure", lambda *a: pytest.fail("must not build"))
     c = ctx(**{PS: Result("")})
     with pytest.raises(Exit) as err:
         tasks.ns["up"](c)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from deploy.core import project
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = project.ROOT
 
 
 def _git(*args: str, cwd: Path = ROOT) -> str:
@@ -23,7 +24,7 @@ def current_tag(cwd: Path = ROOT) -> str:
         sha = _git("rev-parse", "--short=7", "HEAD", cwd=cwd)
         dirty = bool(_git("status", "--porcelain", "--untracked-files=no", cwd=cwd))
     except (subprocess.CalledProcessError, FileNotFoundError):
-        from .errors import ToolkitError
+        from deploy.core.errors import ToolkitError
 
         raise ToolkitError(f"cannot read the git commit of {cwd}; images are tagged by git SHA: commit first (git init && git commit)") from None
     return tag_for(sha, dirty)

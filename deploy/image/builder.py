@@ -15,10 +15,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import gitinfo, localenv
-from .errors import ConfigError, ToolkitError
+from deploy.core import gitinfo
+from deploy.local import localenv
+from deploy.core.errors import ConfigError, ToolkitError
+from deploy.core import project
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = project.ROOT
 CA_NAME = "build-ca.pem"  # the Dockerfile's builder stage looks for exactly this name
 CA_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
@@ -98,7 +100,7 @@ def plan(tag: str | None = None, build_args: dict | None = None, settings: dict 
 
 def build(tag=None, build_args=None, quiet=False, out=None, root: Path = ROOT) -> BuiltImage:
     """Build the image, stream progress to ``out`` (unless quiet), tag it ``<sha>[-dirty]`` and ``latest``."""
-    from . import engine
+    from deploy.core import engine
 
     out = out or sys.stdout
     steps = plan(tag, build_args)

@@ -1,9 +1,9 @@
 """The local stack's settings and its `docker compose` command builders.
 
-Pure: ``StackSettings.from_values`` validates the merged local settings (deploy.localenv) and reports
+Pure: ``StackSettings.from_values`` validates the merged local settings (deploy.local.localenv) and reports
 every problem together; the ``*_argv`` functions return argument lists and never run anything;
-``parse_ps`` reads ``docker compose ps --format json``. The Runner runs them (deploy.compose_up,
-deploy.tasks.stack).
+``parse_ps`` reads ``docker compose ps --format json``. The Runner runs them (deploy.local.lifecycle,
+deploy.tasks.local).
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError, ToolkitError
+from deploy.core.errors import ConfigError, ToolkitError
+from deploy.core import project
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = project.ROOT
 APP, DB = "app", "db"
 SOURCE = ".env / environment"
 LAB_FIX = "run `inv lab.up` (it installs the engine and links the compose plugin)"
@@ -43,7 +44,7 @@ class StackSettings:
 
     @classmethod
     def from_values(cls, values: dict, root: Path = ROOT, environ: dict | None = None) -> "StackSettings":
-        """Validate ``values`` (deploy.localenv.load); raise ConfigError listing every problem."""
+        """Validate ``values`` (deploy.local.localenv.load); raise ConfigError listing every problem."""
         problems = []
         project = values.get("COMPOSE_PROJECT_NAME", "")
         if not _PROJECT.match(project):

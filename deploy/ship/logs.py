@@ -1,4 +1,4 @@
-"""`inv logs --env ENV [--follow]`: the app service's logs on the Swarm manager (called by deploy.tasks.stack).
+"""`inv logs --env ENV [--follow]`: the app service's logs on the Swarm manager (called by deploy.tasks.local).
 
 Without --follow, the logs of each running task are fetched one by one: on engine 20.10 a plain
 `docker service logs SERVICE` can print everything and then never exit once the service has tasks of a
@@ -12,10 +12,10 @@ def logs(env: str, follow: bool = False, out=None, tail: int = 200) -> None:
     """Show (or with ``follow`` stream) the logs of ENV's app service."""
     import sys
 
-    from . import config, ship_ssh, swarm
+    from deploy.ship import config, ssh, swarm
 
     cfg = config.load(env)
-    run = ship_ssh.remote_runner(cfg, out=out or sys.stdout)
+    run = ssh.remote_runner(cfg, out=out or sys.stdout)
     try:
         if follow:
             run.run(swarm.logs_cmd(cfg, True, tail))

@@ -1,7 +1,7 @@
 """Local settings for the developer tasks (build, smoke, compose): defaults < .env < environment.
 
 The .env file is optional (development works out of the box) but a malformed line is an error
-naming the file and line (deploy.envfile). Nothing here writes to ``os.environ``.
+naming the file and line (deploy.core.envfile). Nothing here writes to ``os.environ``.
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .envfile import plain, read_env_file
+from deploy.core.envfile import plain, read_env_file
+from deploy.core import project
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = project.ROOT
 
 DEFAULTS = {
     "APP_IMAGE": "djapp",                 # repository name of the app image (tag: git SHA)

@@ -1,6 +1,6 @@
 """Pure builders for the Swarm side of a deploy: names, the stack file, and every remote command.
 
-Nothing here runs anything: each function returns a value, a dict or an argv list. deploy.ship
+Nothing here runs anything: each function returns a value, a dict or an argv list. deploy.ship.executor
 puts them in order and hands them to the Runner (which echoes, redacts, dry-runs and times out).
 Remote commands stay plain ``docker ...`` argv so that a dry run reads like a runbook.
 """
@@ -110,7 +110,7 @@ def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, onl
         "DJANGO_SECRET_KEY_FILE": "/run/secrets/django_secret_key",
         "DATABASE_URL_FILE": "/run/secrets/database_url",
         "DATABASE_WAIT_TIMEOUT": "60",
-        "DJANGO_MANAGEPY_MIGRATE": "off",   # migrations run once, before the rollout (deploy.ship)
+        "DJANGO_MANAGEPY_MIGRATE": "off",   # migrations run once, before the rollout (deploy.ship.executor)
         "DJDEPLOY_RELEASE": release,        # every deploy is an update, so convergence is always observable
     }
     if cfg.django_trusted_proxy:

@@ -1,7 +1,7 @@
 """Tasks: the local stack (docker-compose.yml): up, down, logs, ps, shell, manage, migrate.
 
-Thin: settings come from deploy.localenv (validated by deploy.compose before any side effect), commands
-from deploy.compose, the `inv up` steps from deploy.compose_up / deploy.compose_image. Interactive
+Thin: settings come from deploy.local.localenv (validated by deploy.local.compose before any side effect), commands
+from deploy.local.compose, the `inv up` steps from deploy.local.lifecycle / deploy.local.image_pin. Interactive
 commands (shell, manage, logs --follow) replace this process with `docker compose ...` (os.execvp) so the
 terminal passes straight through: a real TTY, Ctrl-C and the exit code belong to the command.
 """
@@ -11,18 +11,18 @@ from __future__ import annotations
 import os
 import sys
 
-from ..errors import ToolkitError
-from ._base import task
+from deploy.core.errors import ToolkitError
+from deploy.tasks._base import task
 
 
 def _stack(c):
     """Validated settings (before any side effect) and a redacting Runner, after the compose/engine preflight."""
-    from .. import compose, compose_up, localenv
-    from ..runner import Runner
+    from deploy.local import compose, lifecycle, localenv
+    from deploy.core.runner import Runner
 
     settings = compose.StackSettings.from_values(localenv.load(), environ=os.environ)
     runner = Runner(ctx=c, secrets=settings.secrets)
-    compose_up.preflight(runner)
+    lifecycle.preflight(runner)
     return settings, runner
 
 
@@ -46,8 +46,8 @@ def _tty() -> bool:
 
 def _running_image(runner, s) -> str:
     """The image of the stack's app container: one-off commands run exactly what `inv up` started."""
-    from ..compose import APP, by_service
-    from ..compose_up import containers
+    from deploy.local.compose import APP, by_service
+    from deploy.local.lifecycle import containers
 
     app = by_service(containers(runner, s)).get(APP)
     if app is None or not app.image:
@@ -62,18 +62,19 @@ def _running_image(runner, s) -> str:
 })
 def up(c, follow=False, timeout=120, tag=None):
     """Build the app image if needed, start the stack and wait until the app answers."""
-    from .. import compose, compose_image, compose_up, gitinfo
+    from deploy.local import compose, image_pin, lifecycle
+    from deploy.core import gitinfo
 
     if int(timeout) <= 0:
         raise ToolkitError(f"--timeout {timeout}: give a positive number of seconds, e.g. --timeout 120")
     s, runner = _stack(c)
-    compose_up.check_port(s, compose_up.containers(runner, s))
-    compose_up.check_postgres_image(runner, s)
+    lifecycle.check_port(s, lifecycle.containers(runner, s))
+    lifecycle.check_postgres_image(runner, s)
     if tag:
-        ref = compose_image.pinned(runner, s, tag)
+        ref = image_pin.pinned(runner, s, tag)
     else:
-        ref = compose_image.ensure(runner, s, gitinfo.current_tag(s.root))
-    compose_up.start(runner, s, ref, float(timeout))
+        ref = image_pin.ensure(runner, s, gitinfo.current_tag(s.root))
+    lifecycle.start(runner, s, ref, float(timeout))
     print(f"ready: {s.url} ({ref}, project {s.project})")
     if follow:
         _exec(runner, compose.logs_argv(s, follow=True, tail=0))
@@ -85,7 +86,7 @@ def up(c, follow=False, timeout=120, tag=None):
 })
 def down(c, volumes=False, yes=False):
     """Stop and remove the stack's containers; the database volume stays unless --volumes."""
-    from .. import compose
+    from deploy.local import compose
 
     s, runner = _stack(c)
     if volumes and not yes:
@@ -114,13 +115,10 @@ def logs(c, service=None, follow=False, tail=None, env=None):
     if env:
         if service or tail:
             raise ToolkitError("--env shows every service of the environment; drop --service and --tail")
-        try:
-            from ..swarm_logs import logs as swarm_logs
-        except ImportError:
-            raise ToolkitError("logs of deployed environments need deploy/swarm_logs.py, which this checkout lacks; "
-                               "update the checkout, or drop --env for the local stack") from None
+        from deploy.ship.logs import logs as swarm_logs
+
         return swarm_logs(env, follow)
-    from .. import compose
+    from deploy.local import compose
 
     if tail is not None and not str(tail).isdigit():
         raise ToolkitError(f"--tail {tail!r}: give a number of lines, e.g. --tail 50")
@@ -134,7 +132,7 @@ def logs(c, service=None, follow=False, tail=None, env=None):
 @task
 def ps(c):
     """List the stack's containers with their state and health."""
-    from .. import compose
+    from deploy.local import compose
 
     s, runner = _stack(c)
     runner.run(compose.ps_argv(s))
@@ -146,7 +144,7 @@ def ps(c):
 })
 def shell(c, django=False, command=None):
     """Open a shell in a one-off app container (bash, or the Django shell with --django)."""
-    from .. import compose
+    from deploy.local import compose
 
     argv = compose.shell_command(django, command, remainder())
     s, runner = _stack(c)
@@ -156,7 +154,7 @@ def shell(c, django=False, command=None):
 @task
 def manage(c):
     """Run a manage.py command in a one-off app container: inv manage -- ARGS."""
-    from .. import compose
+    from deploy.local import compose
 
     argv = compose.manage_command(remainder())
     s, runner = _stack(c)
@@ -166,7 +164,7 @@ def manage(c):
 @task(help={"plan": "show the migration plan first, then apply it"})
 def migrate(c, plan=False):
     """Apply the database migrations in a one-off app container."""
-    from .. import compose
+    from deploy.local import compose
 
     s, runner = _stack(c)
     image = _running_image(runner, s)

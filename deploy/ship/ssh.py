@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import socket
 
-from .errors import ToolkitError
-from .runner import Runner
+from deploy.core.errors import ToolkitError
+from deploy.core.runner import Runner
 
 
 def target(cfg) -> str:

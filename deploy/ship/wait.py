@@ -10,9 +10,9 @@ import time
 import urllib.error
 import urllib.request
 
-from . import swarm
-from .errors import ToolkitError
-from .runner import Runner
+from deploy.ship import swarm
+from deploy.core.errors import ToolkitError
+from deploy.core.runner import Runner
 
 POLL = 0.5
 HEALTH_TIMEOUT = 60.0

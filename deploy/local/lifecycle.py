@@ -1,6 +1,6 @@
 """What `inv up` does, step by step: preflight, port check, image, `compose up`, bounded health wait.
 
-Each step is a small function over a Runner (deploy.runner) and the validated StackSettings, so unit
+Each step is a small function over a Runner (deploy.core.runner) and the validated StackSettings, so unit
 tests drive them with MockContext and assert the exact commands and messages.
 """
 
@@ -10,10 +10,10 @@ import socket
 import time
 from dataclasses import dataclass
 
-from . import compose
-from .compose import APP, LAB_FIX, StackSettings
-from .errors import CommandFailed, EngineUnavailable, ToolkitError
-from .runner import Runner
+from deploy.local import compose
+from deploy.local.compose import APP, LAB_FIX, StackSettings
+from deploy.core.errors import CommandFailed, EngineUnavailable, ToolkitError
+from deploy.core.runner import Runner
 
 HEALTH_PATH = "/health/?ready=1"
 LOG_LINES = 30

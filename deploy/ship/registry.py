@@ -12,7 +12,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from .errors import ToolkitError
+from deploy.core.errors import ToolkitError
 
 MANIFEST_TYPES = ", ".join([
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -79,7 +79,7 @@ def push(cfg, local_ref: str, tag: str, out=sys.stdout) -> str:
     """Tag ``local_ref`` as ``<registry>/<app_image>:<tag>``, push it through the SDK, return the digest."""
     from docker.errors import APIError, ImageNotFound
 
-    from .engine import client
+    from deploy.core.engine import client
 
     cli = client()
     try:

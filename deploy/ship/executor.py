@@ -14,9 +14,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from . import ship_registry, ship_ssh, swarm
-from .errors import CommandFailed, ToolkitError
-from .ship_wait import health, note, wait_running, wait_update
+from deploy.ship import registry, ssh, swarm
+from deploy.core.errors import CommandFailed, ToolkitError
+from deploy.ship.wait import health, note, wait_running, wait_update
 
 
 @dataclass
@@ -37,22 +37,22 @@ def now() -> str:
 
 
 def git_tag() -> str:
-    from .gitinfo import current_tag
+    from deploy.core.gitinfo import current_tag
 
     return current_tag()
 
 
 def build_and_push(cfg, tag: str, local, out, builder=None) -> str:
-    """Build the app image with deploy.image (or ``builder(tag)``) and push it; return the digest (dry run: '')."""
-    note(local, f"build app image with tag {tag} (deploy.image.build)")
+    """Build the app image with deploy.image.builder (or ``builder(tag)``) and push it; return the digest (dry run: '')."""
+    note(local, f"build app image with tag {tag} (deploy.image.builder.build)")
     if not local.dry_run:
         if builder is None:
-            from .image import build as builder
+            from deploy.image.builder import build as builder
         local_ref = builder(tag=tag).ref
     note(local, f"push {cfg.image_ref(tag)} (Docker SDK, credentials in the auth header)")
     if local.dry_run:
         return ""
-    return ship_registry.push(cfg, local_ref, tag, out=out)
+    return registry.push(cfg, local_ref, tag, out=out)
 
 
 def deploy(cfg, *, tag: str | None = None, build: bool = True, migrate: bool = True, action: str = "deploy",
@@ -60,21 +60,21 @@ def deploy(cfg, *, tag: str | None = None, build: bool = True, migrate: bool = T
     """Validate-then-act: registry, build+push (or an existing tag), then the manager steps."""
     started = time.monotonic()
     history: list = []
-    from .runner import Runner
+    from deploy.core.runner import Runner
 
     local = Runner(where="local", secrets=tuple(cfg.secrets), dry_run=dry_run, out=out)
     local.history = history
     tag = tag or git_tag()
     image = cfg.image_ref(tag)
-    note(local, f"check registry {ship_registry.base_url(cfg.registry)}/v2/ (user {cfg.registry_user})")
+    note(local, f"check registry {registry.base_url(cfg.registry)}/v2/ (user {cfg.registry_user})")
     if not dry_run:
-        ship_registry.check(cfg)
+        registry.check(cfg)
     if build:
         digest = build_and_push(cfg, tag, local, out, builder)
     else:
         note(local, f"check that {image} is in the registry")
-        digest = "" if dry_run else ship_registry.require_tag(cfg, tag)
-    run = remote or ship_ssh.remote_runner(cfg, dry_run=dry_run, out=out)
+        digest = "" if dry_run else registry.require_tag(cfg, tag)
+    run = remote or ssh.remote_runner(cfg, dry_run=dry_run, out=out)
     run.history = history
     run.add_secrets(swarm.database_url(cfg))
     outcome = Outcome(image=image, digest=digest, history=history)
@@ -92,7 +92,7 @@ def deploy(cfg, *, tag: str | None = None, build: bool = True, migrate: bool = T
         finally:
             finish(cfg, run, outcome, action)
     except OSError as exc:  # the SSH connection broke mid-deploy (paramiko raises socket errors)
-        raise ToolkitError(f"SSH connection to {ship_ssh.target(cfg)} failed during the {action} ({exc}); "
+        raise ToolkitError(f"SSH connection to {ssh.target(cfg)} failed during the {action} ({exc}); "
                            f"check `inv status --env {cfg.env}`; if a deploy lock remains, `inv unlock --env {cfg.env}`") from None
     finally:
         if run.ctx is not None and hasattr(run.ctx, "close"):
@@ -188,7 +188,7 @@ def rollback(cfg, *, to: str | None = None, dry_run: bool = False, out=sys.stdou
 
 
 def previous_tag(cfg, out=sys.stdout) -> str:
-    run = ship_ssh.remote_runner(cfg, out=out)
+    run = ssh.remote_runner(cfg, out=out)
     try:
         text = run.run(swarm.audit_show_cmd(cfg, 1000), hide=True, check=False, timeout=cfg.command_timeout).stdout
     finally:
@@ -200,7 +200,7 @@ def previous_tag(cfg, out=sys.stdout) -> str:
 
 
 def unlock(cfg, out=sys.stdout) -> None:
-    run = ship_ssh.remote_runner(cfg, out=out)
+    run = ssh.remote_runner(cfg, out=out)
     try:
         holder = run.run(swarm.lock_owner_cmd(cfg), hide=True, check=False, timeout=cfg.command_timeout)
         run.run(swarm.unlock_cmd(cfg), hide=True, timeout=cfg.command_timeout)

@@ -14,10 +14,11 @@ import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from .envfile import EnvValue, read_env_file
-from .errors import ConfigError
+from deploy.core.envfile import EnvValue, read_env_file
+from deploy.core.errors import ConfigError
+from deploy.core import project
 
-DEPLOY_DIR = Path(os.environ.get("DJDEPLOY_ENV_DIR") or Path(__file__).resolve().parent)  # where <env>.env files live
+DEPLOY_DIR = Path(os.environ.get("DJDEPLOY_ENV_DIR") or project.ROOT / "deploy")  # where <env>.env files live
 ENV_PREFIX = "DJDEPLOY_"
 SECRET_KEYS = ("REGISTRY_PASSWORD", "DJANGO_SECRET_KEY", "POSTGRES_PASSWORD")
 REQUIRED = ("MANAGER_HOST", "STACK_NAME", "REGISTRY", "REGISTRY_USER", "DJANGO_ALLOWED_HOSTS") + SECRET_KEYS
