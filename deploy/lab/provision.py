@@ -2,8 +2,8 @@
 
 up: check everything first (what to install, can we, ports free), then install missing Debian packages,
 start dockerd if none answers, link the compose plugin, build the Debian base and the stand-ins that
-are missing or stale, start the registry and the SSH manager, init the swarm, start the ACME CA (Pebble). Each claim goes to the
-state file as soon as it is made, so `down` removes exactly what this lab made.
+are missing or stale, start the registry and the SSH manager, init the swarm, start the ACME CA (Pebble).
+Each claim goes to the state file as soon as it is made, so `down` removes exactly what this lab made.
 """
 
 from __future__ import annotations

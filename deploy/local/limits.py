@@ -32,7 +32,8 @@ def problems(values: dict, cpu_count: int | None = None) -> list[str]:
         cpus = values.get(f"{svc}_CPUS", DEFAULTS[f"{svc}_CPUS"])
         number = _cpus(cpus)
         if number is None or not 0.01 <= number <= cpu_count:
-            out.append(f"{svc}_CPUS={cpus!r}: give a number of CPUs from 0.01 to {cpu_count} (this machine's), e.g. 1.0")
+            out.append(f"{svc}_CPUS={cpus!r}: give a number of CPUs from 0.01 to {cpu_count} (this machine's), "
+                       "e.g. 1.0")
         shares = values.get(f"{svc}_CPU_SHARES", DEFAULTS[f"{svc}_CPU_SHARES"])
         if not shares.isdigit() or not 2 <= int(shares) <= 262144:
             out.append(f"{svc}_CPU_SHARES={shares!r}: give a relative CPU weight from 2 to 262144 (the engine's "
