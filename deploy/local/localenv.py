@@ -11,6 +11,7 @@ from pathlib import Path
 
 from deploy.core.envfile import plain, read_env_file
 from deploy.core import project
+from deploy.local import limits
 
 ROOT = project.ROOT
 
@@ -22,6 +23,7 @@ DEFAULTS = {
     "COMPOSE_PROJECT_NAME": "djapp",      # containers, network and volume names start with it
     "COMPOSE_FILE": "docker-compose.yml",  # ':'-separated list; later files override earlier ones
     "POSTGRES_PASSWORD": "djapp-dev-only-password",  # development only; known here so output redacts it
+    **limits.DEFAULTS,                    # APP_/DB_ MEMORY, CPUS, CPU_SHARES, PIDS (the hardened runtime's limits)
 }
 
 
