@@ -13,6 +13,7 @@ from pathlib import Path
 
 from deploy.core.envfile import plain, read_env_file
 from deploy.core import project
+from deploy.local import limits
 
 ROOT = project.ROOT
 
@@ -26,6 +27,7 @@ DEFAULTS = {
     "POSTGRES_PASSWORD": "djapp-dev-only-password",  # development only; known here so output redacts it
     # `inv smoke`: the page it fetches (200, links a hashed static file); SMOKE_TEXT (optional): a text it contains.
     "SMOKE_PATH": "/",
+    **limits.DEFAULTS,                    # APP_/DB_ MEMORY, CPUS, CPU_SHARES, PIDS (the hardened runtime's limits)
 }
 
 
