@@ -209,7 +209,8 @@ def test_placeholders_are_read_from_every_committed_example():
 def test_unknown_djdeploy_variables_are_reported_as_typos_with_the_closest_key(tmp_path):
     write(tmp_path)
     assert problems(tmp_path, environ={"DJDEPLOY_REPLICA": "3", "DJDEPLOY_REGISTRY_PASWORD_FILE": "/x",
-                                       "DJDEPLOY_ZZZ": "1", "DJDEPLOY_LAB_DIR": "/ok", "DJDEPLOY_ENV_DIR": "/ok"}) == [
+                                       "DJDEPLOY_ZZZ": "1", "DJDEPLOY_LAB_DIR": "/ok", "DJDEPLOY_ENV_DIR": "/ok",
+                                       "DJDEPLOY_SETTINGS_MODULE": "config.settings"}) == [
         "environment DJDEPLOY_REGISTRY_PASWORD_FILE: unknown variable (a typo? did you mean "
         "DJDEPLOY_REGISTRY_PASSWORD_FILE?); the keys are listed in deploy/prod.env.example",
         "environment DJDEPLOY_REPLICA: unknown variable (a typo? did you mean DJDEPLOY_REPLICAS?); the keys are "
