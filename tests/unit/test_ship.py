@@ -323,3 +323,27 @@ def test_a_failing_command_names_its_step_and_what_to_check(cfg, offline, reg):
     assert str(err.value) == ("step 17/21 (roll out the app (stack deploy)) failed (exit 1); check `inv status --env lab` "
                               "and `inv logs --env lab`; output:\nfailed to update service djt_app: out of sequence")
     assert manager.commands()[-1] == FINISH
+
+
+def test_audit_last_without_timings_says_so(cfg, monkeypatch):
+    reader = FakeManager([("steps.jsonl", Result(exited=1, stderr="tail: cannot open"))])
+    monkeypatch.setattr(ssh, "remote_runner", lambda cfg, out=None: remote(cfg, reader, out))
+    out = io.StringIO()
+    info.last_steps(cfg, out=out)
+    assert out.getvalue() == "no step timings yet at /var/lib/djdeploy/djt/steps.jsonl\n"
+
+
+def test_stored_table_verbatim():
+    from deploy.ship.report import stored_table
+
+    data = {"when": "T", "action": "rollback", "env": "prod", "image": "r/djapp:v1", "digest": DIGEST, "tree": "clean",
+            "result": "ok", "steps": [{"n": 1, "kind": "run", "where": "manager", "what": "take the lock",
+                                       "seconds": 0.5, "result": "ok", "note": "taken"},
+                                      {"n": 2, "kind": "poll", "where": "manager", "what": "until app converged",
+                                       "seconds": 12.25, "result": "failed", "note": ""}]}
+    assert stored_table(data) == (
+        f"step timings: rollback of r/djapp:v1@{DIGEST} to prod at T (clean tree): ok (12.8s in the steps before the "
+        "final audit step)\n"
+        "step   seconds  result  what\n"
+        "   1      0.50  ok      [manager] run take the lock (taken)\n"
+        "   2     12.25  failed  [manager] poll until app converged\n")
