@@ -347,3 +347,16 @@ def test_stored_table_verbatim():
         "step   seconds  result  what\n"
         "   1      0.50  ok      [manager] run take the lock (taken)\n"
         "   2     12.25  failed  [manager] poll until app converged\n")
+
+
+def test_status_with_the_ssh_session_lost_is_one_line(cfg, monkeypatch):
+    def lost(command):
+        raise paramiko.SSHException("SSH session not active")
+
+    reader = FakeManager([("stack services", lost)])
+    monkeypatch.setattr(ssh, "remote_runner", lambda cfg, out=None: remote(cfg, reader, out))
+    with pytest.raises(ToolkitError) as err:
+        info.status(cfg, out=io.StringIO())
+    assert str(err.value) == ("reading lab on root@127.0.0.1:2222 failed (SSH session not active); check the manager "
+                              "and the network, then rerun")
+    assert reader.closed
