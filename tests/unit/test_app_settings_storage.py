@@ -100,4 +100,4 @@ def test_every_extra_has_its_lock_with_hashes_and_the_dockerfile_installs_it():
         assert pins and lock.count("--hash=sha256:") == len(pins)
     assert "django-storages==1.14." in (REPO / "djdeploy_django" / "requirements-s3.lock").read_text()
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert 'set -- "$@" -r "/tmp/contract/requirements-$extra.lock"' in dockerfile
+    assert '--only-binary=:all: --no-deps -r "/tmp/contract/requirements-$extra.lock"' in dockerfile
