@@ -25,9 +25,9 @@ DEFAULTS = {
     "COMPOSE_PROJECT_NAME": "djapp",      # containers, network and volume names start with it
     "COMPOSE_FILE": "docker-compose.yml",  # ':'-separated list; later files override earlier ones
     "POSTGRES_PASSWORD": "djapp-dev-only-password",  # development only; known here so output redacts it
-    **limits.DEFAULTS,                    # APP_/DB_ MEMORY, CPUS, CPU_SHARES, PIDS (the hardened runtime's limits)
     # `inv smoke`: the page it fetches (200, links a hashed static file); SMOKE_TEXT (optional): a text it contains.
     "SMOKE_PATH": "/",
+    **limits.DEFAULTS,                    # APP_/DB_ MEMORY, CPUS, CPU_SHARES, PIDS (the hardened runtime's limits)
     "IMAGE_EXTRAS": "",                   # optional parts of the image contract, e.g. s3 (uploads on S3)
 }
 

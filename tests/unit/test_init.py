@@ -281,3 +281,17 @@ def test_a_foreign_dockerfile_is_kept_and_reported(tmp_path, capsys):
     (tmp_path / "Dockerfile").unlink()
     out = run_init(tmp_path, capsys)
     assert out[1] == "wrote    Dockerfile" and "djdeploy_django" in (tmp_path / "Dockerfile").read_text()
+
+
+@pytest.mark.parametrize("requirements,hashed", [("requirements.txt", False), ("pyproject.toml", False),
+                                                 ("requirements.lock", True)])
+def test_rendered_dockerfiles_are_hadolint_clean(tmp_path, requirements, hashed):
+    import dataclasses
+
+    exe = shutil.which("hadolint")
+    assert exe, "hadolint missing: pip install -r requirements-dev.txt"
+    p = dataclasses.replace(render.BUNDLED, app_dir="", settings="mysite.settings", slug="mysite",
+                            requirements=requirements, hashed=hashed)
+    (tmp_path / "Dockerfile").write_text(render.render(p)["Dockerfile"][0])
+    r = subprocess.run([exe, "--failure-threshold", "warning", str(tmp_path / "Dockerfile")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

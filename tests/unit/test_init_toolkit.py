@@ -60,3 +60,15 @@ def test_distribution_declares_its_packages_and_run_time_files():
         for pattern in patterns:
             assert list(base.glob(pattern)), (package, pattern)
     assert (ROOT / "deploy" / "ship" / "proxy" / "haproxy.cfg").is_file() and "proxy/haproxy.cfg" in data["deploy.ship"]
+
+
+def test_the_djdeploy_command_lists_every_task_without_a_tasks_py(tmp_path):
+    import subprocess
+    import sys
+
+    code = "import sys; sys.argv = ['djdeploy', '--list']; from deploy.cli import main; main()"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    listed = {line.split()[0] for line in out.stdout.splitlines()[2:] if line.strip() and line.startswith("  ")}
+    assert {"init", "build", "smoke", "up", "deploy", "lab.up"} <= listed
