@@ -110,6 +110,7 @@ RUN DJANGO_SECRET_KEY="$(python3 -c 'import secrets; print(secrets.token_urlsafe
     DJANGO_ALLOWED_HOSTS=localhost DATABASE_URL='' \
     python manage.py collectstatic --noinput --verbosity 0 \
  && python -m compileall -q /app /opt/venv/lib/python3.13/site-packages/djdeploy_django \
+ && install -d -o 10001 -g 10001 -m 0755 /app/media \
  && chmod 0755 /usr/local/bin/docker-entrypoint.sh
 
 ARG APP_VERSION=dev

@@ -53,6 +53,7 @@ DEFAULTS = {
     "ALLOW_DIRTY": "off",             # on: images of a -dirty tree may go here (the lab); else --allow-dirty
     "DATABASE": "stack",              # stack: a Postgres service in the stack; external: DATABASE_URL (a secret)
     "NETWORK": "",                    # an existing attachable overlay for this stack alone; default <STACK>_backend
+    "MEDIA_VOLUME": "off",            # on: uploads on a named volume shared by the replicas, all on the manager
     # Limits of each Swarm service (CIS Docker Benchmark 5.10-5.11, 5.28): memory, CPUs, processes.
     "APP_MEMORY": "512M", "APP_CPUS": "1", "APP_PIDS": "256",
     "DB_MEMORY": "1G", "DB_CPUS": "1", "DB_PIDS": "512",
@@ -110,6 +111,7 @@ class DeployConfig:
     database: str = "stack"
     database_url: str = ""
     network: str = ""
+    media_volume: bool = False
     app_env: tuple = ()        # (NAME, value): APP_ENV_<NAME>
     app_secrets: tuple = ()    # (NAME, value): APP_SECRET_<NAME>, mounted as <NAME>_FILE
 
@@ -167,6 +169,7 @@ def load(env: str, env_dir: Path = DEPLOY_DIR, environ: dict | None = None, flag
     conf = convert(raw, origin, problems)
     conf.update(database.check(raw, origin, problems))
     conf["app_env"], conf["app_secrets"] = appsettings.check(app, problems)
+    conf["media_volume"] = database.media_volume(raw, origin, conf["app_env"], problems)
     appsettings.check_lengths(conf["stack_name"], conf["app_secrets"], app, problems)
     if problems:
         raise ConfigError(problems, source=str(path))

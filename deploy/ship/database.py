@@ -2,6 +2,7 @@
 DATABASE=external (a managed Postgres: DATABASE_URL, a secret, and no db service); and NETWORK, an existing
 attachable overlay the stack uses instead of creating <STACK_NAME>_backend (e.g. where a Postgres or an object
 store already runs as another Swarm service; one stack per network: service names resolve network-wide).
+MEDIA_VOLUME=on keeps uploads on a named volume instead (one node: the app's replicas all run on the manager).
 
 Pure: called by deploy.ship.config.load after the layers are merged; one problem line per mistake.
 """
@@ -36,3 +37,15 @@ def check(raw: dict, origin: dict, problems: list) -> dict:
     if raw["NETWORK"] and not NETWORK_RE.match(raw["NETWORK"]):
         problems.append(f"{origin['NETWORK']}: NETWORK must be a Docker network name (got {raw['NETWORK']!r})")
     return {"database": kind, "database_url": url if kind == "external" else "", "network": raw["NETWORK"]}
+
+
+def media_volume(raw: dict, origin: dict, app_env: tuple, problems: list) -> bool:
+    """MEDIA_VOLUME (on/off); refused together with uploads on S3 (APP_ENV_AWS_STORAGE_BUCKET_NAME)."""
+    value = raw["MEDIA_VOLUME"]
+    if value not in ("on", "off"):
+        problems.append(f"{origin['MEDIA_VOLUME']}: MEDIA_VOLUME must be one of on, off (got {value!r})")
+        return False
+    if value == "on" and "AWS_STORAGE_BUCKET_NAME" in dict(app_env):
+        problems.append(f"{origin['MEDIA_VOLUME']}: MEDIA_VOLUME=on and APP_ENV_AWS_STORAGE_BUCKET_NAME both place "
+                        f"the uploads; keep one (S3 is what survives the loss of a node)")
+    return value == "on"

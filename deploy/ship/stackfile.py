@@ -17,6 +17,7 @@ PROXY_CFG = Path(__file__).resolve().parent / "proxy" / "haproxy.cfg"
 APP_PORT = 8000          # container contract: uWSGI HTTP on :8000
 PROXY_PORT = 8080        # the proxy listens here inside its container
 DB_USER = DB_NAME = "app"
+MEDIA_ROOT = "/app/media"  # MEDIA_VOLUME=on: the volume's mount point (the image makes it, owned by uid 10001)
 # Health check timing for Swarm (the image's test command is kept; only the timing is overridden):
 # a new task is healthy ~2 s after uWSGI answers; a broken one is unhealthy after START + RETRIES*INTERVAL.
 # A 1 s interval costs one `python -m config.healthcheck` per task per second, and makes a rollout
@@ -106,6 +107,8 @@ def _app(cfg, image: str, tag: str, release: str, parallelism: int) -> dict:
         env[f"{name}_FILE"] = f"/run/secrets/{appsettings.secret_key(name)}"
         secrets.append(appsettings.secret_key(name))
     env.update(getattr(cfg, "app_env", ()))           # APP_ENV_<NAME>: as NAME (the toolkit's names are refused)
+    if getattr(cfg, "media_volume", False):          # uploads on the named volume, served by uWSGI under /media/
+        env.update(DJANGO_MEDIA_ROOT=MEDIA_ROOT, UWSGI_STATIC_MAP2="/media/=/app/")
     app = {
         "image": image,
         "environment": env,
@@ -117,6 +120,9 @@ def _app(cfg, image: str, tag: str, release: str, parallelism: int) -> dict:
         "deploy": dict(_deploy_block(cfg, cfg.replicas, "start-first", parallelism),
                        placement={"preferences": [{"spread": "node.id"}]}),
     }
+    if getattr(cfg, "media_volume", False):   # a local volume is per node: every replica on the manager
+        app["volumes"] = [f"media:{MEDIA_ROOT}"]
+        app["deploy"]["placement"] = {"constraints": ["node.role == manager"]}
     if not cfg.proxy:
         app["ports"] = _ports(cfg, APP_PORT)
     return app
@@ -168,11 +174,14 @@ def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, onl
     if getattr(cfg, "network", ""):   # NETWORK: an existing overlay (e.g. where an external Postgres runs)
         backend = {"external": True, "name": cfg.network}
     spec = {"version": "3.8", "services": services, "networks": {"backend": backend},
-            **({} if external_db(cfg) else {"volumes": {"pgdata": {}}}),
+            "volumes": {**({} if external_db(cfg) else {"pgdata": {}}),
+                        **({"media": {}} if getattr(cfg, "media_volume", False) else {})},
             "secrets": {key: {"external": True, "name": name} for key, name in secret_names(cfg).items()}}
     if cfg.proxy:
         services["proxy"] = _proxy(cfg)
         spec["configs"] = {"haproxy_cfg": {"name": proxy_cfg_name, "file": paths(cfg).proxy_cfg}}
+    if not spec["volumes"]:
+        del spec["volumes"]
     if only is not None:
         spec["services"] = {k: v for k, v in services.items() if k in only}
     return spec

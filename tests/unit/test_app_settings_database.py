@@ -100,3 +100,25 @@ def test_an_existing_network_is_used_as_it_is(tmp_path):
 def test_network_name_is_validated(tmp_path):
     write_env(tmp_path, "NETWORK=bad name!\n")
     assert problems(tmp_path) == [f"{at(tmp_path, 'NETWORK')}: NETWORK must be a Docker network name (got 'bad name!')"]
+
+
+def test_media_volume_mounts_a_shared_volume_and_keeps_every_replica_on_the_manager(tmp_path):
+    write_env(tmp_path, "MEDIA_VOLUME=on\n")
+    cfg = config.load("lab", env_dir=tmp_path, environ={})
+    spec = stackfile.stack_spec(cfg, "img", "v2", "T", "p")
+    app = spec["services"]["app"]
+    assert app["volumes"] == ["media:/app/media"] and spec["volumes"] == {"pgdata": {}, "media": {}}
+    assert app["deploy"]["placement"] == {"constraints": ["node.role == manager"]}
+    assert app["environment"]["DJANGO_MEDIA_ROOT"] == "/app/media"
+    assert app["environment"]["UWSGI_STATIC_MAP2"] == "/media/=/app/"
+    write_env(tmp_path)
+    plain = stackfile.stack_spec(config.load("lab", env_dir=tmp_path, environ={}), "img", "v2", "T", "p")
+    assert "volumes" not in plain["services"]["app"] and plain["volumes"] == {"pgdata": {}}
+
+
+def test_media_volume_errors(tmp_path):
+    write_env(tmp_path, "MEDIA_VOLUME=yes\n")
+    assert problems(tmp_path) == [f"{at(tmp_path, 'MEDIA_VOLUME')}: MEDIA_VOLUME must be one of on, off (got 'yes')"]
+    write_env(tmp_path, "MEDIA_VOLUME=on\nAPP_ENV_AWS_STORAGE_BUCKET_NAME=media\n")
+    assert problems(tmp_path) == [f"{at(tmp_path, 'MEDIA_VOLUME')}: MEDIA_VOLUME=on and APP_ENV_AWS_STORAGE_BUCKET_NAME "
+                                  "both place the uploads; keep one (S3 is what survives the loss of a node)"]

@@ -127,3 +127,19 @@ def test_rollback_keeps_the_upload(env):
     assert (status, headers["X-App-Version"]) == (200, STATE["v1"])
     assert len(read_back(env, STATE["upload"])) == 2
     assert_never_printed(env, printed)
+
+
+def test_media_volume_on_one_node_is_shared_by_the_replicas_and_survives_a_redeploy(env):
+    for key in [k for k in env.extra if "AWS_" in k]:
+        del env.extra[key]                     # uploads move from S3 to the stack's named volume
+    env.write(MEDIA_VOLUME="on")
+    outcome, _ = deploy(env, STATE["v2"], build=False)
+    assert outcome.result == "ok"
+    site = STATE["site"]
+    name, stored_by = site.upload("volume.png", PNG)
+    assert read_back(env, name) >= {stored_by}
+    status, _, body = site.get(f"/media/{name}")              # uWSGI serves the volume under /media/
+    assert (status, body) == (200, PNG)
+    outcome, _ = deploy(env, STATE["v1"], build=False)
+    assert outcome.result == "ok"
+    assert len(read_back(env, name)) == 2
