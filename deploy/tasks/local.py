@@ -24,10 +24,10 @@ def _stack(c):
 
     values = localenv.load()
     settings = compose.StackSettings.from_values(values, environ=os.environ)
-    app_env, app_secrets = appsettings.collect(values, settings.root)   # APP_ENV_*/APP_SECRET_* in .env
+    app_env, app_secrets = appsettings.collect(values, settings.root, os.environ)   # APP_ENV_*/APP_SECRET_* in .env
     runner = Runner(ctx=c, secrets=settings.secrets + tuple(v for _, v in app_secrets))
     lifecycle.preflight(runner)
-    extra = appsettings.write(settings.root, app_env, app_secrets)
+    extra = appsettings.write(settings.root, app_env, app_secrets, settings.project)
     if extra:  # the generated compose file passing them to the app (names and secret files, never values)
         settings = dataclasses.replace(settings, files=settings.files + (extra,))
     return settings, runner

@@ -38,8 +38,8 @@ def test_collect_errors_are_one_line_each(tmp_path):
 
 def test_write_makes_private_secret_copies_and_an_override_without_values(tmp_path):
     (tmp_path / "smtp.txt").write_text("smtp-pw-456\n")
-    name = appsettings.write(tmp_path, *appsettings.collect(VALUES, tmp_path))
-    assert name == ".djdeploy/compose.app.yml"
+    name = appsettings.write(tmp_path, *appsettings.collect(VALUES, tmp_path), "shop")
+    assert name == ".djdeploy/shop/compose.app.yml"
     text = (tmp_path / name).read_text()
     assert "dsn-value-123" not in text and "smtp-pw-456" not in text
     spec = json.loads(text.split("\n", 1)[1])
@@ -48,11 +48,17 @@ def test_write_makes_private_secret_copies_and_an_override_without_values(tmp_pa
                         "SENTRY_DSN_FILE": "/run/secrets/app_sentry_dsn",
                         "SMTP_PASSWORD_FILE": "/run/secrets/app_smtp_password"},
         "secrets": ["app_sentry_dsn", "app_smtp_password"]}
-    assert spec["secrets"]["app_sentry_dsn"] == {"file": "./.djdeploy/secrets/app_sentry_dsn"}
-    copy = tmp_path / ".djdeploy" / "secrets" / "app_smtp_password"
+    assert spec["secrets"]["app_sentry_dsn"] == {"file": "./.djdeploy/shop/secrets/app_sentry_dsn"}
+    copy = tmp_path / ".djdeploy" / "shop" / "secrets" / "app_smtp_password"
     assert copy.read_text() == "smtp-pw-456\n" and stat.S_IMODE(copy.stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / ".djdeploy").stat().st_mode) == 0o700
-    assert appsettings.write(tmp_path, (), ()) is None and not (tmp_path / name).exists()
+    assert appsettings.write(tmp_path, (), (), "shop") is None and not (tmp_path / ".djdeploy" / "shop").exists()
+
+
+def test_the_environment_wins_over_env_files(tmp_path):
+    env, secrets = appsettings.collect({"APP_ENV_MODE": "file"}, tmp_path,
+                                       {"APP_ENV_MODE": "environ", "APP_SECRET_TOKEN": "t", "HOME": "/root"})
+    assert env == (("MODE", "environ"),) and secrets == (("TOKEN", "t"),)
 
 
 def test_docker_compose_config_shows_the_variable_and_only_the_secrets_file(tmp_path):
@@ -64,7 +70,7 @@ def test_docker_compose_config_shows_the_variable_and_only_the_secrets_file(tmp_
     shutil.copy(ROOT / "docker-compose.yml", project / "docker-compose.yml")
     (project / ".env").write_text("APP_ENV_SENTRY_ENVIRONMENT=dev\nAPP_SECRET_SENTRY_DSN=dsn-value-123\n")
     extra = appsettings.write(project, *appsettings.collect(
-        {"APP_ENV_SENTRY_ENVIRONMENT": "dev", "APP_SECRET_SENTRY_DSN": "dsn-value-123"}, project))
+        {"APP_ENV_SENTRY_ENVIRONMENT": "dev", "APP_SECRET_SENTRY_DSN": "dsn-value-123"}, project), "p")
     out = subprocess.run([binary, "--project-directory", str(project), "--file", str(project / "docker-compose.yml"),
                           "--file", str(project / extra), "config", "--format", "json"], capture_output=True,
                          text=True, env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)}, timeout=60)
@@ -75,4 +81,4 @@ def test_docker_compose_config_shows_the_variable_and_only_the_secrets_file(tmp_
     assert app["environment"]["SENTRY_ENVIRONMENT"] == "dev"
     assert app["environment"]["SENTRY_DSN_FILE"] == "/run/secrets/app_sentry_dsn"
     assert app["secrets"] == [{"source": "app_sentry_dsn", "target": "/run/secrets/app_sentry_dsn"}]
-    assert cfg["secrets"]["app_sentry_dsn"]["file"] == str(project / ".djdeploy" / "secrets" / "app_sentry_dsn")
+    assert cfg["secrets"]["app_sentry_dsn"]["file"] == str(project / ".djdeploy" / "p" / "secrets" / "app_sentry_dsn")
