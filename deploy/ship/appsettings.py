@@ -53,7 +53,7 @@ def check(found: dict, problems: list) -> tuple[tuple, tuple]:
                             f"use the deploy key instead (see deploy/prod.env.example)")
         elif prefix == SECRET_PREFIX and not value.strip():
             problems.append(f"{where}: {key} is empty; an app secret needs a value (or {key}_FILE=path)")
-        elif "\n" in value.strip() or "\r" in value.strip():
+        elif "\n" in value.strip() or "\r" in value.strip() or (prefix == ENV_PREFIX and "\n" in value):
             problems.append(f"{where}: {key} holds several lines; the migration's env file cannot carry that "
                             f"(one line, e.g. base64)")
         else:

@@ -106,7 +106,9 @@ def _app(cfg, image: str, tag: str, release: str, parallelism: int) -> dict:
     for name, _ in getattr(cfg, "app_secrets", ()):   # APP_SECRET_<NAME>: the file's path, never the value
         env[f"{name}_FILE"] = f"/run/secrets/{appsettings.secret_key(name)}"
         secrets.append(appsettings.secret_key(name))
-    env.update(getattr(cfg, "app_env", ()))           # APP_ENV_<NAME>: as NAME (the toolkit's names are refused)
+    # APP_ENV_<NAME>: as NAME (the toolkit's names are refused); `$$` keeps `docker stack deploy` from
+    # interpolating a `$` in the value.
+    env.update((name, value.replace("$", "$$")) for name, value in getattr(cfg, "app_env", ()))
     if getattr(cfg, "media_volume", False):          # uploads on the named volume, served by uWSGI under /media/
         env.update(DJANGO_MEDIA_ROOT=MEDIA_ROOT, UWSGI_STATIC_MAP2="/media/=/app/")
     app = {

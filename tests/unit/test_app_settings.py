@@ -159,3 +159,16 @@ def test_plan_text_redacts_app_secrets(cfg):
     text = report.plan_text(the_plan) + repr(the_plan.steps)
     assert SMTP not in text and DSN not in text
     assert SMTP in [s.stdin for s in the_plan.steps if isinstance(s.stdin, str)]
+
+
+def test_a_dollar_in_an_app_variable_is_escaped_for_stack_deploy_but_not_for_the_migration(tmp_path):
+    cfg = load(tmp_path, "APP_ENV_PRICE='costs $5 or ${X}'\n")
+    spec = stackfile.stack_spec(cfg, "img", "v2", "T", "p")
+    assert spec["services"]["app"]["environment"]["PRICE"] == "costs $$5 or $${X}"
+    assert "PRICE=costs $5 or ${X}" in swarm.migrate_env(cfg).splitlines()
+
+
+def test_a_multi_line_app_variable_is_refused(tmp_path):
+    got = problems(tmp_path, 'APP_ENV_MOTD="line one\nline two"\n')
+    assert got == [f"{tmp_path}/lab.env:{line_of(tmp_path, 'APP_ENV_MOTD')}: APP_ENV_MOTD holds several lines; the "
+                   "migration's env file cannot carry that (one line, e.g. base64)"]
