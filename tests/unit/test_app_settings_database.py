@@ -107,13 +107,15 @@ def test_media_volume_mounts_a_shared_volume_and_keeps_every_replica_on_the_mana
     cfg = config.load("lab", env_dir=tmp_path, environ={})
     spec = stackfile.stack_spec(cfg, "img", "v2", "T", "p")
     app = spec["services"]["app"]
-    assert app["volumes"] == ["media:/app/media"] and spec["volumes"] == {"pgdata": {}, "media": {}}
+    assert app["volumes"][0] == {"type": "volume", "source": "media", "target": "/app/media"}
+    assert spec["volumes"] == {"pgdata": {}, "media": {}}
     assert app["deploy"]["placement"] == {"constraints": ["node.role == manager"]}
     assert app["environment"]["DJANGO_MEDIA_ROOT"] == "/app/media"
     assert app["environment"]["UWSGI_STATIC_MAP2"] == "/media/=/app/"
     write_env(tmp_path)
     plain = stackfile.stack_spec(config.load("lab", env_dir=tmp_path, environ={}), "img", "v2", "T", "p")
-    assert "volumes" not in plain["services"]["app"] and plain["volumes"] == {"pgdata": {}}
+    assert [v for v in plain["services"]["app"]["volumes"] if v["type"] != "tmpfs"] == []
+    assert plain["volumes"] == {"pgdata": {}}
 
 
 def test_media_volume_errors(tmp_path):
