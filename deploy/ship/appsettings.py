@@ -39,26 +39,33 @@ def secret_key(name: str) -> str:
     return f"app_{name.lower()}"
 
 
+def _problem(key: str, prefix: str, name: str, value: str) -> str | None:
+    """What is wrong with one app key (without the ``where: `` part), or None."""
+    if not NAME_RE.match(name):
+        return (f"invalid app variable name {key}: after {prefix} use upper-case letters, digits and '_', "
+                f"starting with a letter (e.g. {prefix}SENTRY_DSN)")
+    if name in RESERVED or (name.endswith("_FILE") and name[:-5] in RESERVED) or name.startswith("DJDEPLOY_"):
+        return f"{key} would set {name}, which the toolkit sets itself; use the deploy key instead (see " \
+               f"deploy/prod.env.example)"
+    if prefix == SECRET_PREFIX and not value:
+        return f"{key} is empty; an app secret needs a value (or {key}_FILE=path)"
+    if "\n" in value or "\r" in value:
+        return f"{key} holds several lines; the migration's env file cannot carry that (one line, e.g. base64)"
+    return None
+
+
 def check(found: dict, problems: list) -> tuple[tuple, tuple]:
-    """Validate the collected keys; return (app variables, app secrets) as sorted (NAME, value) pairs."""
+    """Validate the collected keys; return (app variables, app secrets) as sorted (NAME, value) pairs.
+    Secret values are stripped (a file's trailing newline); variables are kept as written."""
     env, secrets = {}, {}
     for key, (value, where) in sorted(found.items()):
         prefix = ENV_PREFIX if key.startswith(ENV_PREFIX) else SECRET_PREFIX
-        name = key[len(prefix):]
-        if not NAME_RE.match(name):
-            problems.append(f"{where}: invalid app variable name {key}: after {prefix} use upper-case letters, "
-                            f"digits and '_', starting with a letter (e.g. {prefix}SENTRY_DSN)")
-        elif name in RESERVED or (name.endswith("_FILE") and name[:-5] in RESERVED) or name.startswith("DJDEPLOY_"):
-            problems.append(f"{where}: {key} would set {name}, which the toolkit sets itself; "
-                            f"use the deploy key instead (see deploy/prod.env.example)")
-        elif prefix == SECRET_PREFIX and not value.strip():
-            problems.append(f"{where}: {key} is empty; an app secret needs a value (or {key}_FILE=path)")
-        elif "\n" in value.strip() or "\r" in value.strip() or (prefix == ENV_PREFIX and "\n" in value):
-            problems.append(f"{where}: {key} holds several lines; the migration's env file cannot carry that "
-                            f"(one line, e.g. base64)")
+        name, value = key[len(prefix):], value.strip() if prefix == SECRET_PREFIX else value
+        problem = _problem(key, prefix, name, value)
+        if problem:
+            problems.append(f"{where}: {problem}")
         else:
-            (secrets if prefix == SECRET_PREFIX else env)[name] = (value.strip() if prefix == SECRET_PREFIX else value,
-                                                                   where)
+            (secrets if prefix == SECRET_PREFIX else env)[name] = (value, where)
     for name, (_, where) in sorted(env.items()):
         other = name[:-5] if name.endswith("_FILE") else name
         if other in secrets:
