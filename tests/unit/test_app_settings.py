@@ -9,7 +9,7 @@ import pytest
 
 from deploy.core.errors import ConfigError
 from deploy.ship import config, plan, report, stackfile, swarm
-from shipfakes import DIGEST, FakeManager, FakeRegistry, builder, make_cfg, offline, remote  # noqa: F401
+from shipfakes import FakeManager, FakeRegistry, builder, offline, remote  # noqa: F401 (offline: a fixture)
 
 SMTP = "smtp-password-0123456789"
 DSN = "https://key@sentry.example.com/1"
@@ -144,7 +144,7 @@ def test_a_deploy_creates_each_app_secret_on_stdin_and_prints_no_value(cfg, offl
 
     executor.deploy(cfg, tag="v2", out=out, remote=remote(cfg, manager, out), builder=builder([]))
     name = stackfile.secret_names(cfg)["app_email_host_password"]
-    assert manager.stdin_of(f"secret create")
+    assert manager.stdin_of("secret create")
     assert [s for c, s in manager.calls if c.endswith(f" {name} -")] == [SMTP]
     printed = out.getvalue() + "\n".join(manager.commands())
     stack = manager.files[f"{swarm.paths(cfg).stack}"].decode()
