@@ -22,6 +22,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 LABEL = "djdeploy.test=uploads"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PNG_BYTES = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"     # a 1x1 PNG
+                          "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
 
 
 def free_port() -> int:

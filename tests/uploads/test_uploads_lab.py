@@ -14,12 +14,10 @@ import os
 
 import pytest
 
-from tests.uploads.conftest import Site, deploy, docker, wait_for
+from tests.uploads.conftest import PNG_BYTES as PNG, Site, deploy, docker, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.engine]
 STATE: dict = {}
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-                    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
 
 
 def tasks(env) -> list[str]:
