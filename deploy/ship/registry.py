@@ -48,7 +48,7 @@ def check(cfg, timeout: float = 5.0) -> None:
         raise ToolkitError(f"registry {cfg.registry} answered HTTP {exc.code} on /v2/; check REGISTRY in {cfg.source}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ToolkitError(f"registry {cfg.registry} is not reachable ({reason}); start it (`inv lab.up` for the lab) "
+        raise ToolkitError(f"registry {cfg.registry} is not reachable ({reason}); start it (`inv lab.up --deploy` for the lab) "
                            f"or fix REGISTRY in {cfg.source}. Nothing was changed on the manager") from None
 
 

@@ -44,7 +44,7 @@ def test_status_shows_every_component_up():
     result = run_inv("lab.status")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    for component in ("engine", "compose", "hadolint", "base debian:13.7-slim", "stand-in postgres:17-trixie",
+    for component in ("engine", "compose", "hadolint", "base debian:trixie-slim", "stand-in postgres:17-trixie",
                       "registry", "sshd", "swarm"):
         [line] = [ln for ln in lines if ln.split()[1:2] == component.split()[:1]
                   and component in ln]

@@ -236,7 +236,7 @@ def test_convergence_wait_times_out_with_a_message(cfg, offline, monkeypatch):
 def test_registry_down_fails_before_any_ssh(cfg, monkeypatch):
     monkeypatch.setattr(ssh, "open_connection", lambda cfg: pytest.fail("SSH opened with the registry down"))
     cfg = type(cfg)(**{**cfg.__dict__, "registry": "127.0.0.1:1"})
-    with pytest.raises(ToolkitError, match=r"^registry 127.0.0.1:1 is not reachable \(.*\); start it \(`inv lab.up` "
+    with pytest.raises(ToolkitError, match=r"^registry 127.0.0.1:1 is not reachable \(.*\); start it \(`inv lab.up --deploy` "
                                            r"for the lab\) or fix REGISTRY in .*lab.env. Nothing was changed on the manager$"):
         executor.deploy(cfg, tag="v2", build=False, out=io.StringIO())
 
