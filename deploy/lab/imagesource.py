@@ -4,8 +4,9 @@ The rules (pure: ``decide``):
 - an image a name points to that no lab built (no ``djdeploy.lab`` label) is never replaced, retagged or
   removed: it is the user's (official, pulled earlier, or their own);
 - a missing name is pulled when a registry answers (Docker Hub, or the engine's ``registry-mirrors``);
-- a stand-in is built only when the name is absent and cannot be pulled (or it is the lab's own stand-in and
-  its recipe changed: then an official image is pulled in its place if one can be, else it is rebuilt);
+- a stand-in is built only when the name is absent and cannot be pulled (or it is this lab's own stand-in
+  and its recipe changed: then an official image is pulled in its place if one can be, else it is rebuilt;
+  another lab's stand-in is left as it is);
 - names in the lab's own namespaces (``djdeploy-lab/...``) are local only: never pulled from anywhere.
 
 ``pull`` talks to the engine through the SDK with a short read timeout and prints one line per finished layer.
@@ -33,18 +34,20 @@ class Found:
     lab: bool = False       # built by a lab (label djdeploy.lab with a value)
     current: bool = False   # built from the recipe we have now (hash label matches)
     labels: tuple = ()      # (key, value) pairs of the image's labels
+    mine: bool = True       # built by this lab (label value = this lab's directory); another lab's is not ours
 
     def label(self, key: str) -> str:
         return dict(self.labels).get(key, "")
 
 
-def found_from_labels(labels: dict | None, want_hash: str | None) -> Found:
+def found_from_labels(labels: dict | None, want_hash: str | None, lab_id: str | None = None) -> Found:
     """Pure: ``labels`` is None for a missing image, {} for an image without labels."""
     if labels is None:
         return Found(False)
     lab = bool(labels.get(paths.LABEL))
     current = lab and want_hash is not None and labels.get(paths.HASH_LABEL) == want_hash
-    return Found(True, lab, current, tuple(sorted(labels.items())))
+    mine = lab and (lab_id is None or labels.get(paths.LABEL) == lab_id)
+    return Found(True, lab, current, tuple(sorted(labels.items())), mine)
 
 
 def pullable(name: str) -> bool:
@@ -55,8 +58,8 @@ def pullable(name: str) -> bool:
 
 def decide(found: Found, can_pull: bool, has_recipe: bool) -> str:
     """Pure: what to do for one name (KEEP, PULL, BUILD or PULL_OR_BUILD)."""
-    if found.present and (not found.lab or found.current or not has_recipe):
-        return KEEP
+    if found.present and (not found.lab or found.current or not found.mine or not has_recipe):
+        return KEEP  # not the lab's, current, or another lab's (a second lab never rebuilds the first one's images)
     if not has_recipe:
         return PULL
     return PULL_OR_BUILD if can_pull else BUILD

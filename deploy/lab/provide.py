@@ -39,20 +39,21 @@ def wanted(bases: list[str], deploy: bool, app_repository: str) -> list[Wanted]:
     return out
 
 
-def plan(cli, items: list[Wanted]) -> list[tuple[Wanted, str]]:
+def plan(cli, items: list[Wanted], lab_id: str) -> list[tuple[Wanted, str]]:
     """(item, action) for every wanted image, from what the engine holds now (no side effect)."""
-    return [(w, imagesource.decide(found(cli, w), imagesource.pullable(w.name), w.kind != "image")) for w in items]
+    return [(w, imagesource.decide(found(cli, w, lab_id), imagesource.pullable(w.name), w.kind != "image"))
+            for w in items]
 
 
-def found(cli, w: Wanted) -> imagesource.Found:
-    return imagesource.found_from_labels(standins.image_labels(cli, w.name), w.want_hash)
+def found(cli, w: Wanted, lab_id: str | None = None) -> imagesource.Found:
+    return imagesource.found_from_labels(standins.image_labels(cli, w.name), w.want_hash, lab_id)
 
 
 def provide(cli, runner, items: list[Wanted], lab_id: str, claim, say=print, pull=None) -> dict:
     """Carry the plan out; return {"pulled": [...], "built": [...], "kept": [...], "absent": [...]}."""
     pull = pull or imagesource.pull
     done = {"pulled": [], "built": [], "kept": [], "absent": []}
-    for w, action in plan(cli, items):
+    for w, action in plan(cli, items, lab_id):
         if action == KEEP:
             done["kept"].append(w.name)
             continue

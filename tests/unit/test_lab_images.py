@@ -27,14 +27,15 @@ LAB = {paths.LABEL: "/lab", paths.HASH_LABEL: "h1"}
     ({**LAB, paths.HASH_LABEL: "old"}, True, True, PULL_OR_BUILD),  # the lab's, stale: official if pullable
     ({**LAB, paths.HASH_LABEL: "old"}, False, True, BUILD),
     ({**LAB, paths.HASH_LABEL: "old"}, True, False, KEEP),
+    ({paths.LABEL: "/other-lab", paths.HASH_LABEL: "old"}, True, True, KEEP),  # another lab's: not ours
 ])
 def test_decide(labels, can_pull, recipe, action):
-    assert imagesource.decide(imagesource.found_from_labels(labels, "h1"), can_pull, recipe) == action
+    assert imagesource.decide(imagesource.found_from_labels(labels, "h1", "/lab"), can_pull, recipe) == action
 
 
 def test_found_from_labels():
     assert imagesource.found_from_labels(None, "h") == Found(False)
-    assert imagesource.found_from_labels({}, "h") == Found(True, False, False, ())
+    assert imagesource.found_from_labels({}, "h") == Found(True, False, False, (), False)
     f = imagesource.found_from_labels(LAB, "h1")
     assert (f.present, f.lab, f.current, f.label(paths.LABEL)) == (True, True, True, "/lab")
 
