@@ -4,11 +4,18 @@
 - static files are served by Django's static view from the app and admin source directories (the image's
   collected /app/staticfiles is hidden by the source mount);
 - DEBUG is on (development only: this module is mounted by docker-compose.dev.yml and is not in the image).
-Python edits are picked up by uWSGI's py-autoreload (UWSGI_PY_AUTORELOAD in docker-compose.dev.yml).
+- a saved Python file reloads the uWSGI worker (djdeploy_dev.reloader; the master and the image stay the same).
 """
 
-from config.settings import *  # noqa: F401,F403
-from config.settings import TEMPLATES
+import os
+
+from djdeploy_dev import reloader
+
+reloader.start([os.environ.get("DJDEPLOY_DEV_SOURCE", "/app"), os.path.dirname(os.path.dirname(__file__))],
+               float(os.environ.get("DJDEPLOY_DEV_POLL", "0.25")))
+
+from config.settings import *  # noqa: E402,F401,F403
+from config.settings import TEMPLATES  # noqa: E402
 
 DEBUG = True
 ROOT_URLCONF = "djdeploy_dev.urls"
