@@ -141,11 +141,11 @@ def build(runner, names: list[str], lab_id: str, say=print) -> float:
     try:
         say(f"debootstrap {suite} (minbase) from {MIRROR}: about a minute")
         runner.run(debootstrap_argv(suite, rootfs), hide=True, timeout=900)
-        for rel, text in config_files().items():
-            runner.put(text, str(rootfs / rel), mode=0o644)
         version = debian_version(runner, rootfs)
         if version and not all(honest(n, version) for n in names):
             raise ToolkitError(dishonest_error(names, version, suite))
+        for rel, text in config_files().items():
+            runner.put(text, str(rootfs / rel), mode=0o644)
         for argv in removal_argvs(rootfs):
             if Path(argv[1]).is_dir():
                 runner.run(argv)

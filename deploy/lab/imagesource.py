@@ -72,10 +72,14 @@ def describe(found: Found, pulled_by_lab: bool) -> tuple[bool, str]:
     if not found.lab:
         how = "pulled by the lab" if pulled_by_lab else "found on the engine, not built by the lab"
         return True, f"official ({how})"
-    made = found.label(RECIPE_LABEL) or "a lab recipe"
+    made = found.label(RECIPE_LABEL) or "an earlier lab recipe"
     what = found.label(VERSION_LABEL)
-    text = f"stand-in built by the lab from {made}" + (f": {what}" if what else "")
-    return True, text + ("" if found.current else " (recipe changed since: lab.up rebuilds it)")
+    who = "the lab" if found.mine else f"another lab ({found.label(paths.LABEL)})"
+    text = f"stand-in built by {who} from {made}" + (f": {what}" if what else "")
+    if found.current:
+        return True, text
+    return True, text + (" (recipe changed since: lab.up rebuilds it)" if found.mine
+                         else " (recipe changed since: left as it is; that lab's lab.up rebuilds it)")
 
 
 def split_ref(name: str) -> tuple[str, str]:

@@ -99,11 +99,11 @@ def ensure_debootstrap(runner, say) -> None:
     host.install(runner, packages, say)
 
 
-def status_rows(cli, items: list[Wanted], pulled: list[str]) -> list[tuple[str, bool, str]]:
+def status_rows(cli, items: list[Wanted], pulled: list[str], lab_id: str) -> list[tuple[str, bool, str]]:
     """One `lab.status` row per image: official (pulled / found) or stand-in (built by the lab, from which recipe)."""
     rows = []
     for w in items:
-        f = found(cli, w) if cli else imagesource.Found(False)
+        f = found(cli, w, lab_id) if cli else imagesource.Found(False)
         ok, text = imagesource.describe(f, w.name in pulled)
         rows.append((f"image {w.name}", ok, text))
     return rows

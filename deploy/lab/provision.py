@@ -140,7 +140,7 @@ def status() -> list[tuple[str, bool, str]]:
     rows.append(("compose", plugin.exists(), f"{plugin} -> {os.path.realpath(plugin)}" if plugin.exists()
                  else f"MISSING: {plugin}"))
     rows.append(("hadolint", bool(_which_hadolint()), _which_hadolint() or "MISSING"))
-    rows += provide.status_rows(cli, wanted_images(deploy=True), st["pulled"])
+    rows += provide.status_rows(cli, wanted_images(deploy=True), st["pulled"], LAB_ID)
     rpid, spid = registry.pid(), sshd.pid()
     rows.append(("registry", bool(rpid and registry.answers()),
                  f"up on {paths.REGISTRY} (pid {rpid}, user {paths.REGISTRY_USER})" if rpid else DEPLOY_ONLY))

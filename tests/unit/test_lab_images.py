@@ -66,7 +66,11 @@ def test_status_texts_say_official_or_stand_in_and_from_what():
     assert imagesource.describe(Found(True, True, True, labels), False) == (
         True, "stand-in built by the lab from deploy/lab/images/postgres: Debian 13.8")
     assert imagesource.describe(Found(True, True, False, ()), False) == (
-        True, "stand-in built by the lab from a lab recipe (recipe changed since: lab.up rebuilds it)")
+        True, "stand-in built by the lab from an earlier lab recipe (recipe changed since: lab.up rebuilds it)")
+    other = imagesource.found_from_labels({paths.LABEL: "/root/lab", paths.HASH_LABEL: "old"}, "new", "/home/me/lab")
+    assert imagesource.describe(other, False) == (
+        True, "stand-in built by another lab (/root/lab) from an earlier lab recipe (recipe changed since: left as "
+              "it is; that lab's lab.up rebuilds it)")
 
 
 # --- honest base names ----------------------------------------------------------------------------------
@@ -200,3 +204,56 @@ def test_lab_up_with_an_engine_needs_no_root_no_apt_no_debootstrap(monkeypatch, 
     st = provision.up(runner, say=said.append)
     assert runner.history == [] and st["images"] == [] and st["packages"] == []
     assert said[-1].startswith("lab up in ") and said[-1].endswith("s (images: 2 kept)")
+
+
+def _base_build(monkeypatch, tmp_path, name, version):
+    import shlex
+
+    from invoke import Result
+
+    monkeypatch.setattr(paths, "LAB_DIR", tmp_path)
+    work, rootfs = tmp_path / "base-build", tmp_path / "base-build" / "rootfs"
+    (rootfs / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True)
+    (rootfs / "etc/apt/apt.conf.d").mkdir(parents=True)
+    run = {shlex.join(["rm", "-rf", str(work)]): Result(), shlex.join(["mkdir", "-p", str(work)]): Result(),
+           shlex.join(baseimage.debootstrap_argv("trixie", rootfs)): Result(),
+           shlex.join(["cat", str(rootfs / "etc" / "debian_version")]): Result(version + "\n")}
+    runner = Runner(ctx=MockContext(run=run, repeat=True), echo=False)
+    return runner
+
+
+def test_a_base_is_never_imported_under_a_point_release_it_does_not_hold(monkeypatch, tmp_path):
+    runner = _base_build(monkeypatch, tmp_path, "debian:13.7-slim", "13.8")
+    with pytest.raises(ToolkitError) as err:
+        baseimage.build(runner, ["debian:13.7-slim"], "/lab", say=lambda m: None)
+    assert str(err.value) == baseimage.dishonest_error(["debian:13.7-slim"], "13.8", "trixie")
+    assert not [cmd for _, cmd in runner.history if "docker import" in cmd]
+    assert runner.history[-1][1].startswith("rm -rf ")  # the work directory is always removed
+
+
+def test_the_base_records_the_version_it_holds(monkeypatch, tmp_path):
+    import shlex
+
+    runner = _base_build(monkeypatch, tmp_path, "debian:trixie-slim", "13.8")
+    monkeypatch.setattr(Runner, "run", _record_all(Runner.run))
+    baseimage.build(runner, ["debian:trixie-slim"], "/lab", say=lambda m: None)
+    [imported] = {cmd for _, cmd in runner.history if cmd.startswith("docker import")}
+    argv = shlex.split(imported)
+    assert argv[-1] == "debian:trixie-slim"
+    assert f'LABEL {imagesource.VERSION_LABEL}="Debian 13.8"' in argv
+    assert f'LABEL {imagesource.RECIPE_LABEL}="debootstrap --variant=minbase trixie ({baseimage.MIRROR})"' in argv
+
+
+def _record_all(real):
+    """Runner.run for commands the MockContext was not told about (find, tar, docker import): record, succeed."""
+    from invoke import Result
+
+    def run(self, argv, **kw):
+        try:
+            return real(self, argv, **kw)
+        except NotImplementedError:
+            import shlex
+
+            self.history.append((self.where, shlex.join(argv)))
+            return Result()
+    return run
