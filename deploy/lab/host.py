@@ -62,7 +62,8 @@ def host_facts() -> HostFacts:
         release = Path("/etc/os-release").read_text()
     except OSError:
         release = ""
-    return HostFacts(is_root=os.geteuid() == 0, os_ids=os_ids(release),
+    is_root = getattr(os, "geteuid", lambda: -1)() == 0  # Windows has no euid: never root for the lab
+    return HostFacts(is_root=is_root, os_ids=os_ids(release),
                      commands=frozenset(c for c in PACKAGES if which(c)))
 
 
