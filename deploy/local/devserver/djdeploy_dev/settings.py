@@ -11,8 +11,9 @@ import os
 
 from djdeploy_dev import reloader
 
-reloader.start([os.environ.get("DJDEPLOY_DEV_SOURCE", "/app"), os.path.dirname(os.path.dirname(__file__))],
-               float(os.environ.get("DJDEPLOY_DEV_POLL", "0.25")))
+if os.environ.get("DJDEPLOY_DEV_RELOADER", "on") != "off":  # off: e.g. to compare with uWSGI's py-autoreload
+    reloader.start([os.environ.get("DJDEPLOY_DEV_SOURCE", "/app"), os.path.dirname(os.path.dirname(__file__))],
+                   float(os.environ.get("DJDEPLOY_DEV_POLL", "0.25")))
 
 from config.settings import *  # noqa: E402,F401,F403
 from config.settings import TEMPLATES  # noqa: E402
