@@ -197,6 +197,8 @@ def test_lab_up_with_an_engine_needs_no_root_no_apt_no_debootstrap(monkeypatch, 
     monkeypatch.setattr(provision, "_client", lambda: cli)
     monkeypatch.setattr(host, "host_facts", lambda: host.HostFacts(False, ("darwin",), frozenset()))
     monkeypatch.setattr(host, "ensure_compose_plugin", lambda runner: False)
+    monkeypatch.setattr(provision, "check_ports", lambda: pytest.fail("the local part checks no deploy ports"))
+    monkeypatch.setattr(host, "hadolint", lambda: pytest.fail("the local part needs no hadolint"))
     monkeypatch.setattr(paths, "LAB_DIR", tmp_path / "lab")
     monkeypatch.setattr(paths, "STATE_FILE", tmp_path / "lab" / "state.json")
     said = []

@@ -100,3 +100,19 @@ def test_lab_up_refuses_fewer_than_one_node_before_doing_anything(monkeypatch):
     monkeypatch.setattr(provision, "up", lambda *a, **k: (_ for _ in ()).throw(AssertionError("provisioned")))
     with pytest.raises(Exit, match=r"--nodes must be 1 or more \(got 0\)"):
         tasks.ns.collections["lab"]["up"](Context(), nodes=0)
+
+
+def test_lab_up_is_the_local_part_unless_deploy_or_nodes(monkeypatch):
+    """`inv lab.up` provides engine, compose and images; --deploy (and --nodes N) also the deploy side."""
+    from deploy.lab import cluster
+    from deploy.tasks import lab
+
+    calls = []
+    monkeypatch.setattr(provision, "up", lambda runner, deploy=False: calls.append(deploy))
+    monkeypatch.setattr(cluster, "up", lambda nodes, echo: type("Spec", (), {"name": "djlab"})())
+    monkeypatch.setattr(cluster, "status", lambda name: [])
+    lab.up(Context())
+    lab.up(Context(), deploy=True)
+    lab.up(Context(), nodes=3)
+    assert calls == [False, True, True]
+
