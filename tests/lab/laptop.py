@@ -69,8 +69,12 @@ class LaptopUser:
         return self.repo
 
     def make_venv(self) -> subprocess.CompletedProcess:
-        """A virtualenv of the system Python, so that `python3 -m pip install` works without root."""
+        """A virtualenv of the system Python, so that `python3 -m pip install` works without root. Without
+        Debian's python3-venv (no ensurepip), one that sees the system's packages and pip instead."""
         out = self.run(f"{SYSTEM_PYTHON} -m venv {self.venv}", cwd=self.home, timeout=120)
+        if out.returncode != 0:
+            out = self.run(f"rm -rf {self.venv} && {SYSTEM_PYTHON} -m venv --without-pip --system-site-packages "
+                           f"{self.venv}", cwd=self.home, timeout=120)
         assert out.returncode == 0, out.stdout + out.stderr
         return out
 
