@@ -17,7 +17,7 @@ from pathlib import Path
 from deploy.core.errors import ToolkitError
 from deploy.core import project
 from deploy.lab import paths
-from deploy.lab.imagesource import RECIPE_LABEL
+from deploy.lab.imagesource import RECIPE_LABEL, VERSION_LABEL
 
 ROOT = project.ROOT
 DOCKERFILES = ("Dockerfile",)
@@ -158,7 +158,8 @@ def build(client, stand_in: StandIn, lab_id: str) -> float:
     try:
         client.images.build(path=str(stand_in.directory), tag=stand_in.name, rm=True, forcerm=True,
                             labels={paths.LABEL: lab_id, paths.HASH_LABEL: stand_in.hash,
-                                    RECIPE_LABEL: recipe_path(stand_in)})
+                                    RECIPE_LABEL: recipe_path(stand_in),
+                                    VERSION_LABEL: ""})  # not the base's "Debian 13.8": see the recipe
     except BuildError as exc:
         tail = "\n".join(str(c.get("stream", c.get("error", ""))).rstrip() for c in exc.build_log)[-1500:]
         raise ToolkitError(f"building stand-in {stand_in.name} from {stand_in.directory} failed: {exc.msg}\n{tail}")
