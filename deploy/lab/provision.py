@@ -3,9 +3,9 @@
 up: check everything first (what to install, can we, ports free), then install missing Debian packages,
 start dockerd if none answers, link the compose plugin, and provide the images the project names (kept when
 present, pulled when missing, a stand-in built only when they cannot be pulled: deploy.lab.provide). With
-``deploy`` (`inv lab.up --deploy`, what `inv test` and the cluster use) also the registry, the SSH manager
-and the swarm. Each claim goes to the state file as soon as it is made, so `down` removes exactly what this
-lab made.
+``deploy`` (`inv lab.up --deploy`, what `inv test` and the cluster use) also the test tools, the registry,
+the SSH manager, the swarm and the ACME CA (Pebble). Each claim goes to the state file as soon as it is made,
+so `down` removes exactly what this lab made.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from deploy.core.errors import EngineUnavailable, ToolkitError
-from deploy.lab import baseimage, host, paths, procs, provide, registry, sshd, standins, state
+from deploy.lab import acme, baseimage, host, paths, procs, provide, registry, sshd, standins, state
 
 DEFAULT_BASE = "debian:trixie-slim"
 LAB_ID = str(paths.LAB_DIR)
@@ -54,7 +54,14 @@ def check_ports() -> None:
         raise procs.port_taken_error(paths.SSH_PORT, f"SSH manager (127.0.0.1:{paths.SSH_PORT})", sshd.ENV_PORT)
 
 
-def _preflight(facts, cli, deploy: bool) -> tuple[list, list[str]]:
+def check_acme_port(runner) -> None:
+    """Raise if the ACME CA's port answers and it is not the lab's Pebble (checked before any side effect)."""
+    spec = acme.lab_spec(LAB_ID)
+    if spec.api_port and procs.port_answers("127.0.0.1", spec.api_port) and not acme.running(runner, spec):
+        raise procs.port_taken_error(spec.api_port, f"ACME CA (127.0.0.1:{spec.api_port})", acme.ENV_PORT)
+
+
+def _preflight(runner, facts, cli, deploy: bool, say) -> tuple[list, list[str]]:
     """Every check before any side effect: the image names, what to install and whether we can, the ports."""
     for name in base_images():
         if not baseimage.is_base(name):
@@ -68,7 +75,13 @@ def _preflight(facts, cli, deploy: bool) -> tuple[list, list[str]]:
         raise ToolkitError("no Docker engine answers and starting dockerd needs root; start Docker, "
                            "or run `inv lab.up` as root")
     if deploy:
+        tools = host.missing_test_tools(facts)
+        if tools and host.install_problem(facts, tools, True):
+            say(f"note: the browser/TLS tests need {' '.join(tools)} (not installed; those tests skip)")
+        elif tools:
+            packages += tools
         check_ports()
+        check_acme_port(runner)
     return items, packages
 
 
@@ -78,7 +91,7 @@ def up(runner, say=print, deploy: bool = False) -> dict:
     st = state.load()
     facts = host.host_facts()
     cli = _client()
-    items, packages = _preflight(facts, cli, deploy)
+    items, packages = _preflight(runner, facts, cli, deploy, say)
     paths.LAB_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def claim(**kw):
@@ -122,6 +135,7 @@ def _deploy_parts(runner, cli, claim, say) -> None:
     elif swarm_state(cli) != "active":
         raise ToolkitError(f"the engine's swarm is '{swarm_state(cli)}'; fix it (`docker info`) and run "
                            "`inv lab.up --deploy` again")
+    claim(acme=acme.ensure(runner, acme.lab_spec(LAB_ID), say))
 
 
 def swarm_state(cli) -> str:
@@ -149,6 +163,12 @@ def status() -> list[tuple[str, bool, str]]:
     swarm = swarm_state(cli) if cli else "unknown"
     mine = " (initialized by the lab)" if st["swarm_initialized"] else ""
     rows.append(("swarm", swarm == "active", f"{swarm}{mine}" if swarm == "active" else f"{swarm}: {DEPLOY_ONLY}"))
+    if cli is not None:
+        from invoke import Context
+
+        from deploy.core.runner import Runner
+
+        rows.append(acme.status_row(Runner(ctx=Context(), echo=False), acme.lab_spec(LAB_ID)))
     return rows
 
 

@@ -21,6 +21,8 @@ FIELDS = {
     "pulled": [],                # official images this lab pulled (kept by lab.down: they are the user's cache)
     "compose_plugin": None,      # the plugin link this lab created
     "packages": [],              # Debian packages this lab installed (reported; never removed)
+    "acme": None,                # the ACME CA (Pebble): its network, containers, directory URL (labelled;
+                                 # `down` removes them with every other container/network of the lab label)
 }
 
 
