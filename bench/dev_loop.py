@@ -5,7 +5,7 @@ Runs on a private copy of the project (DJDEPLOY_PROJECT_DIR; the checkout is nev
 project (djbenchdev<pid>), a private image repository (built once from the layer cache) and a free loopback port;
 removes all of it at the end. Each round saves an edit and polls (every 20 ms) until the page shows it:
 
-    view      project/notes/views.py (the /health/ body): the worker reloads
+    view      project/notes/views.py (the index view returns a marker): the worker reloads
     template  project/notes/templates/notes/index.html: read from disk on the next request
 
 Edits are spaced by --gap seconds (a developer saves every few seconds, not ten times a second).
@@ -32,7 +32,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COPY = ("tasks.py", "deploy", "project", "Dockerfile", "docker-entrypoint.sh", ".dockerignore",
+COPY = ("tasks.py", "deploy", "project", "djdeploy_django", "pyproject.toml", "Dockerfile", "docker-entrypoint.sh", ".dockerignore",
         "docker-compose.yml", "docker-compose.dev.yml")
 direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -71,20 +71,30 @@ def edit_to_served(path: Path, old: str, new: str, url: str, marker: str, timeou
     return time.monotonic() - started
 
 
+VIEW_DOC = '    """Lists notes and creates one (POST, CSRF-protected). Without a database it renders a notice."""'
+
+
 def rounds(copy: Path, port: int, runs: int, gap: float) -> dict:
+    """``runs`` view edits (the index view returns a marker early), then the view restored, then ``runs``
+    template edits; every edit saved ``gap`` seconds after the previous one was served."""
     views, template = copy / "project/notes/views.py", copy / "project/notes/templates/notes/index.html"
-    old_view, old_tpl = 'HttpResponse("ok", content_type="text/plain")', "<h1>Notes</h1>"
+    url, original = f"http://127.0.0.1:{port}/", views.read_text()
     results = {"view": [], "template": []}
+    body(url)  # Django imports the views on the first request: load them before the first edit
+    old = VIEW_DOC
     for i in range(runs):
         time.sleep(gap)
-        new_view = f'HttpResponse("ok {i}", content_type="text/plain")'
-        results["view"].append(edit_to_served(views, old_view, new_view, f"http://127.0.0.1:{port}/health/",
-                                              f"ok {i}"))
-        old_view = new_view
+        new = VIEW_DOC + f'\n    return HttpResponse("edited view {i}", content_type="text/plain")'
+        results["view"].append(edit_to_served(views, old, new, url, f"edited view {i}"))
+        old = new
+    views.write_text(original)
+    edit_to_served(views, VIEW_DOC, VIEW_DOC, url, "<h1>", timeout=60)  # wait for the template view again
+    old = "<h1>Notes</h1>"
+    for i in range(runs):
         time.sleep(gap)
-        new_tpl = f"<h1>Notes {i}</h1>"
-        results["template"].append(edit_to_served(template, old_tpl, new_tpl, f"http://127.0.0.1:{port}/", new_tpl))
-        old_tpl = new_tpl
+        new = f"<h1>Notes {i}</h1>"
+        results["template"].append(edit_to_served(template, old, new, url, new))
+        old = new
     return results
 
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKOUT = ("tasks.py", "deploy", "project", "Dockerfile", "docker-entrypoint.sh", ".dockerignore", "README.md",
+CHECKOUT = ("tasks.py", "deploy", "project", "djdeploy_django", "pyproject.toml", "Dockerfile", "docker-entrypoint.sh", ".dockerignore", "README.md",
             "docker-compose.yml", "docker-compose.dev.yml", ".env.example", "requirements-dev.txt", "pytest.ini")
 SYSTEM_PYTHON = "/usr/bin/python3"   # what a laptop has; the root's pyenv under /root is not readable by others
 FIRST_COMMAND = "python3 -m pip install -r requirements-dev.txt && inv lab.up && inv up"
