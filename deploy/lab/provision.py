@@ -129,13 +129,19 @@ def _deploy_parts(runner, cli, claim, say) -> None:
     pid = sshd.ensure(runner, say)
     if pid:
         claim(sshd_pid=pid)
+    if _ensure_swarm(runner, cli):
+        claim(swarm_initialized=True)
+    claim(acme=acme.ensure(runner, acme.lab_spec(LAB_ID), say))
+
+
+def _ensure_swarm(runner, cli) -> bool:
+    """Initialise a single-node swarm when the engine is in none; True when this lab did it."""
     if swarm_state(cli) == "inactive":
         runner.run(["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"], hide=True)
-        claim(swarm_initialized=True)
-    elif swarm_state(cli) != "active":
-        raise ToolkitError(f"the engine's swarm is '{swarm_state(cli)}'; fix it (`docker info`) and run "
-                           "`inv lab.up --deploy` again")
-    claim(acme=acme.ensure(runner, acme.lab_spec(LAB_ID), say))
+        return True
+    if swarm_state(cli) != "active":
+        raise ToolkitError(f"the engine's swarm is '{swarm_state(cli)}'; fix it (`docker info`) and run `inv lab.up --deploy` again")
+    return False
 
 
 def swarm_state(cli) -> str:

@@ -92,7 +92,8 @@ def check_postgres_image(runner: Runner, s: StackSettings, pull=None) -> None:
         from deploy.lab.imagesource import pull
     if not pull(s.postgres_image, say=print):
         raise ToolkitError(f"the Postgres image {s.postgres_image} is not on this engine and cannot be pulled here; "
-                           "run `inv lab.up` (it builds the stand-in), or set POSTGRES_IMAGE to an image you have")
+                           "load it or set POSTGRES_IMAGE to an image you have (or, for this repository's test lab, run "
+                           "`inv lab.up`: it builds the stand-in)")
 
 
 def start(runner: Runner, s: StackSettings, image_ref: str, timeout: float, clock: "Clock | None" = None) -> None:
