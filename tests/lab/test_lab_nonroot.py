@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import urllib.request
 
 import pytest
@@ -24,6 +25,7 @@ def user(docker_client):
     try:
         u.make_checkout()
         u.make_venv()
+        check(u.run("python3 -m pip install -q -r requirements-dev.txt"), "pip install")
         yield u
     finally:
         u.run("inv down --volumes --yes", env=u.env(COMPOSE_PROJECT_NAME=u.repo_name), timeout=120)
@@ -62,18 +64,27 @@ def test_the_local_tasks_work_for_a_user_in_the_docker_group(user):
 
 
 def test_a_deploy_dry_run_works_for_that_user(user):
+    """The deploy tasks as that user: a dry run against the lab's SSH manager and registry (it connects and
+    reads the manager's state, runs nothing), with copies of the lab's key and password in the user's home."""
+    from deploy.lab import paths
+
+    ssh = user.home / ".ssh"
+    ssh.mkdir(mode=0o700, exist_ok=True)
+    for src, name in ((paths.SSH_KEY, "lab_key"), (paths.KNOWN_HOSTS, "lab_known_hosts"),
+                      (paths.REGISTRY_PASSWORD_FILE, "lab_registry_password")):
+        (ssh / name).write_bytes(src.read_bytes())
+        (ssh / name).chmod(0o600)
+    stack = f"djlnr{os.getpid()}"
     (user.repo / "deploy" / "nr.env").write_text(
-        "MANAGER_HOST=swarm.example.invalid\nSSH_USER=deploy\nSSH_KEY=~/.ssh/id_ed25519\n"
-        "KNOWN_HOSTS=~/.ssh/known_hosts\nREGISTRY=registry.example.invalid\nREGISTRY_USER=ci\n"
-        "REGISTRY_PASSWORD=not-a-real-password\nAPP_IMAGE=djapp\nSTACK_NAME=djapp\n"
-        "DJANGO_ALLOWED_HOSTS=www.example.invalid\n"
+        f"MANAGER_HOST=127.0.0.1\nSSH_USER=root\nSSH_PORT={paths.SSH_PORT}\nSSH_KEY=~/.ssh/lab_key\n"
+        f"KNOWN_HOSTS=~/.ssh/lab_known_hosts\nREGISTRY={paths.REGISTRY}\nREGISTRY_USER={paths.REGISTRY_USER}\n"
+        f"REGISTRY_PASSWORD_FILE=~/.ssh/lab_registry_password\nSTACK_NAME={stack}\nREMOTE_DIR=/tmp/{stack}\n"
+        "PUBLISH_MODE=host\nENDPOINT_MODE=dnsrr\nDJANGO_ALLOWED_HOSTS=www.example.invalid\n"
         "DJANGO_SECRET_KEY=dry-run-only-secret-key-0123456789-0123456789-0123456789\n"
-        "POSTGRES_PASSWORD=not-a-real-password-either\n")
-    os.chown(user.repo / "deploy" / "nr.env", *(lambda st: (st.st_uid, st.st_gid))(os.stat(user.repo)))
-    check(user.run("install -d -m 0700 ~/.ssh && ssh-keygen -q -t ed25519 -N '' -f ~/.ssh/id_ed25519 && "
-                   "echo \"swarm.example.invalid $(cut -d' ' -f1,2 ~/.ssh/id_ed25519.pub)\" > ~/.ssh/known_hosts"),
-          "ssh-keygen")
-    out = check(user.run("inv deploy --env nr --dry-run --image abc1234", env=user.env(), timeout=120),
+        "POSTGRES_PASSWORD=not-a-real-password-either\nALLOW_DIRTY=on\n")
+    subprocess.run(["chown", "-R", f"{user.name}:{user.name}", str(ssh), str(user.repo / "deploy")], check=True)
+    out = check(user.run("inv deploy --env nr --dry-run", env=user.env(), timeout=180),
                 "inv deploy --dry-run")
-    assert "not-a-real-password" not in out.stdout + out.stderr
-    assert "docker stack deploy" in out.stdout + out.stderr
+    text = out.stdout + out.stderr
+    assert "not-a-real-password" not in text and paths.registry_password() not in text
+    assert "docker stack deploy" in text, text[-3000:]
