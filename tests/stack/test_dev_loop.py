@@ -6,6 +6,7 @@ The edits are made in a private copy of the project (DJDEPLOY_PROJECT_DIR), neve
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import urllib.request
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import OWNER, ROOT
 
 pytestmark = pytest.mark.engine
+ROOT = Path(__file__).resolve().parents[2]
+OWNER = str(os.getpid())  # as tests/stack/conftest.py labels this session's resources
 DEADLINE = 2.0   # the issue's target for a saved edit to be served (bench/dev_loop.py measures the median)
 VIEW_DOC = '    """Lists notes and creates one (POST, CSRF-protected). Without a database it renders a notice."""'
 direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
