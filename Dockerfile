@@ -5,7 +5,7 @@
 # ---- builder: a virtualenv with the locked wheels; pip and its caches never reach the final image ----
 # Translation sources (*.po, 11 MB in Django) are dropped: Django reads only the compiled *.mo files.
 # django.contrib.gis (3.5 MB) is dropped too: GeoDjango needs GDAL/GEOS, which this image does not carry.
-FROM debian:13.7-slim AS builder
+FROM debian:trixie-slim AS builder
 ENV DEBIAN_FRONTEND=noninteractive
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -36,7 +36,7 @@ RUN if [ -f /tmp/build/build-ca.pem ]; then export PIP_CERT=/tmp/build/build-ca.
 
 # ---- final: Python runtime only (no compiler, no pip, no apt lists) ----
 # Like the official python images, the stdlib's own test suite (and pydoc's help pages) are removed.
-FROM debian:13.7-slim
+FROM debian:trixie-slim
 ENV DEBIAN_FRONTEND=noninteractive
 # hadolint ignore=DL3008
 RUN apt-get update \

@@ -116,12 +116,12 @@ def run(tests: bool = False, keep: bool = False, keep_image: bool = False) -> di
         report["prepare_pip_s"] = round(seconds, 1)
         path_env = {"PATH": "/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
-        seconds, code, out = sh(machine, "python -m invoke lab.up", env=path_env)
+        seconds, code, out = sh(machine, "python -m invoke lab.up --deploy", env=path_env)
         assert code == 0, "cold lab.up failed"
         report["cold_lab_up_s"] = round(seconds, 1)
         report["cold_log"] = [ln for ln in out.splitlines() if "built in" in ln or ln.startswith(("lab up",
                               "installing", "starting dockerd"))]
-        seconds, code, _ = sh(machine, "python -m invoke lab.up --quiet", env=path_env)
+        seconds, code, _ = sh(machine, "python -m invoke lab.up --deploy --quiet", env=path_env)
         assert code == 0
         report["second_lab_up_s"] = round(seconds, 2)
         _, code, out = sh(machine, "python -m invoke lab.status", env=path_env)

@@ -51,11 +51,11 @@ def cold():
     work = Path(tempfile.mkdtemp(prefix="djdeploy-lab-bench-"))
     env = {"DJDEPLOY_LAB_DIR": str(work / "lab"), "DJDEPLOY_LAB_REGISTRY_PORT": str(free_port()),
            "DJDEPLOY_LAB_SSH_PORT": str(free_port()),
-           "DJDEPLOY_LAB_BASE_IMAGES": "djdeploy-bench/debian:13.7-slim"}
+           "DJDEPLOY_LAB_BASE_IMAGES": "djdeploy-bench/debian:trixie-slim"}
     try:
         seconds, out = inv("lab.up", env=env)
         second, _ = inv("lab.up", "--quiet", env=env)
-        size = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", "djdeploy-bench/debian:13.7-slim"],
+        size = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", "djdeploy-bench/debian:trixie-slim"],
                               capture_output=True, text=True).stdout.strip()
     finally:
         inv("lab.down", "--yes", env=env)

@@ -203,7 +203,7 @@ def api_root_pem(runner, spec: AcmeSpec) -> str:
     """The root of Pebble's own HTTPS API certificate (made by the container at start; trust it to talk ACME)."""
     out = runner.run(["docker", "exec", spec.pebble, "cat", TLS_ROOT], check=False, hide=True)
     if not out.ok or "BEGIN CERTIFICATE" not in out.stdout:
-        raise ToolkitError(f"the lab ACME CA ({spec.pebble}) is not running; run `inv lab.up`")
+        raise ToolkitError(f"the lab ACME CA ({spec.pebble}) is not running; run `inv lab.up --deploy`")
     return out.stdout
 
 
@@ -241,7 +241,7 @@ def set_address(runner, spec: AcmeSpec, name: str, ipv4: str | None) -> None:
 def status_row(runner, spec: AcmeSpec) -> tuple[str, bool, str]:
     """("acme", up?, description) for `inv lab.status`."""
     if not (_running(runner, spec.pebble) and _running(runner, spec.challtestsrv)):
-        return ("acme", False, f"DOWN: {spec.pebble} / {spec.challtestsrv} not running (`inv lab.up` starts them)")
+        return ("acme", False, f"DOWN: {spec.pebble} / {spec.challtestsrv} not running (`inv lab.up --deploy` starts them)")
     port = published(runner, spec.pebble, API_PORT)
     return ("acme", True, f"Pebble at {directory_url(port)} (HTTP-01 on port {spec.http_port}, "
                           f"{spec.validity}s certificates)")

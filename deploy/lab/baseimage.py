@@ -1,5 +1,11 @@
-"""The Debian base image, built offline from Debian's packages: debootstrap minbase, slimmed like the
-official ``debian:*-slim`` images, imported under the name the project's Dockerfile uses.
+"""The Debian base image's stand-in, built offline from Debian's packages: debootstrap minbase, slimmed like
+the official ``debian:*-slim`` images, imported under the name the project's Dockerfile uses, only when that
+name is absent and cannot be pulled (deploy.lab.imagesource decides).
+
+Honest names: Debian's mirror serves only the current point release of a suite, so the stand-in is imported
+only under a name that its content satisfies (``debian:trixie-slim``, ``debian:13-slim``, or the exact point
+release it holds, read from the rootfs's /etc/debian_version); a pinned ``debian:13.7-slim`` holding 13.8 is
+refused. The version it holds is recorded as a label and shown by `inv lab.status`.
 
 Slim is enforced for later installs too: dpkg path-excludes (docs, man pages, info, locales) and
 apt's docker-clean hooks (no .deb cache, no pkgcache) are part of the image.
@@ -16,10 +22,12 @@ from pathlib import Path
 
 from deploy.core.errors import ToolkitError
 from deploy.lab import paths
+from deploy.lab.imagesource import RECIPE_LABEL, VERSION_LABEL
 
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 MIRROR = os.environ.get("DJDEPLOY_LAB_DEBIAN_MIRROR") or "http://deb.debian.org/debian"
 SUITES = {"13": "trixie", "12": "bookworm", "trixie": "trixie", "bookworm": "bookworm"}
+MAJOR = {"trixie": "13", "bookworm": "12"}
 
 # /etc/dpkg/dpkg.cfg.d/docker-slim: what dpkg never unpacks (as in the official slim images; we do
 # not keep /usr/share/doc/*/copyright: the issue asks for no /usr/share/doc content at all).
@@ -44,10 +52,35 @@ REMOVE = (("var/cache/apt", None), ("var/lib/apt/lists", None), ("usr/share/doc"
 IMPORT_CHANGES = ('CMD ["bash"]', "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 
 
+_NAME = re.compile(r"(?:[\w.:-]+/)*debian:([a-z]+|\d+(?:\.\d+)*)(?:-slim)?")
+
+
 def suite_for(image: str) -> str | None:
     """Pure: the Debian suite for a base image name we can build (``debian:13.7-slim`` -> trixie)."""
-    m = re.fullmatch(r"(?:[\w.:-]+/)*debian:([a-z]+|\d+)(?:\.\d+)*(?:-slim)?", image)
-    return SUITES.get(m.group(1)) if m else None
+    m = _NAME.fullmatch(image)
+    return SUITES.get(m.group(1).split(".")[0]) if m else None
+
+
+def honest(image: str, version: str) -> bool:
+    """Pure: does a rootfs holding Debian ``version`` (e.g. "13.8") satisfy the name ``image``?
+
+    ``debian:trixie-slim`` and ``debian:13-slim`` name the current point release of the suite: yes;
+    ``debian:13.8-slim``: only 13.8; ``debian:13.7-slim``: not 13.8.
+    """
+    m = _NAME.fullmatch(image)
+    if not m or suite_for(image) is None:
+        return False
+    wanted = m.group(1)
+    if not wanted[0].isdigit():
+        wanted = MAJOR[SUITES[wanted]]
+    have = version.strip().split(".")
+    return have[:len(wanted.split("."))] == wanted.split(".")
+
+
+def dishonest_error(names: list[str], version: str, suite: str) -> str:
+    return (f"cannot provide {', '.join(names)}: Debian's mirror serves {version} now, and a stand-in must not "
+            f"claim a version it does not contain; pull the official image where a registry answers, or name "
+            f"the base debian:{suite}-slim (or debian:{version}-slim) in the Dockerfile")
 
 
 def is_base(image: str) -> bool:
@@ -89,6 +122,12 @@ def import_argv(tarball: Path, name: str, labels: dict) -> list[str]:
     return argv + [str(tarball), name]
 
 
+def debian_version(runner, rootfs: Path) -> str:
+    """The point release the debootstrapped root holds (its /etc/debian_version); "" in a dry run."""
+    out = runner.run(["cat", str(rootfs / "etc" / "debian_version")], hide=True)
+    return "" if runner.dry_run else (out.stdout or "").strip()
+
+
 def build(runner, names: list[str], lab_id: str, say=print) -> float:
     """debootstrap once, slim, import under every name in ``names`` (same suite). Returns seconds."""
     suite = suite_for(names[0])
@@ -102,13 +141,18 @@ def build(runner, names: list[str], lab_id: str, say=print) -> float:
     try:
         say(f"debootstrap {suite} (minbase) from {MIRROR}: about a minute")
         runner.run(debootstrap_argv(suite, rootfs), hide=True, timeout=900)
+        version = debian_version(runner, rootfs)
+        if version and not all(honest(n, version) for n in names):
+            raise ToolkitError(dishonest_error(names, version, suite))
         for rel, text in config_files().items():
             runner.put(text, str(rootfs / rel), mode=0o644)
         for argv in removal_argvs(rootfs):
             if Path(argv[1]).is_dir():
                 runner.run(argv)
         runner.run(["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", str(tarball), "."])
-        labels = {paths.LABEL: lab_id, paths.HASH_LABEL: recipe_hash(suite)}
+        labels = {paths.LABEL: lab_id, paths.HASH_LABEL: recipe_hash(suite), VERSION_LABEL: f"Debian {version}",
+                  RECIPE_LABEL: f"debootstrap --variant=minbase {suite} ({MIRROR})"}
+        say(f"the rootfs holds Debian {version}: importing it as {', '.join(names)}")
         for name in names:
             runner.run(import_argv(tarball, name, labels), hide=True)
     finally:

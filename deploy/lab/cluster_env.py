@@ -88,7 +88,7 @@ def push_stand_ins(out=sys.stdout) -> list[str]:
             try:
                 cli.images.get(image).tag(repo, tag)
             except ImageNotFound:
-                raise ToolkitError(f"the stand-in image {image} is missing on this engine; run `inv lab.up`") from None
+                raise ToolkitError(f"the stand-in image {image} is missing on this engine; run `inv lab.up --deploy`") from None
             out.write(f"[local] push {target}\n")
             try:
                 for msg in cli.api.push(repo, tag=tag, auth_config=auth, stream=True, decode=True):

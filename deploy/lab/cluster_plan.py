@@ -233,4 +233,4 @@ def port_taken(port: int, what: str) -> str:
 
 
 def lab_missing(what: str) -> str:
-    return f"the lab is not provisioned ({what} is missing); run `inv lab.up` first"
+    return f"the lab is not provisioned ({what} is missing); run `inv lab.up --deploy` first"

@@ -82,7 +82,7 @@ def answers(host: str, port: int, timeout: float = 1.0) -> bool:
 def ensure(files: ClusterFiles, gateway: str, port: int, say, timeout: float = 15.0) -> None:
     """Start the gateway endpoint unless it already runs; wait until it accepts connections."""
     if not config_file().exists():
-        raise ToolkitError(f"the lab registry's config {config_file()} is missing; run `inv lab.up` first")
+        raise ToolkitError(f"the lab registry's config {config_file()} is missing; run `inv lab.up --deploy` first")
     if _pid(files) and answers(gateway, port):
         return
     stop(files)

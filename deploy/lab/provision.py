@@ -1,9 +1,11 @@
 """`inv lab.up`, `lab.down`, `lab.status`: the lab, provisioned idempotently from the project's own files.
 
 up: check everything first (what to install, can we, ports free), then install missing Debian packages,
-start dockerd if none answers, link the compose plugin, build the Debian base and the stand-ins that
-are missing or stale, start the registry and the SSH manager, init the swarm, start the ACME CA (Pebble).
-Each claim goes to the state file as soon as it is made, so `down` removes exactly what this lab made.
+start dockerd if none answers, link the compose plugin, and provide the images the project names (kept when
+present, pulled when missing, a stand-in built only when they cannot be pulled: deploy.lab.provide). With
+``deploy`` (`inv lab.up --deploy`, what `inv test` and the cluster use) also the test tools, the registry,
+the SSH manager, the swarm and the ACME CA (Pebble). Each claim goes to the state file as soon as it is made,
+so `down` removes exactly what this lab made.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import time
 from pathlib import Path
 
 from deploy.core.errors import EngineUnavailable, ToolkitError
-from deploy.lab import acme, baseimage, host, paths, procs, registry, s3, sshd, standins, state
+from deploy.lab import acme, baseimage, host, paths, procs, provide, registry, s3, sshd, standins, state
 
-DEFAULT_BASE = "debian:13.7-slim"
+DEFAULT_BASE = "debian:trixie-slim"
 LAB_ID = str(paths.LAB_DIR)
+DEPLOY_ONLY = "DOWN (started by `inv lab.up --deploy`, for deploys and the tests)"
 
 
 def _client():
@@ -37,10 +40,10 @@ def base_images() -> list[str]:
     return names or [DEFAULT_BASE]
 
 
-def _base_stale(cli, name: str) -> bool:
-    if cli is None:
-        return True
-    return standins.needs_build(standins.image_labels(cli, name), baseimage.recipe_hash(baseimage.suite_for(name)))
+def wanted_images(deploy: bool) -> list:
+    from deploy.local.localenv import load
+
+    return provide.wanted(base_images(), deploy, load().get("APP_IMAGE", "djapp"))
 
 
 def check_ports() -> None:
@@ -58,15 +61,37 @@ def check_acme_port(runner) -> None:
         raise procs.port_taken_error(spec.api_port, f"ACME CA (127.0.0.1:{spec.api_port})", acme.ENV_PORT)
 
 
-def up(runner, say=print) -> dict:
-    """Provision the lab; return the state (what this lab made)."""
+def _preflight(runner, facts, cli, deploy: bool, say) -> tuple[list, list[str]]:
+    """Every check before any side effect: the image names, what to install and whether we can, the ports."""
+    for name in base_images():
+        if not baseimage.is_base(name):
+            raise ToolkitError(f"cannot build base image {name}: only debian:<12|13>[.x]-slim names are supported")
+    items = wanted_images(deploy)
+    packages = host.missing_packages(facts, host.needed_commands(cli is not None, deploy))
+    problem = host.install_problem(facts, packages, cli is not None)
+    if problem:
+        raise ToolkitError(problem)
+    if cli is None and not facts.is_root:
+        raise ToolkitError("no Docker engine answers and starting dockerd needs root; start Docker, "
+                           "or run `inv lab.up` as root")
+    if deploy:
+        tools = host.missing_test_tools(facts)
+        if tools and host.install_problem(facts, tools, True):
+            say(f"note: the browser/TLS tests need {' '.join(tools)} (not installed; those tests skip)")
+        elif tools:
+            packages += tools
+        check_ports()
+        check_acme_port(runner)
+    return items, packages
+
+
+def up(runner, say=print, deploy: bool = False) -> dict:
+    """Provision the lab (with ``deploy`` also registry, SSH manager, swarm); return the state."""
     started = time.monotonic()
     st = state.load()
     facts = host.host_facts()
     cli = _client()
-    bases = base_images()
-    packages = _preflight(runner, facts, cli, bases, say)
-
+    items, packages = _preflight(runner, facts, cli, deploy, say)
     paths.LAB_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def claim(**kw):
@@ -86,13 +111,18 @@ def up(runner, say=print) -> dict:
         cli = engine.client()
     if host.ensure_compose_plugin(runner):
         claim(compose_plugin=str(host.PLUGIN))
+    done = provide.provide(cli, runner, items, LAB_ID, claim, say)
+    if deploy:
+        _deploy_parts(runner, cli, claim, say)
+    what = ", ".join(f"{len(v)} {k}" for k, v in done.items() if v) or "no images"
+    where = f"; registry {paths.REGISTRY}, ssh root@127.0.0.1:{paths.SSH_PORT}" if deploy else ""
+    say(f"lab up in {time.monotonic() - started:.1f}s (images: {what}{where})")
+    return st
+
+
+def _deploy_parts(runner, cli, claim, say) -> None:
+    """What only the deploy side needs: hadolint for the tests, the registry, the SSH manager, the swarm."""
     host.hadolint()
-    to_build = [n for n in bases if _base_stale(cli, n)]
-    if to_build:
-        seconds = baseimage.build(runner, to_build, LAB_ID, say)
-        say(f"base image {', '.join(to_build)} built in {seconds:.0f}s")
-        claim(images=to_build)
-    claim(images=standins.build_stand_ins(cli, LAB_ID, say))
     pid = registry.ensure(runner, say)
     if pid:
         claim(registry_pid=pid)
@@ -103,33 +133,6 @@ def up(runner, say=print) -> dict:
         claim(swarm_initialized=True)
     claim(acme=acme.ensure(runner, acme.lab_spec(LAB_ID), say))
     claim(s3=s3.ensure(runner, s3.lab_spec(LAB_ID), say=say))
-    for name in missing_project_images(cli):
-        say(f"note: {name} is named by the project but not present and the lab has no recipe for it")
-    say(f"lab up in {time.monotonic() - started:.1f}s (registry {paths.REGISTRY}, ssh root@127.0.0.1:{paths.SSH_PORT})")
-    return st
-
-
-def _preflight(runner, facts, cli, bases, say) -> list:
-    """Everything checked before the lab changes anything; returns the packages to install."""
-    for name in bases:
-        if not baseimage.is_base(name):
-            raise ToolkitError(f"cannot build base image {name}: only debian:<12|13>[.x]-slim names are supported")
-    to_build = [n for n in bases if _base_stale(cli, n)]
-    packages = host.missing_packages(facts, host.needed_commands(cli is not None, bool(to_build)))
-    problem = host.install_problem(facts, packages, cli is not None)
-    if problem:
-        raise ToolkitError(problem)
-    tools = host.missing_test_tools(facts)
-    if tools and host.install_problem(facts, tools, True):
-        say(f"note: the browser/TLS tests need {' '.join(tools)} (not installed; those tests skip)")
-    elif tools:
-        packages += tools
-    if cli is None and not facts.is_root:
-        raise ToolkitError("no Docker engine answers and starting dockerd needs root; start Docker, "
-                           "or run `inv lab.up` as root")
-    check_ports()
-    check_acme_port(runner)
-    return packages
 
 
 def _ensure_swarm(runner, cli) -> bool:
@@ -138,21 +141,12 @@ def _ensure_swarm(runner, cli) -> bool:
         runner.run(["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"], hide=True)
         return True
     if swarm_state(cli) != "active":
-        raise ToolkitError(f"the engine's swarm is '{swarm_state(cli)}'; fix it (`docker info`) and run `inv lab.up` again")
+        raise ToolkitError(f"the engine's swarm is '{swarm_state(cli)}'; fix it (`docker info`) and run `inv lab.up --deploy` again")
     return False
 
 
 def swarm_state(cli) -> str:
     return (cli.info().get("Swarm") or {}).get("LocalNodeState", "unknown")
-
-
-def missing_project_images(cli) -> list[str]:
-    from deploy.local.localenv import load
-
-    app = load().get("APP_IMAGE", "djapp")  # the app image is built by `inv build`, not provided here
-    provided = set(base_images()) | {s.name for s in standins.stand_ins()}
-    return [n for n in standins.project_images() if n not in provided and n.split(":")[0] != app
-            and standins.image_labels(cli, n) is None]
 
 
 def status() -> list[tuple[str, bool, str]]:
@@ -167,19 +161,15 @@ def status() -> list[tuple[str, bool, str]]:
     rows.append(("compose", plugin.exists(), f"{plugin} -> {os.path.realpath(plugin)}" if plugin.exists()
                  else f"MISSING: {plugin}"))
     rows.append(("hadolint", bool(_which_hadolint()), _which_hadolint() or "MISSING"))
-    for name in base_images():
-        rows.append(_image_row(cli, "base", name, baseimage.recipe_hash(baseimage.suite_for(name))
-                               if baseimage.is_base(name) else ""))
-    for item in standins.stand_ins():
-        rows.append(_image_row(cli, "stand-in", item.name, item.hash))
+    rows += provide.status_rows(cli, wanted_images(deploy=True), st["pulled"], LAB_ID)
     rpid, spid = registry.pid(), sshd.pid()
     rows.append(("registry", bool(rpid and registry.answers()),
-                 f"up on {paths.REGISTRY} (pid {rpid}, user {paths.REGISTRY_USER})" if rpid else "DOWN"))
+                 f"up on {paths.REGISTRY} (pid {rpid}, user {paths.REGISTRY_USER})" if rpid else DEPLOY_ONLY))
     rows.append(("sshd", bool(spid and sshd.answers()),
-                 f"up on 127.0.0.1:{paths.SSH_PORT} (pid {spid}, key {paths.SSH_KEY})" if spid else "DOWN"))
+                 f"up on 127.0.0.1:{paths.SSH_PORT} (pid {spid}, key {paths.SSH_KEY})" if spid else DEPLOY_ONLY))
     swarm = swarm_state(cli) if cli else "unknown"
     mine = " (initialized by the lab)" if st["swarm_initialized"] else ""
-    rows.append(("swarm", swarm == "active", f"{swarm}{mine}"))
+    rows.append(("swarm", swarm == "active", f"{swarm}{mine}" if swarm == "active" else f"{swarm}: {DEPLOY_ONLY}"))
     if cli is not None:
         from invoke import Context
 
@@ -195,14 +185,6 @@ def _which_hadolint() -> str:
         return host.hadolint()
     except ToolkitError:
         return ""
-
-
-def _image_row(cli, kind: str, name: str, want: str):
-    labels = standins.image_labels(cli, name) if cli else None
-    if labels is None:
-        return (f"{kind} {name}", False, "MISSING")
-    current = labels.get(paths.HASH_LABEL) == want
-    return (f"{kind} {name}", True, "present" + ("" if current else " (not from the current recipe: rebuilt by lab.up)"))
 
 
 def down(runner, say=print) -> None:
@@ -225,11 +207,10 @@ def down(runner, say=print) -> None:
                 runner.run(["docker", kind, "rm", *(["-f"] if kind != "network" else []), *found])
         if st["swarm_initialized"]:
             runner.run(["docker", "swarm", "leave", "--force"])
-        for image in st["images"]:
-            if (standins.image_labels(cli, image) or {}).get(paths.LABEL) == LAB_ID:
-                out = runner.run(["docker", "image", "rm", image], check=False, hide=True)
-                if not out.ok:
-                    say(f"kept {image}: {out.stderr.strip()}")
+        for image in provide.lab_images(cli, st["images"], LAB_ID):  # never an image the lab did not build
+            out = runner.run(["docker", "image", "rm", image], check=False, hide=True)
+            if not out.ok:
+                say(f"kept {image}: {out.stderr.strip()}")
     if st["compose_plugin"] and os.path.islink(st["compose_plugin"]):
         runner.run(["rm", "-f", st["compose_plugin"]])
     if st["engine_started"] and paths.ENGINE_PIDFILE.exists():

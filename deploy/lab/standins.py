@@ -1,9 +1,9 @@
 """Which images the project names, and the lab's stand-ins for those that cannot be pulled.
 
-Pure parts: FROM-line and compose-default parsing, recipe hashes, the build decision.
-``build_stand_ins`` builds every ``deploy/lab/images/<dir>`` (Dockerfile + IMAGE) whose image is
-missing or was built from other content; the image carries the content hash as a label, so a
-second run only compares labels.
+Pure parts: FROM-line and compose-default parsing, recipe hashes. ``build`` builds one
+``deploy/lab/images/<dir>`` (Dockerfile + IMAGE); the image carries the recipe's content hash and
+directory as labels, so a second run only compares labels. Whether to build at all (only when the name
+is absent and cannot be pulled) is deploy.lab.imagesource.decide, carried out by deploy.lab.provide.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from deploy.core.errors import ToolkitError
 from deploy.core import project
 from deploy.lab import paths
+from deploy.lab.imagesource import RECIPE_LABEL, VERSION_LABEL
 
 ROOT = project.ROOT
 DOCKERFILES = ("Dockerfile",)
@@ -131,11 +132,6 @@ def stand_ins(images_dir: Path = paths.IMAGES_DIR) -> list[StandIn]:
     return found
 
 
-def needs_build(labels: dict | None, want_hash: str) -> bool:
-    """Pure: build unless the image exists and carries the recipe's hash label."""
-    return labels is None or (labels or {}).get(paths.HASH_LABEL) != want_hash
-
-
 def image_labels(client, name: str) -> dict | None:
     """Labels of a local image, {} for an image without labels, None if absent."""
     from docker.errors import ImageNotFound
@@ -146,6 +142,14 @@ def image_labels(client, name: str) -> dict | None:
         return None
 
 
+def recipe_path(stand_in: StandIn) -> str:
+    """The recipe directory as the project sees it (deploy/lab/images/postgres)."""
+    try:
+        return stand_in.directory.relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(stand_in.directory)
+
+
 def build(client, stand_in: StandIn, lab_id: str) -> float:
     """Build one stand-in with the classic builder; return the seconds it took."""
     from docker.errors import BuildError
@@ -153,24 +157,10 @@ def build(client, stand_in: StandIn, lab_id: str) -> float:
     started = time.monotonic()
     try:
         client.images.build(path=str(stand_in.directory), tag=stand_in.name, rm=True, forcerm=True,
-                            labels={paths.LABEL: lab_id, paths.HASH_LABEL: stand_in.hash})
+                            labels={paths.LABEL: lab_id, paths.HASH_LABEL: stand_in.hash,
+                                    RECIPE_LABEL: recipe_path(stand_in),
+                                    VERSION_LABEL: ""})  # not the base's "Debian 13.8": see the recipe
     except BuildError as exc:
         tail = "\n".join(str(c.get("stream", c.get("error", ""))).rstrip() for c in exc.build_log)[-1500:]
         raise ToolkitError(f"building stand-in {stand_in.name} from {stand_in.directory} failed: {exc.msg}\n{tail}")
     return time.monotonic() - started
-
-
-def build_stand_ins(client, lab_id: str, say=print, only_missing: bool = False) -> list[str]:
-    """Build every stand-in whose image is missing or stale; return the names built."""
-    built = []
-    for item in stand_ins():
-        labels = image_labels(client, item.name)
-        if only_missing and labels is not None:
-            continue
-        if not needs_build(labels, item.hash):
-            continue
-        say(f"building stand-in {item.name} from {item.directory.relative_to(ROOT)}")
-        seconds = build(client, item, lab_id)
-        say(f"built {item.name} in {seconds:.0f}s")
-        built.append(item.name)
-    return built

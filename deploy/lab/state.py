@@ -17,7 +17,8 @@ FIELDS = {
     "swarm_initialized": False,  # `docker swarm init` run by this lab
     "registry_pid": None,
     "sshd_pid": None,
-    "images": [],                # images this lab built or imported
+    "images": [],                # images this lab built or imported (lab.down removes them if still the lab's)
+    "pulled": [],                # official images this lab pulled (kept by lab.down: they are the user's cache)
     "compose_plugin": None,      # the plugin link this lab created
     "packages": [],              # Debian packages this lab installed (reported; never removed)
     "acme": None,                # the ACME CA (Pebble): its network, containers, directory URL (labelled;
@@ -29,7 +30,7 @@ FIELDS = {
 def load(path: Path | None = None) -> dict:
     path = path or paths.STATE_FILE
     data = dict(FIELDS)
-    data["images"], data["packages"] = [], []
+    data["images"], data["packages"], data["pulled"] = [], [], []
     try:
         data.update(json.loads(Path(path).read_text()))
     except FileNotFoundError:

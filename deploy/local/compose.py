@@ -8,6 +8,7 @@ deploy.tasks.local).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ LAB_FIX = ("start Docker with the compose plugin (or, for this repository's test
 # One-off containers (shell, manage, migrate) must not migrate on start: `inv migrate --plan` shows the plan first.
 ONEOFF_ENV = ("DJANGO_MANAGEPY_MIGRATE=off",)
 SECRET_KEYS = ("POSTGRES_PASSWORD", "DJANGO_SECRET_KEY")
+DEV_FILE = "docker-compose.dev.yml"   # `inv up --dev`: the source mounted over the same image, reloads on save
 
 _PROJECT = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _REPOSITORY = re.compile(r"^[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*$")
@@ -79,6 +81,13 @@ class StackSettings:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.app_port}/"
+
+
+def with_dev(s: StackSettings) -> StackSettings:
+    """The same stack with the development override file added last (it wins over the others)."""
+    if not (s.root / DEV_FILE).is_file():
+        raise ToolkitError(f"{DEV_FILE} is missing under {s.root}; `inv up --dev` needs it (restore it from git)")
+    return dataclasses.replace(s, files=tuple(f for f in s.files if f != DEV_FILE) + (DEV_FILE,))
 
 
 def valid_repository(name: str) -> bool:

@@ -117,3 +117,18 @@ def pinned(runner: Runner, s: StackSettings, tag: str) -> str:
         raise ToolkitError(f"image {ref} is not on this engine; build it with `inv build`, or drop --tag to build "
                            "the current tree")
     return ref
+
+
+def dev_image(runner: Runner, s: StackSettings, build=None, say=print) -> str:
+    """`inv up --dev`: any image of this app will do, since the code is mounted: ``APP_IMAGE:latest`` (moved by
+    every build) if present, else one build now. Later edits never build (rebuild after a dependency change)."""
+    ref = f"{s.app_image}:latest"
+    if image_id(runner, ref) is not None:
+        say(f"image: {ref} with the source mounted from {s.root / 'project'} (edits reload; no build)")
+        return ref
+    say(f"image: building {s.app_image} once (no image yet); the source is then mounted, edits never build")
+    if build is None:
+        from deploy.image.builder import build
+    from deploy.core import gitinfo
+
+    return build(tag=gitinfo.current_tag(s.root)).ref

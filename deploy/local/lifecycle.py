@@ -84,8 +84,13 @@ def check_port(s: StackSettings, running: list, in_use=None) -> None:
                         f"APP_PORT to a free port in .env or the environment (e.g. APP_PORT={free_port()})")
 
 
-def check_postgres_image(runner: Runner, s: StackSettings) -> None:
-    if not quiet(runner).run(compose.image_id_argv(s.postgres_image), hide=True, check=False, timeout=30).ok:
+def check_postgres_image(runner: Runner, s: StackSettings, pull=None) -> None:
+    """The Postgres image is on the engine, or is pulled now (compose itself never pulls for `inv up`)."""
+    if quiet(runner).run(compose.image_id_argv(s.postgres_image), hide=True, check=False, timeout=30).ok:
+        return
+    if pull is None:
+        from deploy.lab.imagesource import pull
+    if not pull(s.postgres_image, say=print):
         raise ToolkitError(f"the Postgres image {s.postgres_image} is not on this engine and cannot be pulled here; "
                            "load it or set POSTGRES_IMAGE to an image you have (or, for this repository's test lab, run "
                            "`inv lab.up`: it builds the stand-in)")

@@ -49,7 +49,7 @@ def check(cfg, timeout: float = 5.0) -> None:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ToolkitError(f"registry {cfg.registry} is not reachable ({reason}); start it or fix REGISTRY in "
-                           f"{cfg.source} (this repository's test lab: `inv lab.up`). Nothing was changed on the manager") from None
+                           f"{cfg.source} (this repository's test lab: `inv lab.up --deploy`). Nothing was changed on the manager") from None
 
 
 def manifest_digest(cfg, tag: str) -> str | None:

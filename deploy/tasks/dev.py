@@ -23,7 +23,7 @@ def test_plan(fast: bool, real: bool, keyword: str | None, extra: str | None) ->
     if not real:
         plan.append(base + ["-m", f"not ({REAL})"])
     if not fast:
-        plan.append([sys.executable, "-m", "invoke", "lab.up"])
+        plan.append([sys.executable, "-m", "invoke", "lab.up", "--deploy"])
         plan.append(base + ["-m", REAL])
     return plan
 

@@ -12,16 +12,18 @@ def _runner(c, quiet: bool = False):
 
 
 @task(help={"quiet": "print only the summary line, not every command",
-            "nodes": "also bring up a lab cluster of N nodes (N > 1; see `inv cluster.up --help` for its options)"})
-def up(c, quiet=False, nodes=1):
-    """Provision the lab idempotently (a second run takes seconds)."""
+            "deploy": "also the deploy side: the registry, the SSH Swarm manager, the swarm, the deploy stand-ins "
+                      "(what `inv test` and `inv deploy --env lab` need; Linux hosts only)",
+            "nodes": "also bring up a lab cluster of N nodes (N > 1, implies --deploy; see `inv cluster.up --help`)"})
+def up(c, quiet=False, deploy=False, nodes=1):
+    """Provide the engine, compose and the project's images (with --deploy the whole lab); idempotent."""
     from deploy.core.errors import ToolkitError
     from deploy.lab import provision
 
     nodes = int(nodes)
     if nodes < 1:
         raise ToolkitError(f"--nodes must be 1 or more (got {nodes})")
-    provision.up(_runner(c, quiet))
+    provision.up(_runner(c, quiet), deploy=deploy or nodes > 1)
     if nodes > 1:
         from deploy.lab import cluster
 

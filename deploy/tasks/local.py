@@ -66,8 +66,10 @@ def _running_image(runner, s) -> str:
     "follow": "tail the logs of every service after the stack is up (Ctrl-C stops tailing, not the stack)",
     "timeout": "seconds to wait for the stack to become healthy (default 120)",
     "tag": "run this existing image tag (e.g. a released abc1234) instead of building the current tree",
+    "dev": "development loop: the same image with project/ mounted (docker-compose.dev.yml); a saved view, "
+           "template or static file is served within a second or two, with no image build",
 })
-def up(c, follow=False, timeout=120, tag=None):
+def up(c, follow=False, timeout=120, tag=None, dev=False):
     """Build the app image if needed, start the stack and wait until the app answers."""
     from deploy.local import compose, image_pin, lifecycle
     from deploy.core import gitinfo
@@ -75,14 +77,19 @@ def up(c, follow=False, timeout=120, tag=None):
     if int(timeout) <= 0:
         raise ToolkitError(f"--timeout {timeout}: give a positive number of seconds, e.g. --timeout 120")
     s, runner = _stack(c)
+    if dev:
+        s = compose.with_dev(s)
     lifecycle.check_port(s, lifecycle.containers(runner, s))
     lifecycle.check_postgres_image(runner, s)
     if tag:
         ref = image_pin.pinned(runner, s, tag)
+    elif dev:
+        ref = image_pin.dev_image(runner, s)
     else:
         ref = image_pin.ensure(runner, s, gitinfo.current_tag(s.root))
     lifecycle.start(runner, s, ref, float(timeout))
-    print(f"ready: {s.url} ({ref}, project {s.project})")
+    mode = ", dev: project/ mounted, reloads on save" if dev else ""
+    print(f"ready: {s.url} ({ref}, project {s.project}{mode})")
     if follow:
         _exec(runner, compose.logs_argv(s, follow=True, tail=0))
 

@@ -44,7 +44,7 @@ def test_isolated_lab_up_then_down_leaves_nothing(isolated, docker_client):
     lab_images = provision.base_images() + [s.name for s in standins.stand_ins()]
     images_before = {n: docker_client.images.get(n).id for n in lab_images}
 
-    up = run_inv("lab.up", env=isolated, timeout=300)
+    up = run_inv("lab.up", "--deploy", env=isolated, timeout=300)
     assert up.returncode == 0, up.stdout + up.stderr
     state = json.loads((lab_dir / "state.json").read_text())
     # It found the engine answering, the swarm active, the images and the compose plugin there: claims none.
@@ -57,7 +57,7 @@ def test_isolated_lab_up_then_down_leaves_nothing(isolated, docker_client):
     status = run_inv("lab.status", env=isolated, timeout=60)
     assert f"up on 127.0.0.1:{rport}" in status.stdout and f"up on 127.0.0.1:{sport}" in status.stdout
 
-    again = run_inv("lab.up", env=isolated, timeout=60)  # idempotent here too: same processes
+    again = run_inv("lab.up", "--deploy", env=isolated, timeout=60)  # idempotent here too: same processes
     assert again.returncode == 0 and json.loads((lab_dir / "state.json").read_text()) == state
 
     down = run_inv("lab.down", "--yes", env=isolated, timeout=120)
@@ -81,7 +81,7 @@ def test_taken_port_is_a_one_line_error_naming_it(isolated, which, env_var, what
         squatter.listen()
         port = squatter.getsockname()[1]
         env = {**isolated, which: str(port)}
-        result = run_inv("lab.up", env=env, timeout=120)
+        result = run_inv("lab.up", "--deploy", env=env, timeout=120)
     me = Path("/proc/self/comm").read_text().strip()
     assert result.returncode == 1
     assert result.stderr.strip() == (

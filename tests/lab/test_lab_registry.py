@@ -49,7 +49,7 @@ def test_push_and_pull_with_auth_through_the_sdk(docker_client, request):
     tag = secrets.token_hex(4)
     repo = f"{paths.REGISTRY}/djdeploy-test/lab-push"
     ref = f"{repo}:{tag}"
-    dockerfile = f"FROM {'debian:13.7-slim'}\nRUN echo {tag} > /marker\n".encode()
+    dockerfile = f"FROM {'debian:trixie-slim'}\nRUN echo {tag} > /marker\n".encode()
     image, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=ref, labels=TEST_LABEL, rm=True)
     user, password = _creds()
 

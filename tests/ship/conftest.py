@@ -35,12 +35,12 @@ def lab_problem() -> str | None:
     from deploy.lab import paths
 
     if not paths.KNOWN_HOSTS.exists():
-        return f"{paths.KNOWN_HOSTS} missing (run `inv lab.up`)"
+        return f"{paths.KNOWN_HOSTS} missing (run `inv lab.up --deploy`)"
     for port, what in ((paths.SSH_PORT, "sshd"), (paths.REGISTRY_PORT, "registry")):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
         except OSError:
-            return f"the lab {what} does not answer on 127.0.0.1:{port} (run `inv lab.up`)"
+            return f"the lab {what} does not answer on 127.0.0.1:{port} (run `inv lab.up --deploy`)"
     return None
 
 

@@ -169,7 +169,7 @@ def fake_db_image(docker_client):
     import io
 
     tag = f"djdeploy-test-fakedb:{os.getpid()}"
-    dockerfile = ('FROM debian:13.7-slim\n'
+    dockerfile = ('FROM debian:trixie-slim\n'
                   'CMD ["sh", "-c", "echo fake-postgres: stuck in recovery; exec sleep infinity"]\n')
     docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, labels={"djdeploy.test": "stack"},
                                rm=True, forcerm=True)

@@ -156,13 +156,13 @@ def test_error_texts():
         "127.0.0.1:2223 (SSH of node 1) is already in use by another program; "
         "free it or pick other ports (see `inv --help cluster.up`)")
     assert plan.lab_missing("the program docker-registry") == (
-        "the lab is not provisioned (the program docker-registry is missing); run `inv lab.up` first")
+        "the lab is not provisioned (the program docker-registry is missing); run `inv lab.up --deploy` first")
 
 
 def test_node_image_is_built_from_the_debian_base_and_lints_clean():
     dockerfile = (plan.NODE_DIR / "Dockerfile").read_text()
     froms = [line for line in dockerfile.splitlines() if line.startswith("FROM")]
-    assert froms == ["FROM debian:13.7-slim"]
+    assert froms == ["FROM debian:trixie-slim"]
     assert "# syntax" not in dockerfile
     hadolint = shutil.which("hadolint")
     if hadolint:

@@ -21,7 +21,7 @@ def test_plan_whole_suite_runs_fast_tests_first():
     py = sys.executable
     assert plan == [
         [py, "-m", "pytest", "-m", f"not ({REAL})"],
-        [py, "-m", "invoke", "lab.up"],
+        [py, "-m", "invoke", "lab.up", "--deploy"],
         [py, "-m", "pytest", "-m", REAL],
     ]
 

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from invoke import MockContext
 
 from deploy.core.errors import ToolkitError
 from deploy.lab import baseimage, host, paths, procs, registry, sshd, standins, state
@@ -55,7 +56,7 @@ def test_project_images_reads_dockerfile_and_compose(tmp_path):
 
 
 def test_project_images_of_the_repository_name_the_base():
-    assert standins.project_images()[0] == "debian:13.7-slim"
+    assert standins.project_images()[0] == "debian:trixie-slim"
 
 
 # --- stand-in recipes -----------------------------------------------------------------------------
@@ -98,14 +99,7 @@ def test_repository_stand_ins_include_postgres():
     names = {s.name for s in standins.stand_ins()}
     assert "postgres:17-trixie" in names
     for item in standins.stand_ins():
-        assert (item.directory / "Dockerfile").read_text().count("FROM debian:13.7-slim") >= 1
-
-
-def test_needs_build():
-    assert standins.needs_build(None, "abc")
-    assert standins.needs_build({}, "abc")
-    assert standins.needs_build({paths.HASH_LABEL: "old"}, "abc")
-    assert not standins.needs_build({paths.HASH_LABEL: "abc"}, "abc")
+        assert (item.directory / "Dockerfile").read_text().count("FROM debian:trixie-slim") >= 1
 
 
 # --- the Debian base ------------------------------------------------------------------------------
@@ -167,13 +161,15 @@ def test_os_ids():
 
 def test_what_to_install_given_what_is_present():
     none = host.HostFacts(is_root=True, os_ids=("debian",), commands=frozenset())
-    needed = host.needed_commands(engine_answers=False, base_needs_build=True)
+    needed = host.needed_commands(engine_answers=False, deploy=True)
     assert host.missing_packages(none, needed) == [
-        "docker.io", "docker-registry", "openssh-server", "openssh-client", "apache2-utils", "debootstrap"]
+        "docker.io", "docker-registry", "openssh-server", "openssh-client", "apache2-utils"]
+    # The local part (no --deploy) with an engine that answers needs nothing from the host: no apt, no root.
+    assert host.needed_commands(engine_answers=True, deploy=False) == []
+    assert host.missing_packages(none, host.needed_commands(False, False)) == ["docker.io"]
     some = host.HostFacts(True, ("debian",), frozenset({"sshd", "ssh-keygen", "docker-registry", "htpasswd"}))
-    assert host.missing_packages(some, host.needed_commands(True, False)) == []
-    assert host.missing_packages(some, host.needed_commands(True, True)) == ["debootstrap"]
-    assert host.missing_packages(some, host.needed_commands(False, False)) == ["docker.io"]
+    assert host.missing_packages(some, host.needed_commands(True, True)) == []
+    assert host.missing_packages(some, ["debootstrap"]) == ["debootstrap"]
 
 
 def test_install_problem_messages():
@@ -334,6 +330,7 @@ def test_compose_plugin_link_created_replaced_when_dangling_and_foreign_left_alo
 
     plugin = tmp_path / "cli-plugins" / "docker-compose"
     monkeypatch.setattr(host, "PLUGIN", plugin)
+    monkeypatch.setattr(host, "compose_answers", lambda: False)
     runner = Runner(ctx=Context(), echo=False)
     assert host.ensure_compose_plugin(runner) is True
     assert plugin.resolve() == host.compose_binary().resolve()
@@ -353,6 +350,14 @@ def test_postgres_stand_in_is_hadolint_clean_and_from_the_lab_base():
     result = subprocess.run([host.hadolint(), "--failure-threshold", "warning", "--no-color", str(dockerfile)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert standins.parse_from_lines(dockerfile.read_text()) == ["debian:13.7-slim"]
+    assert standins.parse_from_lines(dockerfile.read_text()) == ["debian:trixie-slim"]
     assert (paths.IMAGES_DIR / "postgres" / "IMAGE").read_text().strip() == "postgres:17-trixie"
     assert os.access(paths.IMAGES_DIR / "postgres" / "docker-entrypoint.sh", os.X_OK)
+
+
+def test_a_compose_plugin_the_cli_already_finds_is_used_as_it_is(tmp_path, monkeypatch):
+    """Docker Desktop and distributions install the plugin elsewhere: nothing is linked then."""
+    monkeypatch.setattr(host, "PLUGIN", tmp_path / "cli-plugins" / "docker-compose")
+    monkeypatch.setattr(host, "compose_answers", lambda: True)
+    runner = Runner(ctx=MockContext(), echo=False)
+    assert host.ensure_compose_plugin(runner) is False and runner.history == []

@@ -155,7 +155,7 @@ def test_api_root_of_a_missing_pebble_is_a_one_line_error():
     ctx = ScriptedCtx({r"docker exec": Result(stderr="No such container", exited=1)})
     with pytest.raises(ToolkitError) as exc:
         acme.api_root_pem(Runner(ctx=ctx, echo=False), SPEC)
-    assert str(exc.value) == "the lab ACME CA (t-pebble) is not running; run `inv lab.up`"
+    assert str(exc.value) == "the lab ACME CA (t-pebble) is not running; run `inv lab.up --deploy`"
     ctx = ScriptedCtx({r"docker exec t-pebble cat /run/pebble/tls/root.pem": Result(ROOT_PEM)})
     assert acme.api_root_pem(Runner(ctx=ctx, echo=False), SPEC) == ROOT_PEM
 
@@ -163,7 +163,7 @@ def test_api_root_of_a_missing_pebble_is_a_one_line_error():
 def test_status_row_down_and_up():
     down = ScriptedCtx({r"container inspect": Result(exited=1)})
     assert acme.status_row(Runner(ctx=down, echo=False), SPEC) == (
-        "acme", False, "DOWN: t-pebble / t-challtestsrv not running (`inv lab.up` starts them)")
+        "acme", False, "DOWN: t-pebble / t-challtestsrv not running (`inv lab.up --deploy` starts them)")
     up = ScriptedCtx({r"container inspect": Result("true\n"), r"docker port": Result("127.0.0.1:14000\n")})
     assert acme.status_row(Runner(ctx=up, echo=False), SPEC) == (
         "acme", True, "Pebble at https://127.0.0.1:14000/dir (HTTP-01 on port 8080, 300s certificates)")

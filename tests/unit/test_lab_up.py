@@ -25,7 +25,7 @@ def test_not_root_without_engine_stops_with_one_line_and_does_nothing(no_engine,
         provision.up(runner, say=lambda m: None)
     assert "\n" not in str(err.value)
     assert str(err.value).startswith("no Docker engine answers and the lab cannot install one (not running as root)")
-    assert "docker.io" in str(err.value) and "debootstrap" in str(err.value)
+    assert "(it installs: docker.io)" in str(err.value)
     assert runner.history == [] and not no_engine.exists()
 
 
@@ -54,7 +54,7 @@ def test_port_taken_is_checked_before_installing_anything(no_engine, monkeypatch
     monkeypatch.setattr(sshd, "pid", lambda: None)
     runner = Runner(ctx=MockContext(), echo=False)
     with pytest.raises(ToolkitError) as err:
-        provision.up(runner, say=lambda m: None)
+        provision.up(runner, say=lambda m: None, deploy=True)
     assert str(err.value).startswith(f"port {taken} on 127.0.0.1 is taken by squatter (pid 7), so the lab ")
     assert str(err.value).endswith(f"stop that process or set {env} to a free port")
     assert runner.history == [] and not no_engine.exists()
@@ -69,7 +69,7 @@ def test_base_override_must_be_buildable(no_engine, monkeypatch):
 
 def test_base_images_default_to_the_dockerfile_from_lines(monkeypatch):
     monkeypatch.delenv("DJDEPLOY_LAB_BASE_IMAGES", raising=False)
-    assert provision.base_images() == ["debian:13.7-slim"]
+    assert provision.base_images() == ["debian:trixie-slim"]
     monkeypatch.setenv("DJDEPLOY_LAB_BASE_IMAGES", "tmp/debian:13.7-slim, debian:13-slim")
     assert provision.base_images() == ["tmp/debian:13.7-slim", "debian:13-slim"]
 
@@ -100,3 +100,19 @@ def test_lab_up_refuses_fewer_than_one_node_before_doing_anything(monkeypatch):
     monkeypatch.setattr(provision, "up", lambda *a, **k: (_ for _ in ()).throw(AssertionError("provisioned")))
     with pytest.raises(Exit, match=r"--nodes must be 1 or more \(got 0\)"):
         tasks.ns.collections["lab"]["up"](Context(), nodes=0)
+
+
+def test_lab_up_is_the_local_part_unless_deploy_or_nodes(monkeypatch):
+    """`inv lab.up` provides engine, compose and images; --deploy (and --nodes N) also the deploy side."""
+    from deploy.lab import cluster
+    from deploy.tasks import lab
+
+    calls = []
+    monkeypatch.setattr(provision, "up", lambda runner, deploy=False: calls.append(deploy))
+    monkeypatch.setattr(cluster, "up", lambda nodes, echo: type("Spec", (), {"name": "djlab"})())
+    monkeypatch.setattr(cluster, "status", lambda name: [])
+    lab.up(Context())
+    lab.up(Context(), deploy=True)
+    lab.up(Context(), nodes=3)
+    assert calls == [False, True, True]
+

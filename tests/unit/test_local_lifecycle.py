@@ -99,10 +99,17 @@ def test_real_bind_test_sees_a_listener():
     assert lifecycle.port_in_use(lifecycle.free_port()) is False
 
 
-def test_missing_postgres_image_names_the_fix():
+def test_missing_postgres_image_is_pulled():
+    r = runner({shlex.join(compose.image_id_argv("postgres:17-trixie")): Result(exited=1)})
+    pulled = []
+    lifecycle.check_postgres_image(r, S, pull=lambda name, say: pulled.append(name) or True)
+    assert pulled == ["postgres:17-trixie"]
+
+
+def test_missing_postgres_image_that_cannot_be_pulled_names_the_fix():
     r = runner({shlex.join(compose.image_id_argv("postgres:17-trixie")): Result(exited=1)})
     with pytest.raises(ToolkitError) as err:
-        lifecycle.check_postgres_image(r, S)
+        lifecycle.check_postgres_image(r, S, pull=lambda name, say: False)
     assert str(err.value) == ("the Postgres image postgres:17-trixie is not on this engine and cannot be pulled "
                               "here; load it or set POSTGRES_IMAGE to an image you have (or, for this repository's "
                               "test lab, run `inv lab.up`: it builds the stand-in)")

@@ -181,7 +181,7 @@ def test_registry_down_fails_before_any_ssh(cfg, monkeypatch):
     monkeypatch.setattr(ssh, "open_connection", lambda cfg: pytest.fail("SSH opened with the registry down"))
     cfg = type(cfg)(**{**cfg.__dict__, "registry": "127.0.0.1:1"})
     with pytest.raises(ToolkitError, match=r"^registry 127.0.0.1:1 is not reachable \(.*\); start it or fix REGISTRY "
-                                           r"in .*lab.env \(this repository's test lab: `inv lab.up`\). Nothing was "
+                                           r"in .*lab.env \(this repository's test lab: `inv lab.up --deploy`\). Nothing was "
                                            r"changed on the manager$"):
         executor.deploy(cfg, tag="v2", build=False, out=io.StringIO())
 
