@@ -2,7 +2,7 @@
 
 from invoke import Collection, Task
 
-from deploy.tasks import cluster, dev, image, lab, local, ship
+from deploy.tasks import cluster, db, dev, image, lab, local, ship
 
 
 def _tasks(module):
@@ -15,3 +15,4 @@ for _module in (image, local, ship, dev):
         ns.add_task(_task)
 ns.add_collection(Collection.from_module(lab), name="lab")
 ns.add_collection(Collection.from_module(cluster), name="cluster")
+ns.add_collection(Collection.from_module(db), name="db")
