@@ -2,7 +2,7 @@
 
 from invoke import Collection, Task
 
-from deploy.tasks import cluster, db, dev, image, lab, local, ship
+from deploy.tasks import cluster, db, dev, image, lab, local, ops, ship
 
 
 def _tasks(module):
@@ -10,7 +10,7 @@ def _tasks(module):
 
 
 ns = Collection()
-for _module in (image, local, ship, dev):
+for _module in (image, local, ship, dev, ops):
     for _task in _tasks(_module):
         ns.add_task(_task)
 ns.add_collection(Collection.from_module(lab), name="lab")
