@@ -45,9 +45,9 @@ def service_name(cfg) -> str:
 
 
 def config_name(cfg, kind: str, text: str) -> str:
-    from deploy.ship import swarm
+    from deploy.ship import stackfile
 
-    return f"{cfg.stack_name}_maint{kind}_{swarm.digest8(text)}"
+    return f"{cfg.stack_name}_maint{kind}_{stackfile.digest8(text)}"
 
 
 def config_create_cmd(cfg, name: str) -> list:
@@ -58,12 +58,12 @@ def config_create_cmd(cfg, name: str) -> list:
 
 def create_cmd(cfg, cfg_name: str, page_name: str, retry_after: int) -> list:
     """The maintenance service; labelled into the stack's namespace, so `docker stack rm` removes it too."""
-    from deploy.ship import swarm
+    from deploy.ship import stackfile, swarm
 
     return ["docker", "--config", swarm.paths(cfg).docker_config, "service", "create", "--detach",
             "--with-registry-auth", "--name", service_name(cfg),
             "--label", f"com.docker.stack.namespace={cfg.stack_name}", "--label", "djdeploy.role=maintenance",
-            "--network", f"name={swarm.network(cfg)},alias=maintenance", "--replicas", "1",
+            "--network", f"name={stackfile.network(cfg)},alias=maintenance", "--replicas", "1",
             "--stop-signal", "SIGUSR1", "--stop-grace-period", "15s", "--env", f"RETRY_AFTER={retry_after}",
             "--config", f"source={cfg_name},target=/usr/local/etc/haproxy/haproxy.cfg",
             "--config", f"source={page_name},target={PAGE_TARGET}", cfg.proxy_image]

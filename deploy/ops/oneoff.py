@@ -29,10 +29,10 @@ CLEANUP = ('n="$1"; d="$2"; shift 2; trap \'docker rm -f "$n" >/dev/null 2>&1; r
 
 
 def spec_cmd(cfg) -> list:
-    from deploy.ship import swarm
+    from deploy.ship import stackfile
 
     return ["docker", "service", "inspect", "--format", "{{json .Spec.TaskTemplate.ContainerSpec}}",
-            swarm.service(cfg, "app")]
+            stackfile.service(cfg, "app")]
 
 
 def parse_spec(text: str) -> tuple[str, dict, list]:
@@ -46,9 +46,9 @@ def parse_spec(text: str) -> tuple[str, dict, list]:
 
 def secret_files(cfg, targets: list) -> dict:
     """The values of the secrets the service mounts, by file name (from the environment's config)."""
-    from deploy.ship import swarm
+    from deploy.ship import stackfile
 
-    values = swarm.secret_values(cfg)
+    values = stackfile.secret_values(cfg)
     unknown = [t for t in targets if t not in values]
     if unknown:
         raise ToolkitError(f"the app service of {cfg.env} mounts secrets this toolkit does not know ({', '.join(unknown)}); "
@@ -63,10 +63,10 @@ def forwarded(environ: dict) -> dict:
 def docker_args(cfg, image: str, env: dict, files: list, workdir: str, tty: bool, command: list,
                 env_file: bool) -> list:
     """The `docker run` arguments (after `docker`) of the one-off container."""
-    from deploy.ship import swarm
+    from deploy.ship import stackfile, swarm
 
     argv = ["--config", swarm.paths(cfg).docker_config, "run", "--rm", "-i"] + (["-t"] if tty else [])
-    argv += ["--network", swarm.network(cfg), "--label", f"djdeploy.stack={cfg.stack_name}",
+    argv += ["--network", stackfile.network(cfg), "--label", f"djdeploy.stack={cfg.stack_name}",
              "--label", "djdeploy.role=oneoff"]
     for name in files:
         argv += ["--volume", f"{workdir}/{name}:/run/secrets/{name}:ro"]
@@ -91,11 +91,11 @@ def ssh_argv(cfg, remote: str, tty: bool) -> list:
 
 def prepare(cfg, run, command: list, tty: bool, environ: dict) -> list:
     """Read the service spec, upload the secret files; return the ssh argv to exec."""
-    from deploy.ship import swarm
+    from deploy.ship import stackfile, swarm
 
     res = run.run(spec_cmd(cfg), hide=True, check=False, timeout=cfg.command_timeout)
     if not res.ok:
-        raise ToolkitError(f"{swarm.service(cfg, 'app')} does not run on {cfg.manager_host}; "
+        raise ToolkitError(f"{stackfile.service(cfg, 'app')} does not run on {cfg.manager_host}; "
                            f"deploy first with `inv deploy --env {cfg.env}`")
     image, env, targets = parse_spec(res.stdout)
     files = secret_files(cfg, targets)

@@ -82,10 +82,10 @@ class EnvSite:
         self.run = ssh.remote_runner(cfg, dry_run=dry_run, out=out)
 
     def release(self) -> str:
-        from deploy.ship import swarm
+        from deploy.ship import stackfile
 
         res = self.run.run(["docker", "service", "inspect", "--format",
-                            "{{.Spec.TaskTemplate.ContainerSpec.Image}}", swarm.service(self.cfg, "app")],
+                            "{{.Spec.TaskTemplate.ContainerSpec.Image}}", stackfile.service(self.cfg, "app")],
                            hide=True, check=False, timeout=30)
         return (image_tag(res.stdout.strip()) or "none") if res.ok else "none"
 

@@ -60,9 +60,9 @@ def from_local(settings, values: dict, environ: dict | None = None, uid: int | N
 
 def from_env(cfg) -> Target:
     """A Swarm environment: the stack's attachable overlay network, backups beside the audit log."""
-    from deploy.ship import swarm
+    from deploy.ship import stackfile, swarm
 
-    return Target(env=cfg.env, label=cfg.stack_name, network=swarm.network(cfg),
+    return Target(env=cfg.env, label=cfg.stack_name, network=stackfile.network(cfg),
                   backup_dir=swarm.paths(cfg).dir + "/backups", postgres_image=cfg.postgres_image,
-                  db_user=swarm.DB_USER, db_name=swarm.DB_NAME, password=cfg.postgres_password,
+                  db_user=stackfile.DB_USER, db_name=stackfile.DB_NAME, password=cfg.postgres_password,
                   remote_dir=swarm.paths(cfg).dir)

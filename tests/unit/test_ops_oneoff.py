@@ -100,7 +100,7 @@ def test_page_escapes_the_message():
 
 
 def test_proxy_config_has_the_maintenance_backend():
-    from deploy.ship.swarm import PROXY_CFG
+    from deploy.ship.stackfile import PROXY_CFG
 
     text = PROXY_CFG.read_text()
     assert "use_backend maintenance if { nbsrv(maintenance) gt 0 } !{ path_beg /health/ }" in text
