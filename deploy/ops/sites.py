@@ -71,15 +71,17 @@ class LocalSite:
 
 
 class EnvSite:
-    def __init__(self, cfg, out=sys.stdout, dry_run: bool = False):
+    def __init__(self, cfg, out=sys.stdout, dry_run: bool = False, run=None):
+        """``run``: a Runner already on the manager (a deploy's); otherwise one is opened (and closed by close())."""
         from deploy.ship import ssh
 
         self.cfg = cfg
+        self.owns = run is None
         self.target = targets.from_env(cfg)
         self.host = cfg.manager_host
         self.timeout = max(cfg.command_timeout, LONG)
         self.out = out
-        self.run = ssh.remote_runner(cfg, dry_run=dry_run, out=out)
+        self.run = run or ssh.remote_runner(cfg, dry_run=dry_run, out=out)
 
     def release(self) -> str:
         from deploy.ship import stackfile
@@ -103,7 +105,7 @@ class EnvSite:
                 maintenance.switch(self.cfg, self.run, on=False, out=self.out)
 
     def close(self) -> None:
-        if self.run.ctx is not None and hasattr(self.run.ctx, "close"):
+        if self.owns and self.run.ctx is not None and hasattr(self.run.ctx, "close"):
             self.run.ctx.close()
 
 

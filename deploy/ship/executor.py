@@ -68,7 +68,8 @@ def git_info() -> str:
         return "-"
 
 
-def release_for(cfg, tag: str | None, *, build: bool, migrate: bool, action: str) -> plan.Release:
+def release_for(cfg, tag: str | None, *, build: bool, migrate: bool, action: str,
+                allow_unsafe: bool = False) -> plan.Release:
     """What is shipped; a -dirty tree or tag is refused unless the environment or --allow-dirty allows it."""
     tree = git_tag() if build else ""
     tag = tag or tree
@@ -80,13 +81,14 @@ def release_for(cfg, tag: str | None, *, build: bool, migrate: bool, action: str
     image = cfg.image_ref(tag)
     owner = f"{who()} pid={os.getpid()} since={actions.now()} action={action} image={image}\n"
     return plan.Release(action=action, tag=tag, build=build, migrate=migrate, dirty=dirty, owner=owner,
-                        stamp=f"{tag}@{actions.now()}")
+                        stamp=f"{tag}@{actions.now()}", allow_unsafe=allow_unsafe)
 
 
 def deploy(cfg, *, tag: str | None = None, build: bool = True, migrate: bool = True, action: str = "deploy",
-           dry_run: bool = False, out=sys.stdout, remote=None, builder=None) -> Outcome:
+           dry_run: bool = False, out=sys.stdout, remote=None, builder=None,
+           allow_unsafe_migrations: bool = False) -> Outcome:
     """Deploy ``tag`` (default: build the working tree's git tag); ``build`` False deploys a tag in the registry."""
-    rel = release_for(cfg, tag, build=build, migrate=migrate, action=action)
+    rel = release_for(cfg, tag, build=build, migrate=migrate, action=action, allow_unsafe=allow_unsafe_migrations)
     registry.check(cfg)
     if not build:
         registry.require_tag(cfg, rel.tag)

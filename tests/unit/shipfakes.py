@@ -86,6 +86,8 @@ class FakeManager:
             return Result(stdout="".join(f"{name}\n" for name in sorted(self.secrets)))
         if "desired-state=running" in command:
             return Result(stdout="Running 1 second ago|i|\n" * 9)
+        if "djdeploy.role=migration-check" in command:  # deploy.ops.migration_check: nothing pending
+            return Result(stdout='DJDEPLOY-MIGRATIONS {"pending": [], "unsafe": []}\n')
         return Result(stdout="")
 
     def sftp(self):
