@@ -16,8 +16,11 @@ def steps(cfg, rel, state) -> list:
     from deploy.ops.target import from_env
     from deploy.ship import plan
 
+    from deploy.ops import backup
+
     allowed = " (unsafe ones allowed: --allow-unsafe-migrations)" if rel.allow_unsafe else ""
-    return [plan.check(f"the migration plan: which migrations are pending, none breaking the running release{allowed}",
+    return [plan.run("create the backups dir (pre-migrate and scheduled backups)", backup.mkdir_cmd(from_env(cfg))),
+            plan.check(f"the migration plan: which migrations are pending, none breaking the running release{allowed}",
                        check_migrations, detail=quote(migration_check.check_cmd(cfg, "<the new image>")) +
                        " (script on stdin)"),
             plan.check("back up the database if migrations are pending (pg_dump -Fc, checksum sidecar)",
@@ -34,6 +37,8 @@ def check_migrations(job, step) -> str:
                            f"{cfg.env} keeps serving the previous version. Output:\n{tail}")
     pending, unsafe = migration_check.parse(res.stdout)
     job.facts["pending"] = pending
+    if unsafe and job.state.app is None:  # a first deploy: no running release to break
+        unsafe = []
     if unsafe and not job.release.allow_unsafe:
         raise ToolkitError(migration_check.refusal(unsafe, cfg.env))
     if not pending:

@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("ship_conftest", ROOT / "tests" / "ship" / "conftest.py")
 ship = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ship)
-sys.modules["ops_ship_helpers"] = ship  # the test modules import it by this name (not `conftest`: ambiguous)
+# The test modules import these by name (`from conftest import` is ambiguous across test packages).
+sys.modules["ops_ship_helpers"] = ship
+sys.modules["ops_helpers"] = sys.modules[__name__]
 OWNER = str(os.getpid())
 FILES = "docker-compose.yml:tests/ops/compose.labels.yml"
 

@@ -47,7 +47,7 @@ def audit(manager):
 
 
 def test_an_unsafe_migration_is_refused_before_backup_and_migration(cfg, offline, reg):
-    manager = FakeManager(rules(UNSAFE))
+    manager = FakeManager(rules(UNSAFE), app=True)
     with pytest.raises(ToolkitError) as err:
         deploy(cfg, manager)
     assert str(err.value) == (
@@ -62,7 +62,7 @@ def test_an_unsafe_migration_is_refused_before_backup_and_migration(cfg, offline
 def test_allowed_unsafe_migration_is_backed_up_first_and_the_audit_names_the_backup(cfg, offline, reg):
     import re
 
-    manager = FakeManager(rules(UNSAFE))
+    manager = FakeManager(rules(UNSAFE), app=True)
     outcome, out = deploy(cfg, manager, allow_unsafe_migrations=True)
     assert outcome.result == "ok"
     cmds = manager.commands()
@@ -73,6 +73,12 @@ def test_allowed_unsafe_migration_is_backed_up_first_and_the_audit_names_the_bac
     assert re.search(rf" backup={NAME_RE} result=ok$", line), line
     assert "1 unsafe operation(s) allowed by --allow-unsafe-migrations" in out.getvalue()
     assert "pgsecret" not in out.getvalue()
+
+
+def test_a_first_deploy_has_no_running_release_to_break(cfg, offline, reg):
+    manager = FakeManager(rules(UNSAFE))  # no app service yet: Django's own historic drops are fine
+    outcome, out = deploy(cfg, manager)
+    assert outcome.result == "ok" and any("role=backup" in c for c in manager.commands())
 
 
 def test_no_pending_migrations_means_no_backup(cfg, offline, reg):
