@@ -158,3 +158,40 @@ def test_proxy_off_is_refused(cfg, tmp_path):  # noqa: F811
         maintenance.switch(off, Runner(ctx=FakeManager(), out=io.StringIO()), on=True)
     assert str(err.value) == (f"maintenance mode needs the stack's front proxy, and {cfg.source} sets PROXY=off; "
                               "set PROXY=on and deploy once")
+
+
+# ---- scheduled backups -------------------------------------------------------------------------------
+
+def test_backup_service_in_the_stack_only_when_scheduled(cfg):  # noqa: F811
+    import dataclasses
+
+    from deploy.ops import backup, schedule
+    from deploy.ship import stackfile
+
+    assert "backup" not in stackfile.stack_spec(cfg, "img", "v1", "r", "p")["services"]
+    on = dataclasses.replace(cfg, backup_schedule=True, backup_interval=3600, backup_keep_daily=3, backup_keep_weekly=2)
+    svc = stackfile.stack_spec(on, "img", "v1", "r", "p")["services"]["backup"]
+    assert svc == schedule.service(on, "v1")
+    assert svc["image"] == "postgres:17-trixie" and svc["deploy"]["placement"]["constraints"] == ["node.role == manager"]
+    assert svc["volumes"] == [{"type": "bind", "source": "/var/lib/djdeploy/djt/backups", "target": "/backups"}]
+    assert svc["secrets"] == [{"source": "postgres_password", "target": "postgres_password"}]
+    env = svc["environment"]
+    assert (env["BACKUP_INTERVAL"], env["BACKUP_POLL"], env["KEEP_DAILY"], env["KEEP_WEEKLY"], env["RELEASE"]) == (
+        "3600", "60", "3", "2", "v1")
+    assert env["DUMP_SCRIPT"] == backup.DUMP_SCRIPT.replace("$", "$$")  # the stack file interpolates $
+    assert svc["entrypoint"][2] == schedule.LOOP.replace("$", "$$") and svc["healthcheck"] == {"disable": True}
+    assert "pgsecret" not in stackfile.render(stackfile.stack_spec(on, "img", "v1", "r", "p"))
+
+
+def test_backup_settings_are_validated(tmp_path):
+    from shipfakes import make_cfg
+
+    from deploy.core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        make_cfg(tmp_path, "BACKUP_SCHEDULE=daily\nBACKUP_KEEP_DAILY=0\n")
+    text = str(err.value)
+    assert "BACKUP_SCHEDULE must be one of on, off (got 'daily')" in text
+    assert "BACKUP_KEEP_DAILY must be a whole number from 1 to 366 (got '0')" in text
+    cfg = make_cfg(tmp_path, "BACKUP_SCHEDULE=on\n")
+    assert (cfg.backup_schedule, cfg.backup_interval, cfg.backup_keep_daily, cfg.backup_keep_weekly) == (True, 86400, 7, 4)
