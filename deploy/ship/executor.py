@@ -95,7 +95,8 @@ def deploy(cfg, *, tag: str | None = None, build: bool = True, migrate: bool = T
     return _connected(cfg, remote, out, lambda run: ship(cfg, rel, run, dry_run=dry_run, out=out, builder=builder))
 
 
-def rollback(cfg, *, to: str | None = None, dry_run: bool = False, out=sys.stdout, remote=None) -> Outcome:
+def rollback(cfg, *, to: str | None = None, dry_run: bool = False, out=sys.stdout, remote=None,
+             yes: bool = False) -> Outcome:
     """Roll back to ``to`` (a tag in the registry) or to the previous successful deploy in the audit log.
 
     No build, no push, no migration (a newer schema stays: migrations must be backward compatible)."""
@@ -108,6 +109,10 @@ def rollback(cfg, *, to: str | None = None, dry_run: bool = False, out=sys.stdou
         rel = release_for(cfg, target, build=False, migrate=False, action="rollback")
         if to is None:
             registry.require_tag(cfg, target)
+        from deploy.ops import rollback_check
+
+        if not dry_run:  # names applied migrations the target does not know; asks unless --yes
+            rollback_check.confirm(cfg, run, target, yes)
         return ship(cfg, rel, run, dry_run=dry_run, out=out)
 
     return _connected(cfg, remote, out, body)

@@ -47,12 +47,13 @@ def deploy(c, env, image=None, dry_run=False, replicas=None, allow_dirty=False, 
 
 @task(help={"env": ENV_HELP, "to": "tag to roll back to (default: the previous successful deploy in the audit log)",
             "dry_run": "read the environment's state (read-only, no lock) and print the plan's steps; run none",
-            "allow_dirty": "allow rolling back to an image of a tree with uncommitted changes (-dirty tag)"})
-def rollback(c, env, to=None, dry_run=False, allow_dirty=False):
+            "allow_dirty": "allow rolling back to an image of a tree with uncommitted changes (-dirty tag)",
+            "yes": "roll back even to a release older than the applied migrations (named first) without asking"})
+def rollback(c, env, to=None, dry_run=False, allow_dirty=False, yes=False):
     """Roll ENV back to a known earlier image (an unknown tag is refused)."""
     from deploy.ship import executor
 
-    executor.rollback(_config(env, ALLOW_DIRTY="on" if allow_dirty else None), to=to, dry_run=dry_run)
+    executor.rollback(_config(env, ALLOW_DIRTY="on" if allow_dirty else None), to=to, dry_run=dry_run, yes=yes)
 
 
 @task(help={"env": ENV_HELP})

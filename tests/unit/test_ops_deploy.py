@@ -116,3 +116,38 @@ def test_parse_and_check_command(cfg):
     two = [("a.1", "drops column x.y"), ("a.2", "renames model A to B (its table)")]
     assert migration_check.refusal(two, "prod").startswith(
         "refusing to migrate prod: migration a.1 drops column x.y (and 1 more unsafe operation(s)); ")
+
+
+def test_rollback_to_an_older_release_names_the_migrations_and_asks(cfg):
+    from deploy.core.runner import Runner
+    from deploy.ops import rollback_check
+
+    answer = Result(stdout="noise\nDJDEPLOY-UNKNOWN notes.0002_add_extra,notes.0003_drop_extra\n")
+    manager = FakeManager([("role=rollback-check", answer)])
+    run = Runner(ctx=manager, where="m", secrets=cfg.secrets, out=io.StringIO())
+    with pytest.raises(ToolkitError) as err:
+        rollback_check.confirm(cfg, run, "v1", yes=False, tty=False)
+    assert str(err.value) == ("release v1 is older than the database's schema: it does not know the applied "
+                              "migration(s) notes.0002_add_extra, notes.0003_drop_extra (a rollback does not undo "
+                              "migrations); nothing was changed. If that release works on this schema, pass --yes")
+    cmds = manager.commands()
+    assert "--env-file /var/lib/djdeploy/djt/rollback-check.env" in cmds[0] and "127.0.0.1:5000/djapp:v1" in cmds[0]
+    assert cmds[-1] == "rm -f /var/lib/djdeploy/djt/rollback-check.env"
+    assert "pgsecret" in manager.files["/var/lib/djdeploy/djt/rollback-check.env"].decode()  # only in the 0600 file
+    asked = []
+    with pytest.raises(ToolkitError) as err:
+        rollback_check.confirm(cfg, run, "v1", yes=False, tty=True, ask=lambda q: asked.append(q) or "no")
+    assert str(err.value) == "rollback not confirmed; nothing was changed" and "Roll back anyway?" in asked[0]
+    rollback_check.confirm(cfg, run, "v1", yes=False, tty=True, ask=lambda q: "yes")
+    rollback_check.confirm(cfg, run, "v1", yes=True, tty=False)
+
+
+def test_rollback_check_without_unknown_migrations_is_silent(cfg):
+    from deploy.core.runner import Runner
+    from deploy.ops import rollback_check
+
+    run = Runner(ctx=FakeManager(), where="m", out=io.StringIO())  # shipfakes: the target knows them all
+    rollback_check.confirm(cfg, run, "v1", yes=False, tty=False)
+    with pytest.raises(ToolkitError) as err:
+        rollback_check.parse("Traceback")
+    assert str(err.value) == ("the rollback check printed no result; check `inv logs --env ENV` and the target image")

@@ -78,7 +78,7 @@ def test_task_flags_reach_the_flag_layer(tmp_path, monkeypatch):
     ship.rollback(MockContext(), "prod", to="abc", allow_dirty=True)
     assert seen == [(7, True, {"tag": None, "build": True, "dry_run": False, "allow_unsafe_migrations": False}),
                     (4, False, {"tag": "abc", "build": False, "dry_run": True, "allow_unsafe_migrations": False}),
-                    (4, True, {"to": "abc", "dry_run": False})]
+                    (4, True, {"to": "abc", "dry_run": False, "yes": False})]
 
 
 def test_help_lists_the_new_flags(tmp_path):
