@@ -258,3 +258,39 @@ def test_restore_of_a_backup_older_than_the_schema_is_refused(labenv):
                                          f"newer schema (migrations notes.0002_add_extra, notes.0003_drop_extra are "
                                          f"not in the backup, taken at release {e.v1}); nothing was changed")
     assert "ops-env-note-kept" in e.site.notes() and "maintenance mode on" not in out.stdout
+
+
+def test_rollback_below_the_applied_migrations_names_them_and_needs_yes(labenv):
+    e = labenv
+    out = inv(e, "rollback", "--env", "lab", "--to", e.v1)
+    assert out.returncode == 1
+    assert out.stderr.strip() == (f"error: release {e.v1} is older than the database's schema: it does not know the "
+                                  "applied migration(s) notes.0002_add_extra, notes.0003_drop_extra (a rollback does "
+                                  "not undo migrations); nothing was changed. If that release works on this schema, "
+                                  "pass --yes")
+    assert ship.Site(e.port).get("/")[1] != e.v1
+    out = inv(e, "rollback", "--env", "lab", "--to", e.v1, "--yes")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert ship.Site(e.port).get("/")[1] == e.v1 and "ops-env-note-kept" in e.site.notes()
+
+
+def test_prune_keeps_rollback_targets_and_removes_the_rest(labenv):
+    from deploy.lab import paths
+
+    e = labenv
+    tags = {t.rsplit("-", 1)[1]: t for t in e.tags}
+    dry = inv(e, "prune", "--env", "lab", "--keep", "2", "--dry-run")
+    assert dry.returncode == 0 and f"would remove image {paths.REGISTRY}/djapp:{tags['v2']}" in dry.stdout
+    out = inv(e, "prune", "--env", "lab", "--keep", "2")
+    print(out.stdout[-3000:], out.stderr[-2000:])
+    assert out.returncode == 0 and f"keeping releases: {e.v1}, {tags['v5']}" in out.stdout
+    for name in ("v2", "v3", "v4"):
+        assert ship.docker("image", "inspect", f"{paths.REGISTRY}/djapp:{tags[name]}", check=False).returncode == 1
+    for name in ("v1", "v5"):
+        assert ship.docker("image", "inspect", f"{paths.REGISTRY}/djapp:{tags[name]}", check=False).returncode == 0
+    assert not os.path.exists(f"/var/lib/djdeploy/{e.stack}/lock")
+    back = inv(e, "rollback", "--env", "lab", "--to", tags["v5"])
+    assert back.returncode == 0, back.stdout[-2000:] + back.stderr[-2000:]
+    assert ship.Site(e.port).get("/")[1] == tags["v5"]
+    back = inv(e, "rollback", "--env", "lab", "--to", e.v1, "--yes")
+    assert back.returncode == 0 and ship.Site(e.port).get("/")[1] == e.v1
