@@ -166,8 +166,11 @@ def manage(c, env=None):
         from deploy.ops.oneoff import exec_in_env
 
         return exec_in_env(env, argv, tty=_tty())
+    from deploy.ops.oneoff import FORWARDED
+
     s, runner = _stack(c)
-    _exec(runner, compose.run_argv(s, _running_image(runner, s), argv, tty=_tty()))
+    passed = tuple(k for k in FORWARDED if os.environ.get(k))  # createsuperuser --noinput reads them
+    _exec(runner, compose.run_argv(s, _running_image(runner, s), argv, tty=_tty(), pass_env=passed))
 
 
 @task(help={"plan": "show the migration plan first, then apply it"})

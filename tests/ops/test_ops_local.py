@@ -84,3 +84,16 @@ def test_full_disk_leaves_no_backup(local, tmp_path):
         assert os.listdir(small) == []
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+def test_local_createsuperuser_reads_the_password_from_the_environment(local):
+    import secrets
+
+    password = secrets.token_urlsafe(16)
+    out = local.inv("manage", "--", "createsuperuser", "--noinput", DJANGO_SUPERUSER_USERNAME="opslocal",
+                    DJANGO_SUPERUSER_EMAIL="l@example.com", DJANGO_SUPERUSER_PASSWORD=password)
+    assert password not in out.stdout + out.stderr
+    check = local.inv("shell", "--django", "-c",
+                      f"from django.contrib.auth import authenticate; print('auth', bool(authenticate("
+                      f"username='opslocal', password='{password}')))")
+    assert "auth True" in check.stdout

@@ -195,3 +195,14 @@ def test_backup_settings_are_validated(tmp_path):
     assert "BACKUP_KEEP_DAILY must be a whole number from 1 to 366 (got '0')" in text
     cfg = make_cfg(tmp_path, "BACKUP_SCHEDULE=on\n")
     assert (cfg.backup_schedule, cfg.backup_interval, cfg.backup_keep_daily, cfg.backup_keep_weekly) == (True, 86400, 7, 4)
+
+
+def test_local_manage_passes_superuser_variables_by_name_only(tmp_path):
+    from deploy.local import compose
+
+    s = compose.StackSettings("djx", ("docker-compose.yml",), "djapp", 8000, "postgres:17-trixie", (), tmp_path)
+    argv = compose.run_argv(s, "djapp:v1", ["python", "manage.py", "createsuperuser", "--noinput"], tty=False,
+                            pass_env=("DJANGO_SUPERUSER_USERNAME", "DJANGO_SUPERUSER_PASSWORD"))
+    at = argv.index("run")
+    assert argv[at:at + 9] == ["run", "--rm", "--env", "DJANGO_MANAGEPY_MIGRATE=off", "--env",
+                               "DJANGO_SUPERUSER_USERNAME", "--env", "DJANGO_SUPERUSER_PASSWORD", "--no-TTY"]
