@@ -44,9 +44,10 @@ def booted(logs: str) -> bool:
     return "spawned uWSGI http" in logs and spawned > 0 and logs.count(LOADED) >= spawned
 
 
-def check_page(status, headers, body):
-    if status != 200 or b"<h1>Notes</h1>" not in body:
-        raise SmokeFailed("page answers", f"GET / gave {status}, expected 200 with the notes page")
+def check_page(status, headers, body, path="/", text=""):
+    if status != 200 or text.encode() not in body:
+        expected = f"200 containing {text!r}" if text else "200"
+        raise SmokeFailed("page answers", f"GET {path} gave {status}, expected {expected} (SMOKE_PATH, SMOKE_TEXT)")
 
 
 def check_foreign_host(status, headers, body):
@@ -111,7 +112,7 @@ def _poll(what, fn, deadline):
     raise SmokeFailed(what, f"no success before the deadline ({last or 'condition not met'})")
 
 
-def run(image_ref: str, out=None, boot_timeout: float = 30.0) -> dict:
+def run(image_ref: str, out=None, boot_timeout: float = 30.0, page_path: str = "/", page_text: str = "") -> dict:
     """Run every check against ``image_ref``; return timings. Raises SmokeFailed naming the failed check."""
     from docker.errors import ImageNotFound
 
@@ -144,8 +145,8 @@ def run(image_ref: str, out=None, boot_timeout: float = 30.0) -> dict:
         _poll("first answer", lambda: get(port, "/health/")[0] == 200, deadline)
         timings["first_answer"] = time.monotonic() - started
         say(f"ok   first answer after {timings['first_answer']:.2f}s")
-        page = get(port, "/")
-        check_page(*page)
+        page = get(port, page_path)
+        check_page(*page, path=page_path, text=page_text)
         say("ok   page answers")
         check_foreign_host(*get(port, "/", host=FOREIGN_HOST))
         say("ok   foreign host rejected (400, empty body)")

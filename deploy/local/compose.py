@@ -15,6 +15,7 @@ from pathlib import Path
 
 from deploy.core.errors import ConfigError, ToolkitError
 from deploy.core import project
+from deploy.local import limits
 
 ROOT = project.ROOT
 APP, DB = "app", "db"
@@ -67,6 +68,7 @@ class StackSettings:
         postgres_image = values.get("POSTGRES_IMAGE", "")
         if not _IMAGE_REF.match(postgres_image):
             problems.append(f"POSTGRES_IMAGE={postgres_image!r}: give an image reference, e.g. postgres:17-trixie")
+        problems += limits.problems(values)
         if problems:
             raise ConfigError(problems, source=SOURCE)
         environ = {} if environ is None else environ
