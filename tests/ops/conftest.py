@@ -9,12 +9,15 @@ temporary DJDEPLOY_BACKUP_DIR.
 
 from __future__ import annotations
 
+import http.client
 import importlib.util
 import io
 import os
 import secrets
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -106,3 +109,32 @@ def env_inv(e, *args, timeout=600, stdin=None, **env):
     return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, timeout=timeout, text=True,
                           env={**os.environ, "DJDEPLOY_ENV_DIR": str(e.dir), "PYTHONUNBUFFERED": "1", **env},
                           capture_output=True, input=stdin if stdin is not None else "")
+
+
+class Load:
+    """Threads GET / back to back; records (status, Retry-After) or the connection error of every request."""
+
+    def __init__(self, port: int, threads: int = 4):
+        self.port, self.results, self.stop = port, [], threading.Event()
+        self.workers = [threading.Thread(target=self.loop, daemon=True) for _ in range(threads)]
+        for w in self.workers:
+            w.start()
+
+    def loop(self):
+        while not self.stop.is_set():
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", "/", headers={"Host": "127.0.0.1"})
+                resp = conn.getresponse()
+                resp.read()
+                self.results.append((resp.status, resp.getheader("Retry-After")))
+                conn.close()
+            except OSError as exc:
+                self.results.append(("error", str(exc)))
+            time.sleep(0.02)
+
+    def finish(self) -> list:
+        self.stop.set()
+        for w in self.workers:
+            w.join(15)
+        return self.results

@@ -9,14 +9,13 @@ import http.client
 import os
 import re
 import secrets
-import threading
 import time
 import urllib.parse
 
 import pytest
 
 import ops_ship_helpers as ship
-from ops_helpers import env_inv
+from ops_helpers import Load, env_inv
 
 pytestmark = [pytest.mark.lab, pytest.mark.engine]
 STATE: dict = {}
@@ -148,35 +147,6 @@ def test_createsuperuser_from_the_environment_then_admin_login(labenv):
     assert resp.status == 200 and "Site administration" in resp.read().decode()
 
 
-class Load:
-    """Threads GET / back to back; records (status, Retry-After) or the connection error of every request."""
-
-    def __init__(self, port: int, threads: int = 4):
-        self.port, self.results, self.stop = port, [], threading.Event()
-        self.workers = [threading.Thread(target=self.loop, daemon=True) for _ in range(threads)]
-        for w in self.workers:
-            w.start()
-
-    def loop(self):
-        while not self.stop.is_set():
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                conn.request("GET", "/", headers={"Host": "127.0.0.1"})
-                resp = conn.getresponse()
-                resp.read()
-                self.results.append((resp.status, resp.getheader("Retry-After")))
-                conn.close()
-            except OSError as exc:
-                self.results.append(("error", str(exc)))
-            time.sleep(0.02)
-
-    def finish(self) -> list:
-        self.stop.set()
-        for w in self.workers:
-            w.join(15)
-        return self.results
-
-
 def test_maintenance_on_and_off_under_load(labenv):
     e = labenv
     load = Load(e.port)
@@ -229,6 +199,32 @@ def test_pre_migrate_backup_exists_after_a_new_migration_and_not_after_none(labe
     assert out.returncode == 0 and "skipped: no pending migrations" in out.stdout
     assert len(backups_on_manager(e)) == len(before) + 1 and " backup=" not in audit_last(e)
     STATE["v3"] = v3
+
+
+ADD_MORE = ADD_EXTRA.replace('"0001_initial"', '"0002_add_extra"').replace('"extra"', '"more"')
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs over the manager's backups dir needs root")
+def test_full_disk_on_the_manager_stops_the_deploy_before_migrating(labenv):
+    import subprocess
+
+    e = labenv
+    serving = ship.Site(e.port).get("/")[1]
+    d = f"/var/lib/djdeploy/{e.stack}/backups"
+    os.makedirs(d, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12k,mode=0700", "tmpfs", d], check=True)
+    try:
+        _, out = deploy_derived(e, "full", e.v1, {"0002_add_extra.py": ADD_EXTRA, "0003_add_more.py": ADD_MORE})
+        assert out.returncode == 1
+        assert (f"the disk holding {d} is full; no backup was written (partial files removed); free space or fix the "
+                f"cause, then `inv db.backup --env lab`. The deploy stopped before migrating: lab keeps serving the "
+                f"previous version") in out.stderr
+        assert os.listdir(d) == []
+    finally:
+        subprocess.run(["umount", d], check=False)
+    assert ship.Site(e.port).get("/")[1] == serving and audit_last(e).endswith("result=failed")
+    shown = inv(e, "manage", "--env", "lab", "--", "showmigrations", "notes")
+    assert "0003_add_more" not in shown.stdout and not os.path.exists(f"/var/lib/djdeploy/{e.stack}/lock")
 
 
 def test_column_dropping_migration_is_refused_then_allowed_after_a_backup(labenv):
