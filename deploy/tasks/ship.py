@@ -37,7 +37,7 @@ def push(c, env, tag=None):
                                        "(dropped/renamed columns or tables, NOT NULL without a db default); "
                                        "a backup is taken first"})
 def deploy(c, env, image=None, dry_run=False, replicas=None, allow_dirty=False, allow_unsafe_migrations=False):
-    """Build, push, migrate once and roll out to ENV with zero downtime (rollback on failure)."""
+    """Plan, then lock, build, push, migrate once and roll out to ENV with zero downtime (rollback on failure)."""
     from deploy.ship import executor
 
     cfg = _config(env, REPLICAS=replicas, ALLOW_DIRTY="on" if allow_dirty else None)
