@@ -147,11 +147,15 @@ def ps_argv(s: StackSettings, as_json: bool = False) -> list[str]:
     return base_argv(s) + ["ps", "--all"] + (["--format", "json"] if as_json else [])
 
 
-def run_argv(s: StackSettings, image_ref: str, command: list[str], tty: bool = True) -> list[str]:
-    """A one-off app container (removed afterwards) running ``command``; ``tty`` False adds --no-TTY."""
+def run_argv(s: StackSettings, image_ref: str, command: list[str], tty: bool = True,
+             pass_env: tuple = ()) -> list[str]:
+    """A one-off app container (removed afterwards) running ``command``; ``tty`` False adds --no-TTY.
+    ``pass_env``: variable NAMES compose copies from its own environment (values never in argv)."""
     argv = base_argv(s, image_ref) + ["run", "--rm"]
     for pair in ONEOFF_ENV:
         argv += ["--env", pair]
+    for name in pass_env:
+        argv += ["--env", name]
     if not tty:
         argv.append("--no-TTY")
     return argv + [APP] + list(command)

@@ -33,6 +33,7 @@ class Job:
     locked: bool = False  # after a failure, the always-steps run only if this deploy holds the lock
     when: str = ""
     records: list = field(default_factory=list)
+    facts: dict = field(default_factory=dict)  # what steps found out for later ones (deploy.ops: pending, backup)
 
     @property
     def image(self) -> str:
@@ -143,7 +144,8 @@ def finish_input(job: Job) -> str:
     from deploy.ship.executor import git_info, who
 
     line = swarm.audit_line(when=job.when, who=who(), action=job.release.action, env=job.cfg.env, git=git_info(),
-                            image=job.image, digest=job.digest, result=job.result, dirty=job.release.dirty)
+                            image=job.image, digest=job.digest, result=job.result, dirty=job.release.dirty,
+                            backup=job.facts.get("backup", ""))
     return line + json.dumps(timings(job), separators=(",", ":")) + "\n"
 
 

@@ -58,12 +58,14 @@ DEFAULTS = {
     "APP_MEMORY": "512M", "APP_CPUS": "1", "APP_PIDS": "256",
     "DB_MEMORY": "1G", "DB_CPUS": "1", "DB_PIDS": "512",
     "PROXY_MEMORY": "256M", "PROXY_CPUS": "0.5", "PROXY_PIDS": "128",
+    # Scheduled backups (deploy.ops.schedule): a `backup` service in the stack; retention of scheduled ones.
+    "BACKUP_SCHEDULE": "off", "BACKUP_INTERVAL": "86400", "BACKUP_KEEP_DAILY": "7", "BACKUP_KEEP_WEEKLY": "4",
 }
 KNOWN = set(REQUIRED) | set(DEFAULTS) | set(SECRET_KEYS)
 EXAMPLE_DIR = Path(__file__).resolve().parents[1]   # deploy/*.env.example: the committed examples
 # DJDEPLOY_* variables that are not deploy settings (the toolkit's own and the lab's): not reported as typos.
 TOOLKIT_VARIABLES = {"DJDEPLOY_ENV_DIR", "DJDEPLOY_PROJECT_DIR", "DJDEPLOY_RELEASE", "DJDEPLOY_SETTINGS_MODULE",
-                     "DJDEPLOY_CONTRACT"}
+                     "DJDEPLOY_CONTRACT", "DJDEPLOY_BACKUP_DIR"}
 TOOLKIT_PREFIXES = ("DJDEPLOY_LAB_", "DJDEPLOY_CLUSTER_", "DJDEPLOY_TEST_", "DJDEPLOY_BENCH_")
 
 
@@ -110,6 +112,10 @@ class DeployConfig:
     proxy_memory: str
     proxy_cpus: str
     proxy_pids: int
+    backup_schedule: bool
+    backup_interval: int
+    backup_keep_daily: int
+    backup_keep_weekly: int
     database: str = "stack"
     database_url: str = ""
     network: str = ""

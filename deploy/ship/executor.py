@@ -68,7 +68,8 @@ def git_info() -> str:
         return "-"
 
 
-def release_for(cfg, tag: str | None, *, build: bool, migrate: bool, action: str) -> plan.Release:
+def release_for(cfg, tag: str | None, *, build: bool, migrate: bool, action: str,
+                allow_unsafe: bool = False) -> plan.Release:
     """What is shipped; a -dirty tree or tag is refused unless the environment or --allow-dirty allows it."""
     tree = git_tag() if build else ""
     tag = tag or tree
@@ -80,20 +81,22 @@ def release_for(cfg, tag: str | None, *, build: bool, migrate: bool, action: str
     image = cfg.image_ref(tag)
     owner = f"{who()} pid={os.getpid()} since={actions.now()} action={action} image={image}\n"
     return plan.Release(action=action, tag=tag, build=build, migrate=migrate, dirty=dirty, owner=owner,
-                        stamp=f"{tag}@{actions.now()}")
+                        stamp=f"{tag}@{actions.now()}", allow_unsafe=allow_unsafe)
 
 
 def deploy(cfg, *, tag: str | None = None, build: bool = True, migrate: bool = True, action: str = "deploy",
-           dry_run: bool = False, out=sys.stdout, remote=None, builder=None) -> Outcome:
+           dry_run: bool = False, out=sys.stdout, remote=None, builder=None,
+           allow_unsafe_migrations: bool = False) -> Outcome:
     """Deploy ``tag`` (default: build the working tree's git tag); ``build`` False deploys a tag in the registry."""
-    rel = release_for(cfg, tag, build=build, migrate=migrate, action=action)
+    rel = release_for(cfg, tag, build=build, migrate=migrate, action=action, allow_unsafe=allow_unsafe_migrations)
     registry.check(cfg)
     if not build:
         registry.require_tag(cfg, rel.tag)
     return _connected(cfg, remote, out, lambda run: ship(cfg, rel, run, dry_run=dry_run, out=out, builder=builder))
 
 
-def rollback(cfg, *, to: str | None = None, dry_run: bool = False, out=sys.stdout, remote=None) -> Outcome:
+def rollback(cfg, *, to: str | None = None, dry_run: bool = False, out=sys.stdout, remote=None,
+             yes: bool = False) -> Outcome:
     """Roll back to ``to`` (a tag in the registry) or to the previous successful deploy in the audit log.
 
     No build, no push, no migration (a newer schema stays: migrations must be backward compatible)."""
@@ -106,6 +109,10 @@ def rollback(cfg, *, to: str | None = None, dry_run: bool = False, out=sys.stdou
         rel = release_for(cfg, target, build=False, migrate=False, action="rollback")
         if to is None:
             registry.require_tag(cfg, target)
+        from deploy.ops import rollback_check
+
+        if not dry_run:  # names applied migrations the target does not know; asks unless --yes
+            rollback_check.confirm(cfg, run, target, yes)
         return ship(cfg, rel, run, dry_run=dry_run, out=out)
 
     return _connected(cfg, remote, out, body)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from deploy.core.runner import quote
+from deploy.ops import deploy_steps
 from deploy.ship import actions, stackfile, swarm
 from deploy.ship.wait import HEALTH_STREAK, HEALTH_TIMEOUT
 
@@ -65,6 +66,7 @@ class Release:
     dirty: bool
     owner: str            # the lock's owner line: who, pid, since, action, image
     stamp: str            # DJDEPLOY_RELEASE: makes every deploy an observable update
+    allow_unsafe: bool = False  # migrations that break the running release are allowed (deploy.ops)
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,7 @@ def _base_and_migrate_steps(cfg, rel, state, proxy_text) -> list:
         steps.append(_wait_running(cfg, "db", 1))
     return steps + [
             put("the migration's environment", p.migrate_env, swarm.migrate_env(cfg)),
+            *deploy_steps.steps(cfg, rel, state),  # the migration-safety check and the pre-migrate backup
             run("migrate the database once (a one-off container of the new image)",
                 swarm.migrate_cmd(cfg, _pinned(cfg, rel, state)), action=actions.migrate, hide=False,
                 fail="migration failed (exit {code}); nothing was rolled out: {env} keeps serving the previous "

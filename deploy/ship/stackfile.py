@@ -209,6 +209,10 @@ def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, onl
             "volumes": {**({} if external_db(cfg) else {"pgdata": {}}),
                         **({"media": {}} if getattr(cfg, "media_volume", False) else {})},
             "secrets": {key: {"external": True, "name": name} for key, name in secret_names(cfg).items()}}
+    if getattr(cfg, "backup_schedule", False):
+        from deploy.ops import schedule
+
+        services["backup"] = schedule.service(cfg, tag)  # scheduled backups with retention (BACKUP_SCHEDULE=on)
     if cfg.proxy:
         services["proxy"] = _proxy(cfg)
         spec["configs"] = {"haproxy_cfg": {"name": proxy_cfg_name, "file": paths(cfg).proxy_cfg}}

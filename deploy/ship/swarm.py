@@ -193,9 +193,10 @@ def parse_running(text: str) -> tuple[int, list]:
 
 
 def audit_line(*, when: str, who: str, action: str, env: str, git: str, image: str, digest: str, result: str,
-               dirty: bool = False) -> str:
+               dirty: bool = False, backup: str = "") -> str:
+    """``backup``: the pre-migrate backup this deploy took (deploy.ops), named before the result."""
     return (f"{when} who={who} action={action} env={env} git={git} image={image} digest={digest or '-'} "
-            f"tree={'dirty' if dirty else 'clean'} result={result}\n")
+            f"tree={'dirty' if dirty else 'clean'}{' backup=' + backup if backup else ''} result={result}\n")
 
 
 def parse_audit(text: str) -> list[dict]:

@@ -70,6 +70,10 @@ def convert(raw: dict, origin: dict, problems: list) -> dict:
     c["endpoint_mode"] = ck.choice("ENDPOINT_MODE", ("vip", "dnsrr"))
     c["proxy"] = ck.choice("PROXY", ("on", "off")) == "on"
     c["allow_dirty"] = ck.choice("ALLOW_DIRTY", ("on", "off")) == "on"
+    c["backup_schedule"] = ck.choice("BACKUP_SCHEDULE", ("on", "off")) == "on"
+    c["backup_interval"] = ck.integer("BACKUP_INTERVAL", 5, 2592000)
+    c["backup_keep_daily"] = ck.integer("BACKUP_KEEP_DAILY", 1, 366)
+    c["backup_keep_weekly"] = ck.integer("BACKUP_KEEP_WEEKLY", 0, 520)
     _limits(ck, c)
     _checks(ck, c, hosts)
     return c

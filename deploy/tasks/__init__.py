@@ -6,7 +6,7 @@ Each module imports heavy libraries (docker, fabric, django) inside task bodies,
 
 from invoke import Collection, Task
 
-from deploy.tasks import cluster, dev, image, init, lab, local, ship
+from deploy.tasks import cluster, db, dev, image, init, lab, local, ops, ship
 
 
 def _tasks(module):
@@ -14,8 +14,9 @@ def _tasks(module):
 
 
 ns = Collection()
-for _module in (image, local, ship, dev, init):
+for _module in (image, local, ship, dev, init, ops):
     for _task in _tasks(_module):
         ns.add_task(_task)
 ns.add_collection(Collection.from_module(lab), name="lab")
 ns.add_collection(Collection.from_module(cluster), name="cluster")
+ns.add_collection(Collection.from_module(db), name="db")

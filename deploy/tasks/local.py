@@ -156,24 +156,36 @@ def ps(c):
 @task(help={
     "django": "open the Django shell (manage.py shell) instead of bash",
     "command": "run this command (bash -c, or Python with --django) and exit; or pass a program after --",
+    "env": "in a deployed environment (deploy/<env>.env): the image it runs, on its network, with its secrets",
 })
-def shell(c, django=False, command=None):
+def shell(c, django=False, command=None, env=None):
     """Open a shell in a one-off app container (bash, or the Django shell with --django)."""
     from deploy.local import compose
 
     argv = compose.shell_command(django, command, remainder())
+    if env:
+        from deploy.ops.oneoff import exec_in_env
+
+        return exec_in_env(env, argv, tty=_tty())
     s, runner = _stack(c)
     _exec(runner, compose.run_argv(s, _running_image(runner, s), argv, tty=_tty()))
 
 
-@task
-def manage(c):
+@task(help={"env": "in a deployed environment (deploy/<env>.env), as `inv shell --env` does"})
+def manage(c, env=None):
     """Run a manage.py command in a one-off app container: inv manage -- ARGS."""
     from deploy.local import compose
 
     argv = compose.manage_command(remainder())
+    if env:
+        from deploy.ops.oneoff import exec_in_env
+
+        return exec_in_env(env, argv, tty=_tty())
+    from deploy.ops.oneoff import FORWARDED
+
     s, runner = _stack(c)
-    _exec(runner, compose.run_argv(s, _running_image(runner, s), argv, tty=_tty()))
+    passed = tuple(k for k in FORWARDED if os.environ.get(k))  # createsuperuser --noinput reads them
+    _exec(runner, compose.run_argv(s, _running_image(runner, s), argv, tty=_tty(), pass_env=passed))
 
 
 @task(help={"plan": "show the migration plan first, then apply it"})

@@ -32,23 +32,28 @@ def push(c, env, tag=None):
 @task(help={"env": ENV_HELP, "image": "deploy this tag from the registry (skips build and push)",
             "dry_run": "read the environment's state (read-only, no lock) and print the plan's steps; run none",
             "replicas": "number of app replicas (overrides REPLICAS of the env file and DJDEPLOY_REPLICAS)",
-            "allow_dirty": "deploy an image of a tree with uncommitted changes (-dirty tag) to this environment"})
-def deploy(c, env, image=None, dry_run=False, replicas=None, allow_dirty=False):
+            "allow_dirty": "deploy an image of a tree with uncommitted changes (-dirty tag) to this environment",
+            "allow_unsafe_migrations": "apply migrations that break the running release during the rollout "
+                                       "(dropped/renamed columns or tables, NOT NULL without a db default); "
+                                       "a backup is taken first"})
+def deploy(c, env, image=None, dry_run=False, replicas=None, allow_dirty=False, allow_unsafe_migrations=False):
     """Plan, then lock, build, push, migrate once and roll out to ENV with zero downtime (rollback on failure)."""
     from deploy.ship import executor
 
     cfg = _config(env, REPLICAS=replicas, ALLOW_DIRTY="on" if allow_dirty else None)
-    executor.deploy(cfg, tag=image, build=image is None, dry_run=dry_run)
+    executor.deploy(cfg, tag=image, build=image is None, dry_run=dry_run,
+                    allow_unsafe_migrations=allow_unsafe_migrations)
 
 
 @task(help={"env": ENV_HELP, "to": "tag to roll back to (default: the previous successful deploy in the audit log)",
             "dry_run": "read the environment's state (read-only, no lock) and print the plan's steps; run none",
-            "allow_dirty": "allow rolling back to an image of a tree with uncommitted changes (-dirty tag)"})
-def rollback(c, env, to=None, dry_run=False, allow_dirty=False):
+            "allow_dirty": "allow rolling back to an image of a tree with uncommitted changes (-dirty tag)",
+            "yes": "roll back even to a release older than the applied migrations (named first) without asking"})
+def rollback(c, env, to=None, dry_run=False, allow_dirty=False, yes=False):
     """Roll ENV back to a known earlier image (an unknown tag is refused)."""
     from deploy.ship import executor
 
-    executor.rollback(_config(env, ALLOW_DIRTY="on" if allow_dirty else None), to=to, dry_run=dry_run)
+    executor.rollback(_config(env, ALLOW_DIRTY="on" if allow_dirty else None), to=to, dry_run=dry_run, yes=yes)
 
 
 @task(help={"env": ENV_HELP})

@@ -86,6 +86,10 @@ class FakeManager:
             return Result(stdout="".join(f"{name}\n" for name in sorted(self.secrets)))
         if "desired-state=running" in command:
             return Result(stdout="Running 1 second ago|i|\n" * 9)
+        if "djdeploy.role=migration-check" in command:  # deploy.ops.migration_check: nothing pending
+            return Result(stdout='DJDEPLOY-MIGRATIONS {"pending": [], "unsafe": []}\n')
+        if "djdeploy.role=rollback-check" in command:  # deploy.ops.rollback_check: the target knows them all
+            return Result(stdout="DJDEPLOY-UNKNOWN \n")
         return Result(stdout="")
 
     def sftp(self):

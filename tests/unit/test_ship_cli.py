@@ -76,9 +76,9 @@ def test_task_flags_reach_the_flag_layer(tmp_path, monkeypatch):
     ship.deploy(MockContext(), "prod", replicas=7, allow_dirty=True)
     ship.deploy(MockContext(), "prod", image="abc", dry_run=True)
     ship.rollback(MockContext(), "prod", to="abc", allow_dirty=True)
-    assert seen == [(7, True, {"tag": None, "build": True, "dry_run": False}),
-                    (4, False, {"tag": "abc", "build": False, "dry_run": True}),
-                    (4, True, {"to": "abc", "dry_run": False})]
+    assert seen == [(7, True, {"tag": None, "build": True, "dry_run": False, "allow_unsafe_migrations": False}),
+                    (4, False, {"tag": "abc", "build": False, "dry_run": True, "allow_unsafe_migrations": False}),
+                    (4, True, {"to": "abc", "dry_run": False, "yes": False})]
 
 
 def test_help_lists_the_new_flags(tmp_path):

@@ -28,7 +28,14 @@ BASE = [f"[manager] put the base stack file (db, proxy): {D}/stack-base.yml (mod
         f"--compose-file {D}/stack-base.yml djt",
         "[manager] poll until djt_db runs 1 healthy task(s): poll `docker service ps --filter desired-state=running "
         "--format '{{.CurrentState}}|{{.Image}}|{{.Error}}' djt_db` up to 300s",
-        f"[manager] put the migration's environment: {D}/migrate.env (mode 0600)"]
+        f"[manager] put the migration's environment: {D}/migrate.env (mode 0600)",
+        # deploy.ops: the backups dir, the migration-safety check, the pre-migrate backup (tests/unit/test_ops_deploy.py)
+        f"[manager] run create the backups dir (pre-migrate and scheduled backups): mkdir -p -m 0700 {D}/backups",
+        "[manager] check the migration plan: which migrations are pending, none breaking the running release: "
+        f"docker --config {D}/docker run --rm -i --network djt_backend --env-file {D}/migrate.env --label "
+        "djdeploy.stack=djt --label djdeploy.role=migration-check '<the new image>' python - (script on stdin)",
+        "[manager] check back up the database if migrations are pending (pg_dump -Fc, checksum sidecar): "
+        f"into {D}/backups, reason pre-migrate"]
 RM = f"[manager] run remove the migration's environment: rm -f {D}/migrate.env"
 ROLLOUT = (f"[manager] run roll out the app (stack deploy): docker --config {D}/docker stack deploy --with-registry-auth "
            f"--compose-file {D}/stack.yml djt")
