@@ -1,16 +1,54 @@
 #!/bin/bash
 # Entrypoint of the app image: validate settings, wait for Postgres (bounded), optional migrate/collectstatic,
 # derive uWSGI's Host rule from DJANGO_ALLOWED_HOSTS, then exec the command (PID 1 becomes uWSGI).
+#
+# SIGTERM (docker stop) ends the container within 2 s at any step. While this script is PID 1, a signal is
+# delivered only because it is trapped, and bash runs a trap only between commands: every step that can take
+# long (the database wait, migrate, collectstatic) therefore runs as a child that `wait` watches, and a SIGTERM
+# or SIGINT is forwarded to it. A command other than uwsgi (e.g. `python manage.py migrate`, which as PID 1
+# would ignore SIGTERM) runs the same way; uwsgi is exec'd and handles SIGTERM itself (graceful drain).
 set -Eeuo pipefail
 
-# config.preflight prints one line per problem on stderr (never a value) and the Host regex on stdout.
-host_regex="$(python -m config.preflight)"
+child=0
+stopping=0
+# bash starts background children with SIGINT ignored, so SIGINT is forwarded as SIGTERM too.
+forward() {
+    stopping=1
+    if [ "$child" -ne 0 ]; then kill -TERM "$child" 2>/dev/null || true; fi
+}
+trap forward TERM INT
+
+# run CMD...: CMD as a child (stdin kept) that receives a forwarded SIGTERM; returns its exit status.
+run() {
+    local rc=0
+    "$@" <&0 &
+    child=$!
+    while :; do
+        rc=0
+        wait "$child" || rc=$?
+        # a trapped signal interrupts `wait` (status > 128) while the child may still be running
+        if [ "$rc" -le 128 ] || ! kill -0 "$child" 2>/dev/null; then break; fi
+    done
+    child=0
+    return "$rc"
+}
+
+# step CMD...: one start-up step; once a signal has arrived, nothing further runs and the container exits 143.
+step() {
+    if [ "$stopping" -eq 0 ]; then run "$@"; fi
+    if [ "$stopping" -eq 1 ]; then exit 143; fi
+}
+
+# config.preflight prints one line per problem on stderr (never a value) and, with --host-regex, the Host regex
+# on stdout (fast: no network). --wait-for-db then waits for Postgres, bounded by DATABASE_WAIT_TIMEOUT.
+host_regex="$(python -m config.preflight --host-regex)"
+step python -m config.preflight --wait-for-db
 
 if [ "${DJANGO_MANAGEPY_MIGRATE:-off}" = "on" ]; then
-    python manage.py migrate --noinput
+    step python manage.py migrate --noinput
 fi
 if [ "${DJANGO_MANAGEPY_COLLECTSTATIC:-off}" = "on" ]; then
-    python manage.py collectstatic --noinput
+    step python manage.py collectstatic --noinput
 fi
 
 # A foreign or missing Host gets 400 with an empty body from uWSGI itself, before Django and the static map.
@@ -24,4 +62,11 @@ if [ -z "${UWSGI_ROUTE:-}" ]; then
     export UWSGI_ROUTE="^/static/ addheader:X-App-Version: ${APP_VERSION:-dev}"
 fi
 
+if [ "$stopping" -eq 1 ]; then exit 143; fi
+# Any other command runs as a child too, except on a terminal (`docker run -it`), where it must own Ctrl-C.
+if [ "${1:-}" != "uwsgi" ] && [ ! -t 0 ]; then
+    rc=0
+    run "$@" || rc=$?
+    exit "$rc"
+fi
 exec "$@"
