@@ -39,10 +39,10 @@ step() {
     if [ "$stopping" -eq 1 ]; then exit 143; fi
 }
 
-# config.preflight prints one line per problem on stderr (never a value) and, with --host-regex, the Host regex
+# djdeploy_django.preflight prints one line per problem on stderr (never a value) and, with --host-regex, the Host regex
 # on stdout (fast: no network). --wait-for-db then waits for Postgres, bounded by DATABASE_WAIT_TIMEOUT.
-host_regex="$(python -m config.preflight --host-regex)"
-step python -m config.preflight --wait-for-db
+host_regex="$(python -m djdeploy_django.preflight --host-regex)"
+step python -m djdeploy_django.preflight --wait-for-db
 
 if [ "${DJANGO_MANAGEPY_MIGRATE:-off}" = "on" ]; then
     step python manage.py migrate --noinput

@@ -28,7 +28,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from loadgen import LoadGenerator  # noqa: E402
 
-from deploy import config, image, ship, swarm  # noqa: E402
+from deploy.ship import config, executor
+from deploy.image import builder
+from deploy import swarm  # noqa: E402
 from deploy.lab import cluster, cluster_env  # noqa: E402
 from deploy.lab.cluster_plan import ClusterSpec  # noqa: E402
 
@@ -61,18 +63,18 @@ def main() -> int:
     original = views.read_text()
     stack = "djbc" + secrets.token_hex(3)
     rows, tags = [], []
-    can_build_elsewhere = ("builder" in inspect.signature(ship.deploy).parameters
-                           and "root" in inspect.signature(image.build).parameters)
+    can_build_elsewhere = ("builder" in inspect.signature(executor.deploy).parameters
+                           and "root" in inspect.signature(builder.build).parameters)
 
-    def builder(n):
+    def code_change(n):
         def build(tag):
             views.write_text(original + f"\n# code-only change {n}\n")
-            return image.build(tag=tag, quiet=True, root=ctx)
+            return builder.build(tag=tag, quiet=True, root=ctx)
         return build
 
     def deploy(cfg, tag, n):
-        kwargs = {"builder": builder(n)} if can_build_elsewhere else {}
-        return ship.deploy(cfg, tag=tag, out=io.StringIO(), **kwargs)
+        kwargs = {"builder": code_change(n)} if can_build_elsewhere else {}
+        return executor.deploy(cfg, tag=tag, out=io.StringIO(), **kwargs)
 
     try:
         cluster_env.push_stand_ins(out=io.StringIO())

@@ -42,7 +42,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from conftest import Env, free_port, remove_stack  # the lab test helpers (unique stack, env file, cleanup)
-    from deploy import image, ship
+    from deploy.image import builder
+    from deploy.ship import executor
 
     tmp = Path(tempfile.mkdtemp(prefix="djbench"))
     env = Env(tmp)
@@ -54,24 +55,24 @@ def main() -> int:
     original = views.read_text()
     rows, tags = [], []
 
-    def builder(n):
+    def code_change(n):
         def build(tag):
             views.write_text(original + f"\n# code-only change {n}\n")
-            return image.build(tag=tag, quiet=True, root=ctx)
+            return builder.build(tag=tag, quiet=True, root=ctx)
         return build
 
     try:
         cfg = env.cfg()
         first = f"{env.stack}-r0"
         tags.append(first)
-        ship.deploy(cfg, tag=first, out=io.StringIO(), builder=builder(0))
+        executor.deploy(cfg, tag=first, out=io.StringIO(), builder=code_change(0))
         for n in range(1, args.rounds + 1):
             tag = f"{env.stack}-r{n}"
             tags.append(tag)
             gen = LoadGenerator(env.port, "/", rate=args.rate, seconds=600, keepalive=False).start()
-            deploy = ship.deploy(cfg, tag=tag, out=io.StringIO(), builder=builder(n))
+            deploy = executor.deploy(cfg, tag=tag, out=io.StringIO(), builder=code_change(n))
             started = time.monotonic()
-            ship.rollback(cfg, to=tags[-2], out=io.StringIO())
+            executor.rollback(cfg, to=tags[-2], out=io.StringIO())
             rollback = time.monotonic() - started
             stats = gen.stop()
             rows.append({"deploy_s": round(deploy.seconds, 1), "rollback_s": round(rollback, 1), "sent": stats.sent,

@@ -14,12 +14,13 @@ from pathlib import Path
 
 from image_common import ROOT, median
 
-from deploy import engine, image
+from deploy.core import engine
+from deploy.image import builder
 
 
 def build(cli, root, tag, nocache):
     t0 = time.monotonic()
-    for chunk in cli.api.build(fileobj=image.context_tar(root, image.ca_bundle()), custom_context=True, tag=tag,
+    for chunk in cli.api.build(fileobj=builder.context_tar(root, builder.ca_bundle()), custom_context=True, tag=tag,
                                rm=True, forcerm=True, nocache=nocache, decode=True,
                                buildargs={"APP_VERSION": "bench"}):
         if "error" in chunk:

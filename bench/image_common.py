@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from deploy.smoke import booted, free_port, get  # noqa: E402
+from deploy.image.smoke import booted, free_port, get  # noqa: E402
 
 LABEL = {"djdeploy.bench": "image"}
 

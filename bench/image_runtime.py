@@ -11,7 +11,7 @@ import time
 
 from image_common import app_env, cleanup, get, median, run_app, wait_200
 
-from deploy import engine
+from deploy.core import engine
 
 
 def first_200(cli, ref):

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from image_common import ROOT, LABEL, app_env, cleanup, get, median, run_app, wait_200
 
-from deploy import engine, image
+from deploy.core import engine
+from deploy.image import builder
 
 HERE = Path(__file__).resolve().parent / "image_gunicorn"
 
@@ -30,9 +31,9 @@ def build_gunicorn(cli, app_ref):
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name in ("Dockerfile", "requirements.lock", "bench_settings.py"):
             tar.add(HERE / name, arcname=name)
-        ca = image.ca_bundle()
+        ca = builder.ca_bundle()
         if ca:
-            tar.add(ca, arcname=image.CA_NAME)
+            tar.add(ca, arcname=builder.CA_NAME)
     buf.seek(0)
     tag = "djapp-bench:gunicorn"
     for chunk in cli.api.build(fileobj=buf, custom_context=True, tag=tag, rm=True, decode=True,

@@ -87,8 +87,8 @@ def run(tests: bool = False, keep: bool = False, keep_image: bool = False) -> di
     """The whole fresh-machine run; returns the report (also written to bench/results/)."""
     from invoke import Context
 
-    from deploy.engine import client as docker_client
-    from deploy.runner import Runner
+    from deploy.core.engine import client as docker_client
+    from deploy.core.runner import Runner
 
     client = docker_client()
     runner = Runner(ctx=Context(), echo=False)

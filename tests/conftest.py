@@ -18,8 +18,8 @@ _engine_state = {}
 
 def _engine_problem():
     if "problem" not in _engine_state:
-        from deploy.engine import client
-        from deploy.errors import EngineUnavailable
+        from deploy.core.engine import client
+        from deploy.core.errors import EngineUnavailable
 
         try:
             client(timeout=10).close()
@@ -57,7 +57,7 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(scope="session")
 def docker_client():
-    from deploy.engine import client
+    from deploy.core.engine import client
 
     cli = client()
     yield cli

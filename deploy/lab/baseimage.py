@@ -14,8 +14,8 @@ import re
 import time
 from pathlib import Path
 
-from ..errors import ToolkitError
-from . import paths
+from deploy.core.errors import ToolkitError
+from deploy.lab import paths
 
 RECIPE_VERSION = "1"
 MIRROR = os.environ.get("DJDEPLOY_LAB_DEBIAN_MIRROR") or "http://deb.debian.org/debian"

@@ -15,12 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import CommandFailed, ToolkitError
-from ..runner import Runner
-from . import cluster_plan as plan
-from . import cluster_registry, cluster_state
-from .cluster_plan import ClusterSpec
-from .cluster_state import ClusterFiles
+from deploy.core.errors import CommandFailed, ToolkitError
+from deploy.core.runner import Runner
+from deploy.lab import cluster_plan as plan
+from deploy.lab import cluster_registry, cluster_state
+from deploy.lab.cluster_plan import ClusterSpec
+from deploy.lab.cluster_state import ClusterFiles
 
 ENGINE_TIMEOUT = 60.0   # a node's dockerd answers (seen: ~2 s)
 SWARM_TIMEOUT = 60.0    # every node Ready in `docker node ls`
@@ -41,7 +41,7 @@ def node_image(ask: Runner, act: Runner) -> str:
     tag = plan.node_image_tag(files)
     if ask.run(["docker", "image", "inspect", "--format", "{{.Id}}", tag], check=False, hide=True).ok:
         return tag
-    from ..engine import client
+    from deploy.core.engine import client
 
     act._say(f"[local] building the lab node image {tag} from {plan.NODE_DIR}")
     cli = client(timeout=600)

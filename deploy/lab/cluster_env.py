@@ -2,7 +2,7 @@
 
 Generated rather than committed because its values come from the running cluster (node 1's SSH port, the
 cluster's key and pinned known_hosts, each node's loopback app port) and from the lab's secret files.
-It is the lab environment (deploy.ship_lab.lab_env_text: same registry, same secrets, host-mode ports,
+It is the lab environment (deploy.lab.deploy_env.lab_env_text: same registry, same secrets, host-mode ports,
 dnsrr) with the manager switched to node 1 of the cluster and two more changes:
 
 - POSTGRES_IMAGE and PROXY_IMAGE point at the lab registry (``127.0.0.1:5000/lab/...``): the nodes have
@@ -20,10 +20,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import ToolkitError
-from . import paths
-from .cluster_plan import ClusterSpec
-from .cluster_state import ClusterFiles
+from deploy.core.errors import ToolkitError
+from deploy.lab import paths
+from deploy.lab.cluster_plan import ClusterSpec
+from deploy.lab.cluster_state import ClusterFiles
 
 STAND_INS = ("postgres:17-trixie", "haproxy:3.0-trixie")
 PREFIX = "lab"   # registry path of the stand-ins: 127.0.0.1:5000/lab/<name>:<tag>
@@ -52,7 +52,7 @@ def cluster_env_values(spec: ClusterSpec, stack: str = "djcluster", replicas: in
 
 def cluster_env_text(spec: ClusterSpec, stack: str = "djcluster", replicas: int = 3,
                      extra: dict | None = None) -> str:
-    from ..ship_lab import lab_env_text
+    from deploy.lab.deploy_env import lab_env_text
 
     text = lab_env_text(stack=stack, port=spec.node_app_port, replicas=replicas,
                         extra={**cluster_env_values(spec, stack, replicas), **(extra or {})})
@@ -65,7 +65,7 @@ def cluster_env_text(spec: ClusterSpec, stack: str = "djcluster", replicas: int 
 def write(spec: ClusterSpec, env_dir: Path | None = None, env: str = "cluster", stack: str = "djcluster",
           replicas: int = 3, extra: dict | None = None) -> Path:
     """Write ``<env_dir>/<env>.env`` (default deploy/cluster.env); ``extra`` overrides any key."""
-    from ..config import DEPLOY_DIR
+    from deploy.ship.config import DEPLOY_DIR
 
     path = Path(env_dir or DEPLOY_DIR) / f"{env}.env"
     path.write_text(cluster_env_text(spec, stack, replicas, extra), encoding="utf-8")
@@ -76,7 +76,7 @@ def push_stand_ins(out=sys.stdout) -> list[str]:
     """Push the host's stand-in images to the lab registry under ``127.0.0.1:5000/lab/`` (idempotent)."""
     from docker.errors import APIError, ImageNotFound
 
-    from ..engine import client
+    from deploy.core.engine import client
 
     cli = client(timeout=600)
     auth = {"username": paths.REGISTRY_USER, "password": paths.registry_password()}

@@ -17,7 +17,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ToolkitError
+from deploy.core.errors import ToolkitError
 
 LABEL = "djdeploy.lab"              # value "cluster" on everything the cluster makes
 CLUSTER_LABEL = "djdeploy.lab.cluster"  # value: the cluster's name

@@ -20,9 +20,9 @@ import socket
 import subprocess
 import time
 
-from ..errors import ToolkitError
-from . import paths
-from .cluster_state import ClusterFiles
+from deploy.core.errors import ToolkitError
+from deploy.lab import paths
+from deploy.lab.cluster_state import ClusterFiles
 
 
 def config_file():

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths
-from .cluster_plan import ClusterSpec, known_hosts_line
+from deploy.lab import paths
+from deploy.lab.cluster_plan import ClusterSpec, known_hosts_line
 
 
 def root() -> Path:

@@ -11,7 +11,7 @@ import socket
 import time
 from pathlib import Path
 
-from ..errors import ToolkitError
+from deploy.core.errors import ToolkitError
 
 
 def start_daemon_argv(exe: str, args: list[str], pidfile: Path, log: Path) -> list[str]:

@@ -10,7 +10,7 @@ import secrets
 import urllib.error
 import urllib.request
 
-from . import paths, procs
+from deploy.lab import paths, procs
 
 EXE = "/usr/bin/docker-registry"
 CONFIG = paths.REGISTRY_DIR / "config.yml"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import paths, procs
+from deploy.lab import paths, procs
 
 EXE = "/usr/sbin/sshd"
 CONFIG = paths.SSH_DIR / "sshd_config"

@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ToolkitError
-from . import paths
+from deploy.core.errors import ToolkitError
+from deploy.core import project
+from deploy.lab import paths
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+ROOT = project.ROOT
 DOCKERFILES = ("Dockerfile",)
 COMPOSE_FILES = ("docker-compose.yml", "compose.yaml", "compose.yml", "docker-compose.yaml")
 

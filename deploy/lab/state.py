@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from . import paths
+from deploy.lab import paths
 
 FIELDS = {
     "engine_started": False,     # dockerd started by this lab (pid in paths.ENGINE_PIDFILE)
@@ -20,6 +20,8 @@ FIELDS = {
     "images": [],                # images this lab built or imported
     "compose_plugin": None,      # the plugin link this lab created
     "packages": [],              # Debian packages this lab installed (reported; never removed)
+    "acme": None,                # the ACME CA (Pebble): its network, containers, directory URL (labelled;
+                                 # `down` removes them with every other container/network of the lab label)
 }
 
 
@@ -32,7 +34,7 @@ def load(path: Path | None = None) -> dict:
     except FileNotFoundError:
         pass
     except ValueError:
-        from ..errors import ToolkitError
+        from deploy.core.errors import ToolkitError
 
         raise ToolkitError(f"{path}: not valid JSON; fix or delete it (it records what the lab created)")
     return data

@@ -7,7 +7,7 @@ import functools
 from invoke import Exit
 from invoke import task as invoke_task
 
-from ..errors import ToolkitError
+from deploy.core.errors import ToolkitError
 
 
 def reports_errors(fn):

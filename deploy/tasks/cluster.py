@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._base import task
+from deploy.tasks._base import task
 
 
 @task(help={
@@ -17,8 +17,8 @@ def up(c, nodes=3, name="djlab", ssh_port=2223, app_port_base=18000, node_app_po
     """Bring up the lab cluster (nodes, swarm, registry endpoint); a second run only checks."""
     import time
 
-    from ..lab import cluster
-    from ..lab.cluster_plan import ClusterSpec
+    from deploy.lab import cluster
+    from deploy.lab.cluster_plan import ClusterSpec
 
     started = time.monotonic()
     spec = cluster.up(spec=ClusterSpec(name=name, nodes=int(nodes), ssh_port=int(ssh_port),
@@ -34,7 +34,7 @@ def up(c, nodes=3, name="djlab", ssh_port=2223, app_port_base=18000, node_app_po
 @task(help={"name": "remove only this cluster (default: every lab cluster)"})
 def down(c, name=None):
     """Remove the lab cluster's nodes, volumes, network, registry endpoint and files."""
-    from ..lab import cluster
+    from deploy.lab import cluster
 
     removed = cluster.down(name)
     print("removed: " + (", ".join(removed) if removed else "nothing (no lab cluster found)"))
@@ -43,7 +43,7 @@ def down(c, name=None):
 @task(help={"name": "cluster name (default djlab)"})
 def status(c, name="djlab"):
     """Show one line per lab cluster node: container, swarm role, availability, readiness, ports."""
-    from ..lab import cluster
+    from deploy.lab import cluster
 
     for line in cluster.status(name):
         print(line)
@@ -57,7 +57,7 @@ def status(c, name="djlab"):
 })
 def env(c, name="djlab", env="cluster", stack="djcluster", replicas=3):
     """Push the stand-in images to the lab registry and write deploy/<env>.env for the cluster."""
-    from ..lab import cluster, cluster_env
+    from deploy.lab import cluster, cluster_env
 
     spec = cluster.load_spec(name)
     cluster_env.push_stand_ins()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import ToolkitError
-from ._base import task
+from deploy.core.errors import ToolkitError
+from deploy.tasks._base import task
 
 REAL = "engine or lab or cluster"
 
@@ -38,7 +38,7 @@ def test(c, fast=False, real=False, k=None, pytest_args=None):
     """Run the whole test suite: unit tests, then lab.up, then real-engine tests."""
     if fast and real:
         raise ToolkitError("--fast and --real exclude each other; pass one of them, or neither for the whole suite")
-    from ..runner import Runner
+    from deploy.core.runner import Runner
 
     runner = Runner(ctx=c)
     for argv in test_plan(fast, real, k, pytest_args):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ._base import task
+from deploy.tasks._base import task
 
 
 def _runner(c, quiet: bool = False):
-    from ..runner import Runner
+    from deploy.core.runner import Runner
 
     return Runner(ctx=c, echo=not quiet)
 
@@ -15,15 +15,15 @@ def _runner(c, quiet: bool = False):
             "nodes": "also bring up a lab cluster of N nodes (N > 1; see `inv cluster.up --help` for its options)"})
 def up(c, quiet=False, nodes=1):
     """Provision the lab idempotently (a second run takes seconds)."""
-    from ..errors import ToolkitError
-    from ..lab import provision
+    from deploy.core.errors import ToolkitError
+    from deploy.lab import provision
 
     nodes = int(nodes)
     if nodes < 1:
         raise ToolkitError(f"--nodes must be 1 or more (got {nodes})")
     provision.up(_runner(c, quiet))
     if nodes > 1:
-        from ..lab import cluster
+        from deploy.lab import cluster
 
         spec = cluster.up(nodes=nodes, echo=not quiet)
         for line in cluster.status(spec.name):
@@ -33,13 +33,13 @@ def up(c, quiet=False, nodes=1):
 @task(help={"yes": "confirm: remove everything this lab made (its state file says what)"})
 def down(c, yes=False):
     """Remove what the lab made, and nothing else."""
-    from ..errors import ToolkitError
-    from ..lab import paths, provision
+    from deploy.core.errors import ToolkitError
+    from deploy.lab import paths, provision
 
     if not yes:
         raise ToolkitError(f"lab.down removes the lab at {paths.LAB_DIR} and what it started; "
                            "pass --yes to confirm")
-    from ..lab import cluster, cluster_state
+    from deploy.lab import cluster, cluster_state
 
     for name in cluster_state.existing_names():  # this lab's clusters first (their files live in LAB_DIR)
         removed = cluster.down(name)
@@ -50,7 +50,7 @@ def down(c, yes=False):
 @task
 def status(c):
     """Show what of the lab is up, one line per component."""
-    from ..lab import provision
+    from deploy.lab import provision
 
     for name, ok, text in provision.status():
         print(f"{'up  ' if ok else 'DOWN'}  {name:<28} {text}")

@@ -71,7 +71,7 @@ class ClusterEnv:
         self.tags: list[str] = []
 
     def cfg(self):
-        from deploy import config
+        from deploy.ship import config
 
         return config.load("cluster", env_dir=self.dir, environ={})
 
@@ -90,7 +90,7 @@ class ClusterEnv:
 
 @pytest.fixture(scope="module")
 def cenv(cluster_spec, tmp_path_factory):
-    from deploy import swarm
+    from deploy.ship import swarm
     from deploy.lab import cluster_env
 
     e = ClusterEnv(cluster_spec, tmp_path_factory.mktemp("clusterenv"))
@@ -122,12 +122,12 @@ def stop(gens):
 
 
 def test_v1_runs_replicas_on_several_nodes_and_every_node_serves(cenv):
-    from deploy import ship
+    from deploy.ship import executor
 
     spec = cenv.spec
     v1 = cenv.tag("v1")
     out = io.StringIO()
-    outcome = ship.deploy(cenv.cfg(), tag=v1, build=True, out=out)
+    outcome = executor.deploy(cenv.cfg(), tag=v1, build=True, out=out)
     print(out.getvalue()[-3000:])
     assert outcome.result == "ok"
     app_nodes = placement(spec, cenv.service("app"))
@@ -151,7 +151,7 @@ def test_status_shows_which_node_runs_which_replica(cenv):
 
 
 def test_rolling_update_under_load_over_all_nodes_has_no_failed_request(cenv):
-    from deploy import ship
+    from deploy.ship import executor
 
     assert "v1" in STATE, "needs v1 deployed"
     spec, v2 = cenv.spec, cenv.tag("v2")
@@ -159,7 +159,7 @@ def test_rolling_update_under_load_over_all_nodes_has_no_failed_request(cenv):
     time.sleep(2)
     try:
         out = io.StringIO()
-        outcome = ship.deploy(cenv.cfg(), tag=v2, build=True, out=out)
+        outcome = executor.deploy(cenv.cfg(), tag=v2, build=True, out=out)
         time.sleep(2)
     finally:
         stats = stop(gens)
@@ -174,7 +174,7 @@ def test_rolling_update_under_load_over_all_nodes_has_no_failed_request(cenv):
 
 
 def test_losing_a_worker_keeps_the_survivors_serving_and_a_deploy_succeeds(cenv):
-    from deploy import ship
+    from deploy.ship import executor
 
     assert "v2" in STATE, "needs v2 deployed"
     spec = cenv.spec
@@ -195,7 +195,7 @@ def test_losing_a_worker_keeps_the_survivors_serving_and_a_deploy_succeeds(cenv)
         rescheduled = time.monotonic() - lost
         v3 = cenv.tag("v3")
         out = io.StringIO()
-        outcome = ship.deploy(cenv.cfg(), tag=v3, build=True, out=out)
+        outcome = executor.deploy(cenv.cfg(), tag=v3, build=True, out=out)
         time.sleep(2)
     finally:
         stats = stop(gens)

@@ -1,4 +1,4 @@
-"""Fixtures for real-engine image tests: the image is built ONCE per session (deploy.image.build), every
+"""Fixtures for real-engine image tests: the image is built ONCE per session (deploy.image.builder.build), every
 container/network is labelled djdeploy.test=image, removed by a finalizer, and its logs are printed on failure."""
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ def _failed(request):
 @pytest.fixture(scope="session")
 def built_image(docker_client):
     """The app image as `inv build` makes it (CA bundle included for the builder stage when the host has one)."""
-    from deploy import image
+    from deploy.image import builder
 
     # stale leftovers of an interrupted earlier run, found by label
     for c in docker_client.containers.list(all=True, filters={"label": "djdeploy.test=image"}):
         c.remove(force=True)
     for n in docker_client.networks.list(filters={"label": "djdeploy.test=image"}):
         n.remove()
-    return image.build(quiet=True)
+    return builder.build(quiet=True)
 
 
 def secret_key():
@@ -66,8 +66,8 @@ class App:
         return self.container.logs().decode("utf-8", "replace")
 
     def wait_ready(self, timeout=20.0, host="localhost"):
-        """Every worker loaded (see deploy.smoke.booted) and /health/ answers 200."""
-        from deploy.smoke import booted, get
+        """Every worker loaded (see deploy.image.smoke.booted) and /health/ answers 200."""
+        from deploy.image.smoke import booted, get
 
         def ready():
             self.container.reload()

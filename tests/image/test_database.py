@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from deploy.smoke import get
+from deploy.image.smoke import get
 
 from .conftest import LABEL, raw, secret_key, split, wait_for
 

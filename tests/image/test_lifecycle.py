@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from deploy.smoke import get
+from deploy.image.smoke import get
 
 from .conftest import wait_for
 

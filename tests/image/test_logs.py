@@ -70,7 +70,7 @@ def checks_end_in_resets(app, count=CHECKS):
 def test_health_checks_leave_no_lines_and_requests_are_logged(proxied):
     app, port = proxied()
     for _ in range(3):  # the image's own HEALTHCHECK command
-        code, out = app.container.exec_run(["python", "-m", "config.healthcheck"])
+        code, out = app.container.exec_run(["python", "-m", "djdeploy_django.healthcheck"])
         assert code == 0, out
     checks_end_in_resets(app)
     assert get(port, "/")[0] == 200  # a real request, through the proxy

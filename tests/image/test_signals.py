@@ -100,24 +100,24 @@ def slow_loading_app(start, tmp_path, first, second):
     path = tmp_path / "slow_wsgi.py"
     path.write_text(SLOW_WSGI.format(first=first, second=second))
     path.chmod(0o644)
-    app = start(env={"UWSGI_WSGI_FILE": "/test/slow_wsgi.py"}, ready=False,
+    app = start(env={"UWSGI_MODULE": "slow_wsgi:application", "UWSGI_PYTHONPATH": "/test"}, ready=False,
                 volumes={str(path): {"bind": "/test/slow_wsgi.py", "mode": "ro"}})
     wait_for("both workers to be loading the app", lambda: app.logs().count("slow load started") == 2, timeout=20)
     return app
 
 
 def test_stop_while_workers_load_the_app(start, tmp_path):
-    """config.wsgi handles SIGHUP while the app loads (uWSGI 2.0.30 ignores it there and its master then waits for
-    the worker forever)."""
-    app = slow_loading_app(start, tmp_path, "from config.wsgi import application  # noqa", "")
+    """djdeploy_django.wsgi handles SIGHUP while the app loads (uWSGI 2.0.30 ignores it there, and its master then
+    waits for the worker forever)."""
+    app = slow_loading_app(start, tmp_path, "from djdeploy_django.wsgi import application  # noqa", "")
     took, code, logs = timed_stop(app.container)
     assert took < LIMIT, f"docker stop took {took:.2f}s while the workers loaded the app\n{logs}"
     assert code == 0 and logs.count("stopped while loading the app") == 2, logs
 
 
 def test_without_the_handler_a_stop_while_loading_hangs(start, tmp_path):
-    """Control: the same app loading before config.wsgi is imported is not stopped by SIGTERM at all."""
-    app = slow_loading_app(start, tmp_path, "", "from config.wsgi import application  # noqa")
+    """Control: the same app loading before djdeploy_django.wsgi is imported is not stopped by SIGTERM at all."""
+    app = slow_loading_app(start, tmp_path, "", "from djdeploy_django.wsgi import application  # noqa")
     t0 = time.monotonic()
     app.container.stop(timeout=3)
     assert time.monotonic() - t0 >= 3 and app.container.wait(timeout=5)["StatusCode"] == 137  # SIGKILLed

@@ -7,7 +7,7 @@ import secrets
 import pytest
 
 from labhelpers import TEST_LABEL, poll
-from deploy.localenv import DEFAULTS
+from deploy.local.localenv import DEFAULTS
 
 pytestmark = pytest.mark.engine
 

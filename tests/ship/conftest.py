@@ -103,13 +103,13 @@ class Env:
         self.tags: list[str] = []
 
     def write(self, **extra) -> None:
-        from deploy import ship_lab
+        from deploy.lab import deploy_env
 
         self.extra.update(extra)
-        ship_lab.write_lab_env(self.dir, name="lab", stack=self.stack, port=self.port, extra=self.extra)
+        deploy_env.write_lab_env(self.dir, name="lab", stack=self.stack, port=self.port, extra=self.extra)
 
     def cfg(self):
-        from deploy import config
+        from deploy.ship import config
 
         return config.load("lab", env_dir=self.dir, environ={})
 
@@ -144,7 +144,7 @@ def build_derived(base: str, tag: str, dockerfile: str, files: dict | None = Non
     """Build FROM ``base`` with extra lines (labelled for the test); return the local ref."""
     import tarfile
 
-    from deploy.engine import client
+    from deploy.core.engine import client
 
     data = io.BytesIO()
     with tarfile.open(fileobj=data, mode="w") as tar:

@@ -59,12 +59,12 @@ def stop(gens):
 
 
 def test_v1_deploy_serves_v1(env):
-    from deploy import ship
+    from deploy.ship import executor
 
     cfg = env.cfg()
     v1 = env.tag("v1")
     out = io.StringIO()
-    outcome = ship.deploy(cfg, tag=v1, build=True, out=out)
+    outcome = executor.deploy(cfg, tag=v1, build=True, out=out)
     print(out.getvalue())
     assert outcome.result == "ok" and outcome.digest.startswith("sha256:")
     site = Site(env.port)
@@ -95,7 +95,7 @@ def test_push_prints_the_digest_without_the_password(env):
 
 
 def test_v2_under_load_zero_downtime_rotated_secret_and_dry_run_equals_real(env):
-    from deploy import ship, swarm
+    from deploy.ship import executor, swarm
 
     assert "v1" in STATE, "needs v1 deployed"
     old_secret = swarm.secret_names(env.cfg())["django_secret_key"]
@@ -104,12 +104,12 @@ def test_v2_under_load_zero_downtime_rotated_secret_and_dry_run_equals_real(env)
     new_secret = swarm.secret_names(cfg)["django_secret_key"]
     assert new_secret != old_secret
     v2 = env.tag("v2")
-    dry = ship.deploy(cfg, tag=v2, build=True, dry_run=True, out=io.StringIO())
+    dry = executor.deploy(cfg, tag=v2, build=True, dry_run=True, out=io.StringIO())
     gens = loads(env)
     time.sleep(2)
     try:
         out = io.StringIO()
-        outcome = ship.deploy(cfg, tag=v2, build=True, out=out)
+        outcome = executor.deploy(cfg, tag=v2, build=True, out=out)
         time.sleep(2)
     finally:
         stats = stop(gens)
@@ -128,12 +128,12 @@ def test_v2_under_load_zero_downtime_rotated_secret_and_dry_run_equals_real(env)
 
 
 def test_broken_v3_rolls_back_automatically_under_load_and_exits_nonzero(env):
-    from deploy import ship_registry
+    from deploy.ship import registry
 
     v2 = STATE["v2"]
     v3 = env.tag("v3")
     local = build_derived(f"djapp:{v2}", v3, 'HEALTHCHECK --interval=1s --timeout=2s --retries=1 CMD ["false"]')
-    ship_registry.push(env.cfg(), local, v3, out=io.StringIO())
+    registry.push(env.cfg(), local, v3, out=io.StringIO())
     STATE["site"].add_note("note-before-v3")
     gens = loads(env)
     time.sleep(2)
@@ -158,13 +158,13 @@ def test_broken_v3_rolls_back_automatically_under_load_and_exits_nonzero(env):
 
 
 def test_failing_migration_changes_nothing_and_releases_the_lock(env):
-    from deploy import ship_registry
+    from deploy.ship import registry
 
     v2 = STATE["v2"]
     bad = env.tag("badmigration")
     local = build_derived(f"djapp:{v2}", bad, "COPY 0002_boom.py /app/notes/migrations/0002_boom.py",
                           {"0002_boom.py": BOOM})
-    ship_registry.push(env.cfg(), local, bad, out=io.StringIO())
+    registry.push(env.cfg(), local, bad, out=io.StringIO())
     result = env.inv("deploy", "--env", "lab", "--image", bad)
     print(result.stdout[-4000:], result.stderr[-2000:])
     assert result.returncode == 1
@@ -178,10 +178,10 @@ def test_failing_migration_changes_nothing_and_releases_the_lock(env):
 
 
 def test_concurrent_deploy_is_refused_naming_the_holder_until_unlocked(env):
-    from deploy import ship_ssh, swarm
+    from deploy.ship import ssh, swarm
 
     cfg = env.cfg()
-    run = ship_ssh.remote_runner(cfg, out=io.StringIO())
+    run = ssh.remote_runner(cfg, out=io.StringIO())
     try:
         run.run(swarm.mkdir_cmd(cfg), hide=True)
         run.run(swarm.lock_cmd(cfg), stdin="mallory@ci pid=4242 since=T action=deploy image=x\n", hide=True)
@@ -201,11 +201,11 @@ def test_concurrent_deploy_is_refused_naming_the_holder_until_unlocked(env):
 
 
 def test_rollback_to_v1_keeps_the_data(env):
-    from deploy import ship
+    from deploy.ship import executor
 
     STATE["site"].add_note("note-before-rollback")
     started = time.monotonic()
-    ship.rollback(env.cfg(), to=STATE["v1"], out=io.StringIO())
+    executor.rollback(env.cfg(), to=STATE["v1"], out=io.StringIO())
     STATE["rollback_seconds"] = time.monotonic() - started
     status, version, page = STATE["site"].get("/")
     assert (status, version) == (200, STATE["v1"])
@@ -231,14 +231,14 @@ def test_unknown_rollback_tag_is_refused_and_changes_nothing(env):
 
 
 def test_registry_down_fails_before_touching_the_manager(env):
-    from deploy import config, ship
-    from deploy.errors import ToolkitError
+    from deploy.ship import config, executor
+    from deploy.core.errors import ToolkitError
 
     cfg = config.load("lab", env_dir=env.dir, environ={"DJDEPLOY_REGISTRY": f"127.0.0.1:{free_port()}"})
     before = audit_lines(env)
     out = io.StringIO()
     with pytest.raises(ToolkitError, match=r"is not reachable .* Nothing was changed on the manager$"):
-        ship.deploy(cfg, tag=STATE["v2"], build=False, out=out)
+        executor.deploy(cfg, tag=STATE["v2"], build=False, out=out)
     assert "[root@" not in out.getvalue()
     assert audit_lines(env) == before
 

@@ -14,19 +14,19 @@ from conftest import free_port
 
 
 def cfg_with(env, **environ):
-    from deploy import config
+    from deploy.ship import config
 
     return config.load("lab", env_dir=env.dir, environ={f"DJDEPLOY_{k}": str(v) for k, v in environ.items()})
 
 
 def remote_fails(cfg, pattern):
-    from deploy import ship
-    from deploy.errors import ToolkitError
+    from deploy.ship import executor
+    from deploy.core.errors import ToolkitError
 
     out = io.StringIO()
     started = time.monotonic()
     with pytest.raises(ToolkitError, match=pattern):
-        ship.unlock(cfg, out=out)
+        executor.unlock(cfg, out=out)
     assert "[root@" not in out.getvalue() and out.getvalue() == ""
     return time.monotonic() - started
 
@@ -79,10 +79,10 @@ def test_changed_host_key_is_rejected(env, tmp_path):
 
 @pytest.mark.lab
 def test_remote_command_timeout_names_the_command(env):
-    from deploy import ship_ssh
-    from deploy.errors import CommandFailed
+    from deploy.ship import ssh
+    from deploy.core.errors import CommandFailed
 
-    run = ship_ssh.remote_runner(env.cfg(), out=io.StringIO())
+    run = ssh.remote_runner(env.cfg(), out=io.StringIO())
     try:
         started = time.monotonic()
         with pytest.raises(CommandFailed, match=r"^timed out after 1s: sleep 30$"):

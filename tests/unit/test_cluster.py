@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from deploy.errors import ToolkitError
+from deploy.core.errors import ToolkitError
 from deploy.lab import cluster_plan as plan
 from deploy.lab.cluster_plan import ClusterSpec
 
@@ -214,7 +214,7 @@ def test_up_validates_before_any_side_effect(monkeypatch):
 
 
 def test_cluster_env_switches_the_lab_env_to_node1_and_registry_stand_ins(tmp_path, monkeypatch):
-    from deploy import config
+    from deploy.ship import config
     from deploy.lab import cluster_env, paths
 
     spec = ClusterSpec(ssh_port=2223, app_port_base=18000, subnet=SUBNET)
@@ -233,9 +233,9 @@ def test_cluster_env_switches_the_lab_env_to_node1_and_registry_stand_ins(tmp_pa
     paths_reg = tmp_path / "password"
     paths_reg.write_text("pw")
     monkeypatch.setattr(paths, "REGISTRY_PASSWORD_FILE", paths_reg)
-    from deploy import ship_lab
+    from deploy.lab import deploy_env
 
-    monkeypatch.setattr(ship_lab, "SECRETS_DIR", tmp_path / "deploy")
+    monkeypatch.setattr(deploy_env, "SECRETS_DIR", tmp_path / "deploy")
     path = cluster_env.write(spec, env_dir=tmp_path, stack="djc", replicas=5, extra={"CONVERGE_TIMEOUT": "90"})
     text = path.read_text()
     assert text.startswith("# The lab cluster djlab (3 nodes) as a deploy environment")
@@ -253,7 +253,7 @@ class FakeRunner:
         self.answers, self.history = answers, []
 
     def run(self, argv, **kw):
-        from deploy.runner import Outcome
+        from deploy.core.runner import Outcome
 
         self.history.append(argv)
         for prefix, (code, out) in self.answers:

@@ -1,12 +1,12 @@
-"""deploy.config: every error verbatim, precedence, secrets from files, nothing printed."""
+"""deploy.ship.config: every error verbatim, precedence, secrets from files, nothing printed."""
 
 import dataclasses
 from pathlib import Path
 
 import pytest
 
-from deploy import config
-from deploy.errors import ConfigError
+from deploy.ship import config
+from deploy.core.errors import ConfigError
 
 KEY = "k" * 20 + "abcdefghij" * 3 + "XYZ"  # 53 chars, many distinct
 
@@ -162,7 +162,7 @@ def test_secret_file_errors(tmp_path):
 
 def test_committed_examples_cover_every_required_key():
     for name in ("prod.env.example", "staging.env.example", "lab.env.example"):
-        text = (Path(config.__file__).parent / name).read_text()
+        text = (config.DEPLOY_DIR / name).read_text()
         keys = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line and not line.startswith("#")}
         keys = {k[:-5] if k.endswith("_FILE") else k for k in keys}
         assert set(config.REQUIRED) <= keys, name

@@ -3,10 +3,10 @@ import io
 import pytest
 from invoke import Context, MockContext, Result
 
-from deploy.envfile import parse_env
-from deploy.errors import CommandFailed, ConfigError
-from deploy.gitinfo import tag_for
-from deploy.runner import REDACTED, Runner, redact
+from deploy.core.envfile import parse_env
+from deploy.core.errors import CommandFailed, ConfigError
+from deploy.core.gitinfo import tag_for
+from deploy.core.runner import REDACTED, Runner, redact
 
 
 def test_redact_longest_first():

@@ -1,4 +1,4 @@
-"""deploy.image and deploy.smoke without an engine: CA discovery, context, plan, streaming, smoke verdicts."""
+"""deploy.image.builder and deploy.image.smoke without an engine: CA discovery, context, plan, streaming, smoke verdicts."""
 
 import io
 import tarfile
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy import image, smoke
-from deploy.errors import ConfigError, ToolkitError
+from deploy.image import builder, smoke
+from deploy.core.errors import ConfigError, ToolkitError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,15 +20,15 @@ def test_ca_bundle_order(tmp_path):
     a, b = tmp_path / "a.pem", tmp_path / "b.pem"
     a.write_text("A")
     b.write_text("B")
-    assert image.ca_bundle({"SSL_CERT_FILE": str(b), "PIP_CERT": str(a)}) == a
-    assert image.ca_bundle({"REQUESTS_CA_BUNDLE": str(b)}) == b
-    assert image.ca_bundle({}) is None
-    assert image.ca_bundle({"PIP_CERT": "  "}) is None
+    assert builder.ca_bundle({"SSL_CERT_FILE": str(b), "PIP_CERT": str(a)}) == a
+    assert builder.ca_bundle({"REQUESTS_CA_BUNDLE": str(b)}) == b
+    assert builder.ca_bundle({}) is None
+    assert builder.ca_bundle({"PIP_CERT": "  "}) is None
 
 
 def test_ca_bundle_missing_file_is_a_config_error():
     with pytest.raises(ConfigError) as info:
-        image.ca_bundle({"PIP_CERT": "/nope.pem"})
+        builder.ca_bundle({"PIP_CERT": "/nope.pem"})
     assert str(info.value) == ("invalid configuration:\n"
                                "  - PIP_CERT=/nope.pem: no such file; point it at a PEM bundle or unset it")
 
@@ -38,7 +38,7 @@ def make_repo(tmp_path):
     (tmp_path / ".dockerignore").write_text((ROOT / ".dockerignore").read_text())
     for rel in ["Dockerfile", "docker-entrypoint.sh", "project/manage.py", "project/.env", "project/config/x.py",
                 "project/config/__pycache__/x.cpython-313.pyc", ".env", ".git/HEAD", "tests/unit/test_x.py",
-                "deploy/image.py", "build-ca.pem", "project/staticfiles/a.css", "README.md"]:
+                "deploy/builder.py", "build-ca.pem", "project/staticfiles/a.css", "README.md"]:
         p = tmp_path / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(rel)
@@ -48,7 +48,7 @@ def make_repo(tmp_path):
 def test_context_honors_dockerignore(tmp_path):
     repo = make_repo(tmp_path)
     # Docker always sends the Dockerfile and .dockerignore themselves
-    assert image.context_files(repo) == [".dockerignore", "Dockerfile", "docker-entrypoint.sh", "project/config/x.py",
+    assert builder.context_files(repo) == [".dockerignore", "Dockerfile", "docker-entrypoint.sh", "project/config/x.py",
                                          "project/manage.py"]
 
 
@@ -56,7 +56,7 @@ def test_context_tar_adds_ca_under_fixed_name_with_normalised_metadata(tmp_path)
     repo = make_repo(tmp_path)
     ca = tmp_path / "elsewhere.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\nX\n")
-    with tarfile.open(fileobj=image.context_tar(repo, ca)) as tar:
+    with tarfile.open(fileobj=builder.context_tar(repo, ca)) as tar:
         members = {m.name: m for m in tar.getmembers()}
         assert sorted(members) == [".dockerignore", "Dockerfile", "build-ca.pem", "docker-entrypoint.sh", "project/config/x.py",
                                    "project/manage.py"]
@@ -65,31 +65,31 @@ def test_context_tar_adds_ca_under_fixed_name_with_normalised_metadata(tmp_path)
 
 
 def test_context_tar_without_ca(tmp_path):
-    with tarfile.open(fileobj=image.context_tar(make_repo(tmp_path), None)) as tar:
+    with tarfile.open(fileobj=builder.context_tar(make_repo(tmp_path), None)) as tar:
         assert "build-ca.pem" not in tar.getnames()
 
 
 def test_real_dockerignore_keeps_secrets_and_tests_out():
-    files = image.context_files(ROOT)
+    files = builder.context_files(ROOT)
     assert "Dockerfile" in files and "project/manage.py" in files
     assert not [f for f in files if f.startswith((".git/", "tests/", "deploy/", "bench/")) or f.endswith(".env")]
 
 
 # --- plan ----------------------------------------------------------------------------------------------------
 def test_plan_tags_and_app_version():
-    p = image.plan("abc1234", settings={"APP_IMAGE": "shop"})
+    p = builder.plan("abc1234", settings={"APP_IMAGE": "shop"})
     assert p == {"repository": "shop", "tag": "abc1234", "refs": ["shop:abc1234", "shop:latest"],
                  "buildargs": {"APP_VERSION": "abc1234"}}
 
 
 def test_plan_defaults_to_git_tag(monkeypatch):
-    monkeypatch.setattr(image.gitinfo, "current_tag", lambda: "1234567-dirty")
-    assert image.plan(settings={"APP_IMAGE": "djapp"})["refs"] == ["djapp:1234567-dirty", "djapp:latest"]
+    monkeypatch.setattr(builder.gitinfo, "current_tag", lambda: "1234567-dirty")
+    assert builder.plan(settings={"APP_IMAGE": "djapp"})["refs"] == ["djapp:1234567-dirty", "djapp:latest"]
 
 
 def test_plan_refuses_unknown_build_args():
     with pytest.raises(ConfigError) as info:
-        image.plan("t", {"SECRET": "x"}, settings={"APP_IMAGE": "djapp"})
+        builder.plan("t", {"SECRET": "x"}, settings={"APP_IMAGE": "djapp"})
     assert "build arg SECRET: unknown; the Dockerfile accepts APP_VERSION only" in str(info.value)
 
 
@@ -124,10 +124,10 @@ class FakeClient:
 
 def fake_build(monkeypatch, chunks, **kw):
     cli = FakeClient(chunks)
-    monkeypatch.setattr("deploy.engine.client", lambda timeout=None: cli)
-    monkeypatch.setattr(image.localenv, "load", lambda: {"APP_IMAGE": "djapp"})
+    monkeypatch.setattr("deploy.core.engine.client", lambda timeout=None: cli)
+    monkeypatch.setattr(builder.localenv, "load", lambda: {"APP_IMAGE": "djapp"})
     out = io.StringIO()
-    return cli, out, (lambda: image.build(out=out, **kw))
+    return cli, out, (lambda: builder.build(out=out, **kw))
 
 
 def test_build_streams_and_tags(monkeypatch):
@@ -184,10 +184,14 @@ def test_booted_needs_every_worker_loaded():
 
 
 def test_check_page():
-    smoke.check_page(200, headers(), b"<h1>Notes</h1>")
+    smoke.check_page(200, headers(), b"<h1>Notes</h1>", text="<h1>Notes</h1>")
+    smoke.check_page(200, headers(), b"<html>", path="/admin/login/")
     exc = failure(smoke.check_page, 500, headers(), b"")
     assert (exc.check, str(exc)) == ("page answers", "smoke check 'page answers' failed: GET / gave 500, "
-                                     "expected 200 with the notes page")
+                                     "expected 200 (SMOKE_PATH, SMOKE_TEXT)")
+    exc = failure(smoke.check_page, 200, headers(), b"<h1>Other</h1>", path="/x/", text="<h1>Notes</h1>")
+    assert str(exc) == ("smoke check 'page answers' failed: GET /x/ gave 200, expected 200 containing "
+                        "'<h1>Notes</h1>' (SMOKE_PATH, SMOKE_TEXT)")
 
 
 def test_check_foreign_host():
@@ -232,7 +236,7 @@ def test_smoke_unknown_image(monkeypatch):
         def close(self):
             pass
 
-    monkeypatch.setattr("deploy.engine.client", lambda timeout=None: Cli())
+    monkeypatch.setattr("deploy.core.engine.client", lambda timeout=None: Cli())
     with pytest.raises(ToolkitError) as info:
         smoke.run("djapp:nope")
     assert str(info.value) == "image djapp:nope not found; build it with `inv build` or pass --image"
@@ -242,7 +246,7 @@ def test_smoke_unknown_image(monkeypatch):
 def test_build_task_prints_tag_size_time(monkeypatch, capsys):
     from deploy.tasks import image as tasks
 
-    monkeypatch.setattr(image, "build", lambda tag=None, quiet=False: image.BuiltImage("djapp:abc", "id", 149_400_000, 21.04))
+    monkeypatch.setattr(builder, "build", lambda tag=None, quiet=False: builder.BuiltImage("djapp:abc", "id", 149_400_000, 21.04))
     tasks.build.body(None)
     assert capsys.readouterr().out == "built djapp:abc (also :latest)  size 149.4 MB  in 21.0s\n"
 
@@ -252,7 +256,7 @@ def test_smoke_task_failure_is_one_line_exit(monkeypatch):
 
     from deploy.tasks import image as tasks
 
-    def boom(ref):
+    def boom(ref, **kw):
         raise smoke.SmokeFailed("health endpoint", "GET /health/ gave 503")
 
     monkeypatch.setattr(smoke, "run", boom)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy.errors import ToolkitError
+from deploy.core.errors import ToolkitError
 from deploy.lab import baseimage, host, paths, procs, registry, sshd, standins, state
-from deploy.runner import Runner
+from deploy.core.runner import Runner
 
 
 # --- FROM lines and compose defaults ---------------------------------------------------------------

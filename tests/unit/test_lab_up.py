@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from invoke import Context, MockContext
 
-from deploy.errors import ToolkitError
+from deploy.core.errors import ToolkitError
 from deploy.lab import host, paths, procs, provision, registry, sshd
-from deploy.runner import Runner
+from deploy.core.runner import Runner
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Settings parsing (project/config/env.py) and the settings module as manage.py loads it, on the host's Python."""
+"""Settings parsing (djdeploy_django/env.py) and the settings module as manage.py loads it, on the host's Python."""
 
 import os
 import subprocess
@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-PROJECT = Path(__file__).resolve().parents[2] / "project"
-sys.path.insert(0, str(PROJECT))
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = REPO / "project"
+sys.path.insert(0, str(REPO))
 
-from config import env  # noqa: E402
-from config.env import EnvError  # noqa: E402
-from config.preflight import classify, wait_for_db  # noqa: E402
+from djdeploy_django import env  # noqa: E402
+from djdeploy_django.env import EnvError  # noqa: E402
+from djdeploy_django.preflight import classify, wait_for_db  # noqa: E402
 
 KEY = "k" * 40 + "abcdefghij1234567890"
 GOOD = {"DJANGO_SECRET_KEY": KEY, "DJANGO_ALLOWED_HOSTS": "localhost", "DATABASE_URL": ""}
@@ -223,9 +224,11 @@ def test_wait_succeeds_after_retries():
 
 
 def preflight(*args, **environ):
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
-    return subprocess.run([sys.executable, "-m", "config.preflight", *args], cwd=PROJECT, env={**base, **environ},
-                          capture_output=True, text=True, timeout=60)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "DJDEPLOY_"))}
+    base.update(PYTHONPATH=str(REPO), DJANGO_SETTINGS_MODULE="djdeploy_django.settings",
+                DJDEPLOY_SETTINGS_MODULE="config.settings")
+    return subprocess.run([sys.executable, "-m", "djdeploy_django.preflight", *args], cwd=PROJECT,
+                          env={**base, **environ}, capture_output=True, text=True, timeout=60)
 
 
 def test_preflight_host_regex_validates_and_prints_only_the_regex():
@@ -247,6 +250,7 @@ def test_preflight_wait_for_db_without_a_database_prints_nothing():
 # --- the settings module through manage.py (host Django 5.2) -------------------------------------------------
 def manage(*args, **environ):
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
+    base["PYTHONPATH"] = str(REPO)  # djdeploy_django, as the image installs it
     return subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT, env={**base, **environ},
                           capture_output=True, text=True, timeout=60)
 

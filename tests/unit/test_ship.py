@@ -1,4 +1,4 @@
-"""deploy.ship: step order, dry run == real run, lock, failing migration, rollback detection, no SSH
+"""deploy.ship.executor: step order, dry run == real run, lock, failing migration, rollback detection, no SSH
 before the registry answers. The manager is a fake Fabric connection that records every command."""
 
 import io
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from invoke import Result
 
-from deploy import ship, ship_registry, ship_ssh, ship_wait, swarm
-from deploy.config import load
-from deploy.errors import ToolkitError
-from deploy.runner import REDACTED, Runner
+from deploy.ship import executor, registry, ssh, wait, swarm
+from deploy.ship.config import load
+from deploy.core.errors import ToolkitError
+from deploy.core.runner import REDACTED, Runner
 
 KEY = "K" * 30 + "abcdefghijklmnopqrstuvwxyz"
 
@@ -85,11 +85,11 @@ def cfg(tmp_path):
 @pytest.fixture
 def offline(monkeypatch):
     """No registry, no HTTP, no sleeping: the local side answers as a healthy lab would."""
-    monkeypatch.setattr(ship_registry, "check", lambda cfg: None)
-    monkeypatch.setattr(ship_registry, "require_tag", lambda cfg, tag: "sha256:feed")
-    monkeypatch.setattr(ship_wait, "probe", lambda url, host: (200, "v2"))
-    monkeypatch.setattr(ship_wait, "POLL", 0)
-    monkeypatch.setattr(ship, "git_tag", lambda: "abc1234")
+    monkeypatch.setattr(registry, "check", lambda cfg: None)
+    monkeypatch.setattr(registry, "require_tag", lambda cfg, tag: "sha256:feed")
+    monkeypatch.setattr(wait, "probe", lambda url, host: (200, "v2"))
+    monkeypatch.setattr(wait, "POLL", 0)
+    monkeypatch.setattr(executor, "git_tag", lambda: "abc1234")
 
 
 def remote(cfg, manager, out):
@@ -129,10 +129,10 @@ def normalized(history):
 
 
 def test_dry_run_plan_is_every_step_in_order_and_runs_nothing(cfg, monkeypatch):
-    monkeypatch.setattr(ship_registry, "check", lambda cfg: pytest.fail("dry run touched the registry"))
-    monkeypatch.setattr(ship_ssh, "open_connection", lambda cfg: pytest.fail("dry run opened SSH"))
+    monkeypatch.setattr(registry, "check", lambda cfg: pytest.fail("dry run touched the registry"))
+    monkeypatch.setattr(ssh, "open_connection", lambda cfg: pytest.fail("dry run opened SSH"))
     out = io.StringIO()
-    outcome = ship.deploy(cfg, tag="v2", build=False, dry_run=True, out=out)
+    outcome = executor.deploy(cfg, tag="v2", build=False, dry_run=True, out=out)
     assert normalized(outcome.history) == DRY_PLAN
     printed = out.getvalue()
     assert printed.count("(dry run)") == len(DRY_PLAN)
@@ -141,17 +141,17 @@ def test_dry_run_plan_is_every_step_in_order_and_runs_nothing(cfg, monkeypatch):
 
 
 def test_dry_run_with_build_lists_build_and_push(cfg):
-    outcome = ship.deploy(cfg, tag="v2", build=True, dry_run=True, out=io.StringIO())
+    outcome = executor.deploy(cfg, tag="v2", build=True, dry_run=True, out=io.StringIO())
     assert outcome.history[1:3] == [
-        ("local", "build app image with tag v2 (deploy.image.build)"),
+        ("local", "build app image with tag v2 (deploy.image.builder.build)"),
         ("local", "push 127.0.0.1:5000/djapp:v2 (Docker SDK, credentials in the auth header)")]
 
 
 def test_real_run_executes_exactly_the_dry_run_plan(cfg, offline):
     manager = FakeManager()
     out = io.StringIO()
-    outcome = ship.deploy(cfg, tag="v2", build=False, out=out, remote=remote(cfg, manager, out))
-    dry = ship.deploy(cfg, tag="v2", build=False, dry_run=True, out=io.StringIO())
+    outcome = executor.deploy(cfg, tag="v2", build=False, out=out, remote=remote(cfg, manager, out))
+    dry = executor.deploy(cfg, tag="v2", build=False, dry_run=True, out=io.StringIO())
     assert outcome.result == "ok" and manager.closed
     assert normalized(outcome.history) == normalized(dry.history) == DRY_PLAN
     # secrets went on stdin or into 0600 files, never into argv or the output
@@ -169,7 +169,7 @@ def test_real_run_executes_exactly_the_dry_run_plan(cfg, offline):
 
 def test_stack_file_uploaded_names_the_image_and_versioned_secrets(cfg, offline):
     manager = FakeManager()
-    ship.deploy(cfg, tag="v2", build=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
+    executor.deploy(cfg, tag="v2", build=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
     import json
 
     spec = json.loads(manager.files["/var/lib/djdeploy/djt/stack.yml"])
@@ -183,7 +183,7 @@ def test_concurrent_deploy_is_refused_naming_the_holder(cfg, offline):
     manager = FakeManager([("owner=\"$(cat)\"", Result(exited=1, stderr="mkdir: cannot create directory: File exists")),
                            ("lock/owner", Result(stdout="alice@laptop pid=42 since=T action=deploy image=x\n"))])
     with pytest.raises(ToolkitError) as err:
-        ship.deploy(cfg, tag="v2", build=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
+        executor.deploy(cfg, tag="v2", build=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
     assert str(err.value) == ("deploy lock /var/lib/djdeploy/djt/lock on 127.0.0.1 is held by: alice@laptop pid=42 "
                               "since=T action=deploy image=x; wait for that deploy to finish, or if it is stale "
                               "release it with `inv unlock --env lab`")
@@ -196,7 +196,7 @@ def test_concurrent_deploy_is_refused_naming_the_holder(cfg, offline):
 def test_failing_migration_rolls_out_nothing_and_releases_the_lock(cfg, offline):
     manager = FakeManager([("manage.py migrate", Result(exited=1, stderr="django.db.utils.ProgrammingError: boom"))])
     with pytest.raises(ToolkitError) as err:
-        ship.deploy(cfg, tag="v2", build=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
+        executor.deploy(cfg, tag="v2", build=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
     assert str(err.value) == ("migration failed (exit 1); nothing was rolled out: lab keeps serving the previous "
                               "version. Output:\ndjango.db.utils.ProgrammingError: boom")
     cmds = manager.commands()
@@ -215,7 +215,7 @@ def test_rolled_back_release_fails_the_deploy(cfg, offline):
                            ("UpdateStatus.State", status)])
     out = io.StringIO()
     with pytest.raises(ToolkitError) as err:
-        ship.deploy(cfg, tag="v3", build=False, out=out, remote=remote(cfg, manager, out))
+        executor.deploy(cfg, tag="v3", build=False, out=out, remote=remote(cfg, manager, out))
     assert str(err.value) == ("release 127.0.0.1:5000/djapp:v3 failed on djt_app (update paused due to failure of "
                               "task x); Swarm rolled it back automatically and the previous version keeps serving")
     assert manager.commands()[-1] == FINISH
@@ -229,32 +229,32 @@ def test_convergence_wait_times_out_with_a_message(cfg, offline, monkeypatch):
     cfg = type(cfg)(**{**cfg.__dict__, "converge_timeout": 0.2})
     with pytest.raises(ToolkitError, match=r"^timed out after 0.2s waiting for djt_app to finish its update "
                                            r"\(last state: updating\); check `inv status --env lab`$"):
-        ship.deploy(cfg, tag="v2", build=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
+        executor.deploy(cfg, tag="v2", build=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
     assert manager.commands()[-1] == FINISH
 
 
 def test_registry_down_fails_before_any_ssh(cfg, monkeypatch):
-    monkeypatch.setattr(ship_ssh, "open_connection", lambda cfg: pytest.fail("SSH opened with the registry down"))
+    monkeypatch.setattr(ssh, "open_connection", lambda cfg: pytest.fail("SSH opened with the registry down"))
     cfg = type(cfg)(**{**cfg.__dict__, "registry": "127.0.0.1:1"})
     with pytest.raises(ToolkitError, match=r"^registry 127.0.0.1:1 is not reachable \(.*\); start it \(`inv lab.up` "
                                            r"for the lab\) or fix REGISTRY in .*lab.env. Nothing was changed on the manager$"):
-        ship.deploy(cfg, tag="v2", build=False, out=io.StringIO())
+        executor.deploy(cfg, tag="v2", build=False, out=io.StringIO())
 
 
 def test_unknown_rollback_tag_is_refused_before_ssh(cfg, monkeypatch):
-    monkeypatch.setattr(ship_registry, "check", lambda cfg: None)
-    monkeypatch.setattr(ship_registry, "manifest_digest", lambda cfg, tag: None)
-    monkeypatch.setattr(ship_ssh, "open_connection", lambda cfg: pytest.fail("SSH opened for an unknown tag"))
+    monkeypatch.setattr(registry, "check", lambda cfg: None)
+    monkeypatch.setattr(registry, "manifest_digest", lambda cfg, tag: None)
+    monkeypatch.setattr(ssh, "open_connection", lambda cfg: pytest.fail("SSH opened for an unknown tag"))
     with pytest.raises(ToolkitError) as err:
-        ship.rollback(cfg, to="nope", out=io.StringIO())
+        executor.rollback(cfg, to="nope", out=io.StringIO())
     assert str(err.value) == ("unknown image tag 'nope': 127.0.0.1:5000/djapp:nope is not in the registry; push it "
                               "first (`inv push --env lab`) or pick a tag that was deployed (`inv audit --env lab`)")
 
 
 def test_rollback_skips_build_push_and_migration(cfg, offline):
     manager = FakeManager()
-    ship_wait_probe = ship_wait.probe
-    outcome = ship.deploy(cfg, tag="v2", build=False, migrate=False, action="rollback", out=io.StringIO(),
+    ship_wait_probe = wait.probe
+    outcome = executor.deploy(cfg, tag="v2", build=False, migrate=False, action="rollback", out=io.StringIO(),
                           remote=remote(cfg, manager, io.StringIO()))
     cmds = manager.commands()
     assert not any("migrate" in c or "stack-base" in c for c in cmds)
@@ -264,13 +264,13 @@ def test_rollback_skips_build_push_and_migration(cfg, offline):
 
     spec = json.loads(manager.files["/var/lib/djdeploy/djt/stack.yml"])
     assert spec["services"]["app"]["deploy"]["update_config"]["parallelism"] == 0
-    assert ship_wait_probe is ship_wait.probe and outcome.result == "ok"
+    assert ship_wait_probe is wait.probe and outcome.result == "ok"
 
 
 def test_ssh_connection_rejects_unknown_host_keys(cfg, tmp_path):
     import paramiko
 
-    conn = ship_ssh.connection(cfg)
+    conn = ssh.connection(cfg)
     assert isinstance(conn.client._policy, paramiko.RejectPolicy)
     assert conn.connect_timeout == cfg.connect_timeout
     kw = conn.connect_kwargs
@@ -285,7 +285,7 @@ def test_ssh_lost_mid_deploy_is_one_line_and_still_tries_to_release(cfg, offline
 
     manager = FakeManager([("stack.yml djt", lost)])
     with pytest.raises(ToolkitError) as err:
-        ship.deploy(cfg, tag="v2", build=False, migrate=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
+        executor.deploy(cfg, tag="v2", build=False, migrate=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
     assert str(err.value) == ("SSH connection to root@127.0.0.1:2222 failed during the deploy (Socket is closed); check "
                               "`inv status --env lab`; if a deploy lock remains, `inv unlock --env lab`")
     assert manager.commands()[-1] == FINISH and manager.closed

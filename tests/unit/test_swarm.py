@@ -1,11 +1,11 @@
-"""deploy.swarm: exact remote commands, the stack spec, versioned secrets, parsers; the proxy config."""
+"""deploy.ship.swarm: exact remote commands, the stack spec, versioned secrets, parsers; the proxy config."""
 
 import json
 from types import SimpleNamespace
 
 import pytest
 
-from deploy import swarm
+from deploy.ship import swarm
 
 KEY = "s" * 30 + "0123456789abcdefghijklmnop"
 

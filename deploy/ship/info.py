@@ -1,0 +1,41 @@
+"""Read-only views of a deployed environment: status, audit log, logs (all over Fabric)."""
+
+from __future__ import annotations
+
+import sys
+
+from deploy.ship import ssh, swarm
+
+
+def _with_runner(cfg, out, fn):
+    run = ssh.remote_runner(cfg, out=out)
+    run.echo = False
+    try:
+        return fn(run)
+    finally:
+        run.ctx.close()
+
+
+def status(cfg, out=sys.stdout) -> None:
+    def body(run):
+        t = cfg.command_timeout
+        services = run.run(swarm.services_cmd(cfg), hide=True, check=False, timeout=t)
+        if not services.ok or not services.stdout.strip():
+            out.write(f"stack {cfg.stack_name} is not deployed on {cfg.manager_host}\n")
+            return
+        out.write("SERVICE\tREPLICAS\tIMAGE\n" + services.stdout)
+        for name in ("app", "db", "proxy") if cfg.proxy else ("app", "db"):
+            res = run.run(swarm.service_status_cmd(cfg, name), hide=True, check=False, timeout=t)
+            if res.ok:
+                out.write("update: " + res.stdout.strip() + "\n")
+        tasks = run.run(swarm.tasks_by_node_cmd(cfg), hide=True, check=False, timeout=t)
+        if tasks.ok:
+            out.write("TASK\tNODE\tSTATE\n" + tasks.stdout)
+    _with_runner(cfg, out, body)
+
+
+def audit(cfg, lines: int = 50, out=sys.stdout) -> None:
+    def body(run):
+        res = run.run(swarm.audit_show_cmd(cfg, lines), hide=True, check=False, timeout=cfg.command_timeout)
+        out.write(res.stdout if res.ok else f"no audit log yet at {swarm.paths(cfg).audit}\n")
+    _with_runner(cfg, out, body)
