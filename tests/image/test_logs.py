@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.smoke import get
+from deploy.image.smoke import get
 
 from .conftest import LABEL, free_port, wait_for
 

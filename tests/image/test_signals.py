@@ -125,7 +125,7 @@ def test_without_the_handler_a_stop_while_loading_hangs(start, tmp_path):
 
 def test_stop_while_serving_idle_and_under_load(start):
     """uWSGI serving: an idle stop and a stop under steady traffic both end within the limit, exit 0."""
-    from deploy.smoke import get
+    from deploy.image.smoke import get
 
     for load in (False, True):
         app = start()
