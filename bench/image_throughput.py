@@ -164,8 +164,8 @@ def report(results, servers):
     for label in ("page", "static"):
         for name in servers:
             values = results.get((name, label))
-            base = results[("proxy:gunicorn" if name.startswith("proxy:") else "gunicorn", label)]
             if values:
+                base = results[("proxy:gunicorn" if name.startswith("proxy:") else "gunicorn", label)]
                 ratios = [a / b for a, b in zip(values, base)]
                 print(f"  {label:6} {name:28} median {median(values):7.0f} req/s  ratio {median(ratios):5.2f}x  "
                       f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})")
