@@ -134,25 +134,32 @@ def build(tag=None, build_args=None, quiet=False, out=None, root: Path = ROOT) -
     cli = engine.client(timeout=1200)
     started = time.monotonic()
     ref = steps["refs"][0]
-    image_id = None
     try:
-        stream = cli.api.build(fileobj=context_tar(root, ca, contract_dir(root)), custom_context=True, tag=ref, rm=True, forcerm=True,
-                               buildargs=steps["buildargs"], decode=True,
-                               labels={"org.opencontainers.image.version": steps["tag"]})
-        for chunk in stream:
-            if "error" in chunk:
-                raise ToolkitError(f"image build failed: {chunk['error'].strip()}; fix the step above and rerun `inv build`")
-            if "aux" in chunk and "ID" in chunk["aux"]:
-                image_id = chunk["aux"]["ID"]
-            text = chunk.get("stream", "")
-            if text and not quiet:
-                out.write(text)
-                out.flush()
-        image = cli.images.get(image_id or ref)
-        image.tag(steps["repository"], "latest")
+        with engine.sdk_errors(f"image build of {ref}", "check the engine (`docker info`) and rerun `inv build`"):
+            image = _stream_build(cli, root, ca, steps, ref, quiet, out)
     finally:
         cli.close()
     return BuiltImage(ref=ref, id=image.id, size=int(image.attrs["Size"]), seconds=time.monotonic() - started)
+
+
+def _stream_build(cli, root: Path, ca, steps: dict, ref: str, quiet: bool, out):
+    """Run the build through the SDK, streaming its log; return the tagged image."""
+    image_id = None
+    stream = cli.api.build(fileobj=context_tar(root, ca, contract_dir(root)), custom_context=True, tag=ref, rm=True, forcerm=True,
+                           buildargs=steps["buildargs"], decode=True,
+                           labels={"org.opencontainers.image.version": steps["tag"]})
+    for chunk in stream:
+        if "error" in chunk:
+            raise ToolkitError(f"image build failed: {chunk['error'].strip()}; fix the step above and rerun `inv build`")
+        if "aux" in chunk and "ID" in chunk["aux"]:
+            image_id = chunk["aux"]["ID"]
+        text = chunk.get("stream", "")
+        if text and not quiet:
+            out.write(text)
+            out.flush()
+    image = cli.images.get(image_id or ref)
+    image.tag(steps["repository"], "latest")
+    return image
 
 
 def human_size(size: int) -> str:

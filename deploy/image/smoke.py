@@ -107,13 +107,22 @@ def _poll(what, fn, deadline):
             if result:
                 return result
         except OSError as exc:
+            if _is_sdk_error(exc):  # the engine, not the app: reported by engine.sdk_errors at once
+                raise
             last = exc
         time.sleep(0.05)
     raise SmokeFailed(what, f"no success before the deadline ({last or 'condition not met'})")
 
 
+def _is_sdk_error(exc: OSError) -> bool:
+    import requests
+
+    return isinstance(exc, requests.exceptions.RequestException)
+
+
 def run(image_ref: str, out=None, boot_timeout: float = 30.0, page_path: str = "/", page_text: str = "") -> dict:
-    """Run every check against ``image_ref``; return timings. Raises SmokeFailed naming the failed check."""
+    """Run every check against ``image_ref``; return timings. Raises SmokeFailed naming the failed check, and a
+    one-line ToolkitError for a Docker SDK error (naming the step). The container is always removed."""
     from docker.errors import ImageNotFound
 
     from deploy.core import engine
@@ -121,19 +130,31 @@ def run(image_ref: str, out=None, boot_timeout: float = 30.0, page_path: str = "
     out = out or sys.stdout
     cli = engine.client()
     try:
-        cli.images.get(image_ref)
-    except ImageNotFound:
+        with engine.sdk_errors(f"smoke test of {image_ref}: looking up the image", "check the engine (`docker info`)"):
+            try:
+                cli.images.get(image_ref)
+            except ImageNotFound:
+                raise ToolkitError(f"image {image_ref} not found; build it with `inv build` or pass --image") from None
+        port = free_port()
+        with engine.sdk_errors(f"smoke test of {image_ref}: starting the container",
+                               f"check the engine (`docker info`) and that 127.0.0.1:{port} is free, then rerun"):
+            container = cli.containers.run(image_ref, detach=True, environment=environment(secrets.token_urlsafe(50)),
+                                           ports={"8000/tcp": ("127.0.0.1", port)}, labels={LABEL: "1"})
+        try:
+            with engine.sdk_errors(f"smoke test of {image_ref}: checking the container",
+                                   "check the engine (`docker info`) and rerun `inv smoke`"):
+                return _checks(container, port, out, boot_timeout, page_path, page_text)
+        finally:
+            _remove(container, out)
+    finally:
         cli.close()
-        raise ToolkitError(f"image {image_ref} not found; build it with `inv build` or pass --image") from None
-    port = free_port()
-    say = lambda line: (out.write(line + "\n"), out.flush())  # noqa: E731
-    started = time.monotonic()
-    container = cli.containers.run(image_ref, detach=True, environment=environment(secrets.token_urlsafe(50)),
-                                   ports={"8000/tcp": ("127.0.0.1", port)}, labels={LABEL: "1"})
-    timings = {}
-    try:
-        deadline = started + boot_timeout
 
+
+def _checks(container, port: int, out, boot_timeout: float, page_path: str, page_text: str) -> dict:
+    say = lambda line: (out.write(line + "\n"), out.flush())  # noqa: E731
+    started, timings = time.monotonic(), {}
+    deadline = started + boot_timeout
+    try:
         def up():
             container.reload()
             if container.status == "exited":
@@ -154,20 +175,33 @@ def run(image_ref: str, out=None, boot_timeout: float = 30.0, page_path: str = "
         say("ok   hashed static files (200, expires a year ahead)")
         check_health(*get(port, "/health/"))
         say("ok   health endpoint")
-        t0 = time.monotonic()
-        container.stop(timeout=10)
-        timings["stop"] = time.monotonic() - t0
-        code = container.wait(timeout=5)["StatusCode"]
-        if code != 0:
-            raise SmokeFailed("clean stop", f"exit code {code} after docker stop, expected 0")
+        timings["stop"] = _stop(container)
         say(f"ok   clean stop in {timings['stop']:.2f}s (exit 0)")
     except SmokeFailed:
         say(_tail(container, 20))
         raise
-    finally:
-        container.remove(force=True)
-        cli.close()
     return timings
+
+
+def _stop(container) -> float:
+    t0 = time.monotonic()
+    container.stop(timeout=10)
+    seconds = time.monotonic() - t0
+    code = container.wait(timeout=5)["StatusCode"]
+    if code != 0:
+        raise SmokeFailed("clean stop", f"exit code {code} after docker stop, expected 0")
+    return seconds
+
+
+def _remove(container, out) -> None:
+    """Always remove the smoke container; if that fails, say how to remove it (it carries the smoke label)."""
+    from docker.errors import DockerException
+
+    try:
+        container.remove(force=True)
+    except (DockerException, OSError) as exc:
+        out.write(f"warning: could not remove the smoke container {container.id[:12]} ({str(exc).splitlines()[0]}); "
+                  f"remove it with `docker rm -f {container.id[:12]}`\n")
 
 
 def _tail(container, lines=5) -> str:

@@ -20,7 +20,8 @@ from deploy.local import limits
 ROOT = project.ROOT
 APP, DB = "app", "db"
 SOURCE = ".env / environment"
-LAB_FIX = "run `inv lab.up` (it installs the engine and links the compose plugin)"
+LAB_FIX = ("start Docker with the compose plugin (or, for this repository's test lab, run `inv lab.up`: it "
+           "installs the engine and links the compose plugin)")
 # One-off containers (shell, manage, migrate) must not migrate on start: `inv migrate --plan` shows the plan first.
 ONEOFF_ENV = ("DJANGO_MANAGEPY_MIGRATE=off",)
 SECRET_KEYS = ("POSTGRES_PASSWORD", "DJANGO_SECRET_KEY")
