@@ -55,7 +55,12 @@ RUN apt-get update \
 # - SIGTERM (docker stop) is mapped to gracefully_kill_them_all: in-flight requests finish, exit code 0;
 #   worker-reload-mercy bounds the wait below Docker's 10 s grace period;
 # - no offload threads: for small hashed static files the hand-off costs more than it saves (bench: ~9x fewer
-#   requests/s with one offload thread);
+#   requests/s with one offload thread); hashed static files are served by a `file` route (docker-entrypoint.sh),
+#   which writes each response in one segment: the static map's two (headers, then sendfile) stall on the
+#   client's delayed ACK with keep-alive;
+# - every request is logged except health probes and served static files (docker-entrypoint.sh's routes);
+#   the master writes the log (log-master) and drains the router's "Connection reset by peer" lines: HAProxy
+#   ends every health check with a TCP reset (by design), which the HTTP router would log each second;
 # - http-timeout just above harakiri: with keep-alive, the HTTP router keeps a client whose worker was killed
 #   waiting until this timeout;
 # - the Host rule (route-if-not) is derived from DJANGO_ALLOWED_HOSTS by docker-entrypoint.sh.
@@ -77,7 +82,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     UWSGI_THREADS=1 \
     UWSGI_ENABLE_THREADS=1 \
     UWSGI_STATIC_MAP=/static/=/app/staticfiles/ \
-    UWSGI_STATIC_EXPIRES_URI="^/static/.*\.[0-9a-f]{12}\.[A-Za-z0-9]+$ 31536000" \
     UWSGI_STATIC_SAFE=/app/staticfiles/ \
     UWSGI_MAX_REQUESTS=5000 \
     UWSGI_MAX_REQUESTS_DELTA=500 \
@@ -91,9 +95,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     UWSGI_WORKER_RELOAD_MERCY=8 \
     UWSGI_DIE_ON_TERM=0 \
     UWSGI_VACUUM=1 \
-    UWSGI_DISABLE_LOGGING=1 \
-    UWSGI_LOG_4XX=1 \
-    UWSGI_LOG_5XX=1 \
+    UWSGI_LOG_MASTER=1 \
+    UWSGI_LOG_DRAIN="hr_(read|write)[(][)]: (Connection reset by peer|Broken pipe) [[]plugins/http" \
     UWSGI_IGNORE_SIGPIPE=1 \
     UWSGI_IGNORE_WRITE_ERRORS=1 \
     UWSGI_DISABLE_WRITE_EXCEPTION=1 \

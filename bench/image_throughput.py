@@ -1,8 +1,19 @@
 """Benchmark: requests/s of a database page and of a hashed static file, uWSGI (the product image as configured)
 vs gunicorn (+ WhiteNoise for static files) on the same image, worker count and Postgres, side by side with wrk.
 
-Usage: python bench/image_throughput.py [--image djapp:latest] [--rounds 3] [--seconds 10] [--connections 16]
-Only 127.0.0.1 is targeted; everything created is labelled djdeploy.bench=image and removed.
+Besides the shipped configuration, the same run measures uWSGI variants that test why static files were slower
+than expected (issue 13): the previous static map (headers, then sendfile), offload threads, keep-alive off,
+an abstract unix socket between router and workers, two router processes. Every round runs every server once,
+in the same order, so each round's ratios compare servers under the same machine load. A one-connection
+keep-alive probe per server shows the delayed-ACK stall (latency p50/p90 on a single connection).
+
+With --proxy, the shipped uWSGI and gunicorn are also measured through the stack's front proxy (haproxy:3.0-trixie
+with the repository's haproxy.cfg, one in front of each), as rows "proxy:uwsgi" and "proxy:gunicorn".
+
+Usage: python bench/image_throughput.py [--image djapp:latest] [--rounds 5] [--seconds 8] [--connections 16]
+                                        [--variants all|none|NAME,...] [--proxy]
+Needs wrk (apt-get install wrk). Only 127.0.0.1 is targeted; everything created is labelled djdeploy.bench=image
+and removed.
 """
 
 from __future__ import annotations
@@ -15,12 +26,24 @@ import time
 import uuid
 from pathlib import Path
 
-from image_common import ROOT, LABEL, app_env, cleanup, get, median, run_app, wait_200
+from image_common import LABEL, app_env, cleanup, get, median, run_app, wait_200
 
 from deploy.core import engine
 from deploy.image import builder
 
 HERE = Path(__file__).resolve().parent / "image_gunicorn"
+CSS_RE = re.compile(r"/static/notes/app\.[0-9a-f]{12}\.css")
+# The image before issue 13: the static map serves hashed files; `env uwsgi` makes the entrypoint skip its routes.
+STATIC_MAP = {"_command": ["env", "uwsgi"], "UWSGI_DISABLE_LOGGING": "1", "UWSGI_LOG_4XX": "1", "UWSGI_LOG_5XX": "1",
+              "UWSGI_STATIC_EXPIRES_URI": r"^/static/.*\.[0-9a-f]{12}\.[A-Za-z0-9]+$ 31536000"}
+VARIANTS = {  # name: environment overrides of the shipped configuration (same image, same 2 workers)
+    "staticmap": STATIC_MAP,
+    "staticmap+nokeepalive": {**STATIC_MAP, "UWSGI_HTTP_KEEPALIVE": "0"},
+    "staticmap+offload1": {**STATIC_MAP, "UWSGI_OFFLOAD_THREADS": "1"},
+    "shipped+offload1": {"UWSGI_OFFLOAD_THREADS": "1"},
+    "shipped+unixsocket": {"UWSGI_SOCKET": "@djapp-workers"},
+    "shipped+2routers": {"UWSGI_HTTP_PROCESSES": "2"},
+}
 
 
 def build_gunicorn(cli, app_ref):
@@ -43,74 +66,150 @@ def build_gunicorn(cli, app_ref):
     return tag
 
 
-def wrk(port, path, seconds, connections):
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}{path}"],
-                         capture_output=True, text=True, check=True).stdout
+def wrk(port, path, seconds, connections, threads=2):
+    """(requests/s, non-2xx count, socket errors text, latency percentiles {50: ms, 90: ms})."""
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.+)", out)
-    return rps, int(errors.group(1)) if errors else 0, socket_errors.group(1) if socket_errors else ""
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    lat = {int(p): float(v) * scale[u] for p, v, u in re.findall(r"^\s+(50|90)%\s+([\d.]+)(us|ms|s)$", out, re.M)}
+    return rps, int(errors.group(1)) if errors else 0, socket_errors.group(1) if socket_errors else "", lat
+
+
+def start_postgres(cli, net):
+    pw = secrets.token_hex(8)
+    pg = cli.containers.run("postgres:17-trixie", detach=True, name=f"djbench-pg-{uuid.uuid4().hex[:6]}",
+                            network=net.name, labels=LABEL,
+                            environment={"POSTGRES_USER": "app", "POSTGRES_PASSWORD": pw, "POSTGRES_DB": "notes"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        pg.reload()
+        if pg.attrs["State"].get("Health", {}).get("Status") == "healthy":
+            return f"postgres://app:{pw}@{pg.name}:5432/notes"
+        time.sleep(0.3)
+    raise SystemExit("postgres did not become healthy within 120 s")
+
+
+def start_servers(cli, args, net, env, gunicorn_ref):
+    """{name: port}: the shipped image, gunicorn, then each variant (migrate runs once, in the first)."""
+    wanted = list(VARIANTS) if args.variants == "all" else [] if args.variants == "none" else args.variants.split(",")
+    unknown = [v for v in wanted if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    plan = [("uwsgi", args.image, {"DJANGO_MANAGEPY_MIGRATE": "on"}), ("gunicorn", gunicorn_ref, {})]
+    plan += [(f"uwsgi:{v}", args.image, VARIANTS[v]) for v in wanted]
+    servers = {}
+    for name, ref, extra in plan:
+        extra = dict(extra)
+        command = extra.pop("_command", None)
+        # the alias is what Swarm's DNS answers for a service's tasks (the proxy finds the app by it)
+        endpoint = {net.name: cli.api.create_endpoint_config(aliases=[f"tasks.{name}"])} if ":" not in name else None
+        c, port = run_app(cli, ref, {**env, **extra}, network=net.name, networking_config=endpoint,
+                          **({"command": command} if command else {}))
+        wait_200(port, timeout=90, container=c)
+        servers[name] = port
+        if name == "uwsgi":  # 20 notes on the page, through the ORM in a one-off container
+            cli.containers.run(args.image, ["python", "manage.py", "shell", "-c",
+                                            "from notes.models import Note; Note.objects.bulk_create("
+                                            "[Note(text=f'note {i}') for i in range(20)])"],
+                               environment=env, network=net.name, labels=LABEL, remove=True)
+    return servers
+
+
+def start_proxies(cli, net, servers):
+    """HAProxy with the stack's configuration in front of uwsgi and gunicorn: {"proxy:NAME": port}."""
+    from image_common import free_port
+
+    cfg = sorted((Path(__file__).resolve().parent.parent / "deploy").glob("**/proxy/haproxy.cfg"))[0]
+    proxies = {}
+    for name in ("uwsgi", "gunicorn"):
+        port = free_port()
+        cli.containers.run("haproxy:3.0-trixie", detach=True, network=net.name, labels=LABEL,
+                           environment={"APP_SERVICE": name, "APP_SLOTS": "1", "HEALTH_HOST": "localhost"},
+                           volumes={str(cfg): {"bind": "/usr/local/etc/haproxy/haproxy.cfg", "mode": "ro"}},
+                           ports={"8080/tcp": ("127.0.0.1", port)})
+        wait_200(port, timeout=60)
+        proxies[f"proxy:{name}"] = port
+    return proxies
+
+
+def fmt(name, rps, non2xx, sock):
+    return (f"{name} {rps:.0f}" + (f" (non-2xx {non2xx})" if non2xx else "")
+            + (f" (socket errors {sock})" if sock else ""))
+
+
+def measure(servers, paths, args):
+    """Every round: page (uwsgi, gunicorn), then static (every server); print each round as it ends."""
+    results = {(n, label): [] for label in paths for n in servers}
+    for rnd in range(1, args.rounds + 1):
+        for label, path in paths.items():
+            names = ["uwsgi", "gunicorn"] if label == "page" else list(servers)
+            line = []
+            for name in names:
+                rps, non2xx, sock, _ = wrk(servers[name], path, args.seconds, args.connections)
+                results[(name, label)].append(rps)
+                line.append(fmt(name, rps, non2xx, sock))
+            last = {name: values[-1] for (name, lab), values in results.items() if lab == label and values}
+            extra = (f", through the proxy {last['proxy:uwsgi'] / last['proxy:gunicorn']:.2f}x"
+                     if "proxy:uwsgi" in last else "")
+            print(f"round {rnd} {label:6}: " + " | ".join(line) +
+                  f" | uwsgi/gunicorn {last['uwsgi'] / last['gunicorn']:.2f}x{extra}", flush=True)
+    return {k: v for k, v in results.items() if v}
+
+
+def report(results, servers):
+    print("\nmedians (ratio = median of the per-round ratios to gunicorn in the same round):")
+    for label in ("page", "static"):
+        for name in servers:
+            values = results.get((name, label))
+            if values:
+                base = results[("proxy:gunicorn" if name.startswith("proxy:") else "gunicorn", label)]
+                ratios = [a / b for a, b in zip(values, base)]
+                print(f"  {label:6} {name:28} median {median(values):7.0f} req/s  ratio {median(ratios):5.2f}x  "
+                      f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})")
+
+
+def one_connection_probe(servers, path):
+    print("\none keep-alive connection, 3 s each (wrk -t1 -c1): the delayed-ACK stall shows as p90 ~40 ms")
+    for name, port in servers.items():
+        rps, _, _, lat = wrk(port, path, 3, 1, threads=1)
+        print(f"  {name:28} {rps:7.0f} req/s  p50 {lat.get(50, 0):6.2f} ms  p90 {lat.get(90, 0):6.2f} ms", flush=True)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--image", default="djapp:latest")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--variants", default="all", help="all, none, or a comma list of: " + ", ".join(VARIANTS))
+    ap.add_argument("--proxy", action="store_true", help="also measure uwsgi and gunicorn through the stack's HAProxy")
     args = ap.parse_args()
     cli = engine.client(timeout=1200)
     cleanup(cli)
     gunicorn_ref = build_gunicorn(cli, args.image)
     net = cli.networks.create(f"djbench-{uuid.uuid4().hex[:6]}", labels=LABEL)
-    pw = secrets.token_hex(8)
-    pg = cli.containers.run("postgres:17-trixie", detach=True, name=f"djbench-pg-{uuid.uuid4().hex[:6]}",
-                            network=net.name, labels=LABEL,
-                            environment={"POSTGRES_USER": "app", "POSTGRES_PASSWORD": pw, "POSTGRES_DB": "notes"})
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            pg.reload()
-            if pg.attrs["State"].get("Health", {}).get("Status") == "healthy":
-                break
-            time.sleep(0.3)
-        env = app_env(DATABASE_URL=f"postgres://app:{pw}@{pg.name}:5432/notes", DJANGO_MANAGEPY_MIGRATE="on")
-        servers = {}
-        for name, ref in (("uwsgi", args.image), ("gunicorn", gunicorn_ref)):
-            c, port = run_app(cli, ref, env, network=net.name)
-            wait_200(port, timeout=90, container=c)
-            servers[name] = (c, port)
-        seed = servers["uwsgi"][1]
-        # 20 notes on the page (CSRF-exempt path not available: insert through the ORM in a one-off container)
-        cli.containers.run(args.image, ["python", "manage.py", "shell", "-c",
-                                        "from notes.models import Note; Note.objects.bulk_create("
-                                        "[Note(text=f'note {i}') for i in range(20)])"],
-                           environment=env, network=net.name, labels=LABEL, remove=True)
-        page = get(seed, "/", host="localhost")[2].decode()
-        css = re.search(r"/static/notes/app\.[0-9a-f]{12}\.css", page).group(0)
-        for name, (c, port) in servers.items():
-            for path in ("/", css):  # warm up, and check both serve 200
+        env = app_env(DATABASE_URL=start_postgres(cli, net))
+        servers = start_servers(cli, args, net, env, gunicorn_ref)
+        if args.proxy:
+            servers.update(start_proxies(cli, net, servers))
+        css = CSS_RE.search(get(servers["uwsgi"], "/", host="localhost")[2].decode()).group(0)
+        paths = {"page": "/", "static": css}
+        for name, port in servers.items():
+            for path in paths.values():  # warm up, and check every server serves both with 200
                 assert get(port, path)[0] == 200, (name, path)
-                wrk(port, path, 2, args.connections)
-        results = {(n, p): [] for n in servers for p in ("page", "static")}
-        for rnd in range(args.rounds):
-            for label, path in (("page", "/"), ("static", css)):
-                line = []
-                for name, (c, port) in servers.items():
-                    rps, non2xx, sock = wrk(port, path, args.seconds, args.connections)
-                    results[(name, label)].append(rps)
-                    line.append(f"{name} {rps:8.0f} req/s (non-2xx {non2xx}{', socket errors ' + sock if sock else ''})")
-                ratio = results[("uwsgi", label)][-1] / results[("gunicorn", label)][-1]
-                print(f"round {rnd + 1} {label:6}: " + " | ".join(line) + f" | uwsgi/gunicorn {ratio:.2f}x", flush=True)
-        for label in ("page", "static"):
-            u, g = median(results[("uwsgi", label)]), median(results[("gunicorn", label)])
-            ratios = [a / b for a, b in zip(results[("uwsgi", label)], results[("gunicorn", label)])]
-            print(f"median {label}: uwsgi {u:.0f} req/s, gunicorn {g:.0f} req/s, median ratio {median(ratios):.2f}x")
+                wrk(port, path, 1, args.connections)
+        results = measure(servers, paths, args)
+        report(results, servers)
+        one_connection_probe(servers, css)
     finally:
         cleanup(cli)
         try:
             cli.images.remove("djapp-bench:gunicorn")
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - best effort
             pass
 
 

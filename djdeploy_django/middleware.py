@@ -40,14 +40,21 @@ def database_ready() -> bool:
     return True
 
 
+def sized(response):
+    """With Content-Length (CommonMiddleware, which would add it, runs after this answer): otherwise uWSGI's router
+    sends it chunked, in several small writes, on every health check."""
+    response["Content-Length"] = str(len(response.content))
+    return response
+
+
 def health(request):
     if request.method != "GET":
         response = HttpResponse(status=405)
         response["Allow"] = "GET"
-        return response
+        return sized(response)
     if request.GET.get("ready") and has_database() and not database_ready():
-        return HttpResponse("database unavailable", status=503, content_type="text/plain")
-    return HttpResponse("ok", content_type="text/plain")
+        return sized(HttpResponse("database unavailable", status=503, content_type="text/plain"))
+    return sized(HttpResponse("ok", content_type="text/plain"))
 
 
 class HealthMiddleware:

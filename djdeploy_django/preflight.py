@@ -1,5 +1,9 @@
 """Run by docker-entrypoint.sh before the command: validate settings, wait for Postgres, print the Host rule.
 
+The entrypoint calls it twice, so that the (possibly long) wait runs as a child it can stop on SIGTERM:
+``--host-regex`` validates every setting and prints the Host rule (fast, no network); ``--wait-for-db`` waits.
+Without an argument it does both, in that order (validation, wait, then the regex on stdout).
+
 - Every settings problem is one line naming the variable (never its value); exit 2.
 - The settings module (DJANGO_SETTINGS_MODULE) must apply the contract (djdeploy_django.settings or
   contract.apply): otherwise one line says what is missing and the two ways to fix it; exit 2.
@@ -96,28 +100,31 @@ def load_settings(environ):
     return name, vars(module)
 
 
-def main(environ=None):
+def main(argv=(), environ=None):
     environ = os.environ if environ is None else environ
+    wait, regex = "--host-regex" not in argv, "--wait-for-db" not in argv
     try:
-        name, ns = load_settings(environ)
+        if regex:
+            name, ns = load_settings(environ)
         hosts = env.allowed_hosts(environ)
         db = env.database(environ)
         timeout = env.integer("DATABASE_WAIT_TIMEOUT", 30, environ)
     except env.EnvError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    problems = contract_problems(name, ns, environ)
+    problems = contract_problems(name, ns, environ) if regex else []
     if problems:
         print(f"error: {problems[0]}", file=sys.stderr)
         return 2
-    if db is not None and environ.get("DATABASE_WAIT", "on") != "off":
+    if wait and db is not None and environ.get("DATABASE_WAIT", "on") != "off":
         problem = wait_for_db(db, timeout)
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return 3
-    print(env.host_regex(hosts))
+    if regex:
+        print(env.host_regex(hosts))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -7,7 +7,25 @@ derives from them) are dropped unless the request comes from DJANGO_TRUSTED_PROX
 
 import ipaddress
 import os
+import signal
 import sys
+
+
+def _stop_while_loading(signum, frame):
+    """SIGHUP (uWSGI's graceful stop) while this worker still loads Django: the worker has nothing to drain."""
+    sys.stderr.write(f"worker {os.getpid()} stopped while loading the app (graceful stop)\n")
+    os._exit(17)  # uWSGI's own code for a gracefully stopped worker
+
+
+# uWSGI 2.0.30 ignores SIGHUP in a lazy-apps worker until its app is loaded, while the master's
+# gracefully_kill_them_all (docker stop) waits for every worker forever: a stop during the first ~0.5 s then took
+# Docker's whole grace period. Handling it here closes that window; uWSGI installs its own handler right after.
+try:
+    import uwsgi  # noqa: F401 - exists only inside uWSGI
+except ImportError:
+    pass
+else:
+    signal.signal(signal.SIGHUP, _stop_while_loading)
 
 if os.getcwd() not in sys.path:  # the project's modules live in the working directory (/app in the image)
     sys.path.insert(0, os.getcwd())

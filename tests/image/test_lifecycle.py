@@ -65,8 +65,8 @@ def exits_within(container, seconds):
 
 @pytest.mark.parametrize("env,expect", [
     ({"UWSGI_NOT_AN_OPTION": "1"}, "unknown config directive: not-an-option"),
-    ({"UWSGI_WSGI_FILE": "/app/config/missing.py"}, "no app loaded"),
-    ({"UWSGI_WSGI_FILE": "/app/manage.py"}, "no app loaded"),  # a file without an `application` callable
+    ({"UWSGI_MODULE": "config.missing:application"}, "no app loaded"),
+    ({"UWSGI_MODULE": "manage:application"}, "no app loaded"),  # a module without an `application` callable
 ])
 def test_broken_uwsgi_configuration_exits_non_zero_fast(start, env, expect):
     app = start(env=env, ready=False)

@@ -85,9 +85,34 @@ def test_hashed_static_far_future_unhashed_not(app):
     assert status == 200 and "Expires" not in headers
 
 
+def test_hashed_static_file_route_headers_and_logging(app):
+    """The `file` route (one write per response) answers like the static map did; only a miss is logged."""
+    path = static_path(app)
+    with socket.create_connection(("127.0.0.1", app.port), timeout=10) as sock:  # keep-alive, several answers
+        fh = sock.makefile("rb")
+        for _ in range(3):
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+            head = b"".join(iter(fh.readline, b"\r\n")).decode()
+            length = int(re.search(r"Content-Length: (\d+)", head).group(1))
+            assert head.startswith("HTTP/1.1 200") and "Content-Type: text/css" in head
+            assert b"font-family" in fh.read(length)
+    status, headers, body = get(app.port, path.replace(".css", ".js").replace("/app.", "/nope."))
+    assert status == 404 and "Expires" not in headers  # a miss is never cacheable for a year
+    head_request = f"HEAD {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    status, head, body = split(raw(app.port, head_request.encode()))
+    assert status == 200 and body == b"" and "Expires:" in head
+    wait_for("the miss to be logged", lambda: "GET /static/notes/nope." in app.logs())
+    served = re.compile(r"(GET|HEAD) /static/\S+ => .*\(HTTP/1\.1 200\)")  # 400s for foreign hosts are logged
+    assert not served.search(app.logs()), app.logs()[-3000:]
+
+
 @pytest.mark.parametrize("path", ["/static/../config/settings.py", "/static/%2e%2e/config/settings.py",
                                   "/static/..%2fconfig/settings.py", "/static//app/config/settings.py",
-                                  "/static/../../etc/passwd"])
+                                  "/static/../../etc/passwd",
+                                  # hashed-looking names: the `file` route's pattern must not match them either
+                                  "/static/../config/settings.0123456789ab.py",
+                                  "/static/notes/..%2f..%2fconfig/settings.0123456789ab.py",
+                                  "/static/.hidden.0123456789ab.css", "/static//etc/passwd.0123456789ab.txt"])
 def test_no_path_traversal_out_of_static_root(app, path):
     status, head, body = split(raw(app.port, f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()))
     assert status in (400, 404) and b"SECRET_KEY" not in body and b"root:" not in body

@@ -223,6 +223,30 @@ def test_wait_succeeds_after_retries():
     assert calls[-1]["password"] == "s3cr3t-pw" and calls[-1]["dbname"] == "notes"
 
 
+def preflight(*args, **environ):
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "DJDEPLOY_"))}
+    base.update(PYTHONPATH=str(REPO), DJANGO_SETTINGS_MODULE="djdeploy_django.settings",
+                DJDEPLOY_SETTINGS_MODULE="config.settings")
+    return subprocess.run([sys.executable, "-m", "djdeploy_django.preflight", *args], cwd=PROJECT,
+                          env={**base, **environ}, capture_output=True, text=True, timeout=60)
+
+
+def test_preflight_host_regex_validates_and_prints_only_the_regex():
+    """The entrypoint's first, fast step: no database wait even with an unreachable DATABASE_URL."""
+    r = preflight("--host-regex", **{**GOOD, "DATABASE_URL": "postgres://u:p@192.0.2.1:5432/db"})
+    assert (r.returncode, r.stdout, r.stderr) == (0, "(?i)^(localhost)(:[0-9]{1,5})?$\n", "")
+    r = preflight("--host-regex", **{**GOOD, "DJANGO_SECRET_KEY": "short"})
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith("error: DJANGO_SECRET_KEY is too weak")
+
+
+def test_preflight_wait_for_db_without_a_database_prints_nothing():
+    """The entrypoint's second step (the one it can stop on SIGTERM): the regex is not printed again."""
+    r = preflight("--wait-for-db", **GOOD)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    r = preflight("--wait-for-db", **{**GOOD, "DATABASE_WAIT_TIMEOUT": "soon"})
+    assert r.returncode == 2 and r.stderr.startswith("error: DATABASE_WAIT_TIMEOUT") and "soon" not in r.stderr
+
+
 # --- the settings module through manage.py (host Django 5.2) -------------------------------------------------
 def manage(*args, **environ):
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
