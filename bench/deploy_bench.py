@@ -41,7 +41,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=60.0, help="requests/s during each rollout")
     args = ap.parse_args()
 
-    from conftest import Env, free_port, remove_stack  # the lab test helpers (unique stack, env file, cleanup)
+    from shiphelpers import Env, free_port, remove_stack  # the lab test helpers (unique stack, env file, cleanup)
     from deploy.image import builder
     from deploy.ship import executor
 

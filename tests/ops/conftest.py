@@ -1,7 +1,7 @@
 """Real-engine plumbing for the ops tests: one lab environment (a unique Swarm stack, deployed once per
 session) and one private local compose project, both removed at the end.
 
-The lab environment reuses the ship tests' helpers (tests/ship/conftest.py: Env, Site, build_derived,
+The lab environment reuses the ship tests' helpers (tests/ship/shiphelpers.py: Env, Site, build_derived,
 remove_stack), loaded under their own module name. The local project carries the labels
 djdeploy.test=ops and djdeploy.owner=<pytest pid> (tests/ops/compose.labels.yml); its backups go to a
 temporary DJDEPLOY_BACKUP_DIR.
@@ -10,7 +10,6 @@ temporary DJDEPLOY_BACKUP_DIR.
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import io
 import os
 import secrets
@@ -23,9 +22,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("ship_conftest", ROOT / "tests" / "ship" / "conftest.py")
-ship = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ship)
+sys.path.insert(0, str(ROOT / "tests" / "ship"))
+import shiphelpers as ship  # noqa: E402  (the ship tests' helpers and fixtures)
 # The test modules import these by name (`from conftest import` is ambiguous across test packages).
 sys.modules["ops_ship_helpers"] = ship
 sys.modules["ops_helpers"] = sys.modules[__name__]

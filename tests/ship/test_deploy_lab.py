@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import Site, build_derived, docker, free_port
+from shiphelpers import Site, build_derived, docker, free_port
 from loadgen import LoadGenerator
 
 pytestmark = [pytest.mark.lab, pytest.mark.engine]

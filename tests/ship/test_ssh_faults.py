@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import free_port
+from shiphelpers import free_port
 
 
 def cfg_with(env, **environ):
