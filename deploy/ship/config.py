@@ -17,6 +17,7 @@ from pathlib import Path
 from deploy.core.envfile import EnvValue, read_env_file
 from deploy.core.errors import ConfigError
 from deploy.core import project
+from deploy.ship import tls_config
 
 DEPLOY_DIR = Path(os.environ.get("DJDEPLOY_ENV_DIR") or project.ROOT / "deploy")  # where <env>.env files live
 ENV_PREFIX = "DJDEPLOY_"
@@ -43,7 +44,8 @@ DEFAULTS = {
     "CONNECT_TIMEOUT": "10",          # SSH connect, banner and auth, seconds
     "COMMAND_TIMEOUT": "300",         # any one remote command, seconds
     "CONVERGE_TIMEOUT": "300",        # rollout (or rollback) to finish, seconds
-    "DJANGO_TRUSTED_PROXY": "",
+    "DJANGO_TRUSTED_PROXY": "",       # default with the proxy: the stack network's subnet (read at deploy time)
+    **tls_config.DEFAULTS,
 }
 KNOWN = set(REQUIRED) | set(DEFAULTS)
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
@@ -84,11 +86,34 @@ class DeployConfig:
     command_timeout: float
     converge_timeout: float
     django_trusted_proxy: str
+    tls_mode: str = "external"
+    https_port: int = 443
+    hsts_max_age: int = 3600
+    hsts_include_subdomains: bool = False
+    hsts_preload: bool = False
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    acme_directory: str = tls_config.LETSENCRYPT
+    acme_email: str = ""
+    acme_ca_root_file: str = ""
+    acme_ca_root: str = ""
+    acme_network: str = ""
+    trusted_lb: str = ""
+    edge_image: str = "djedge"
+    cert_sync_interval: int = 10
+    health_ca_file: str = ""
+
+    @property
+    def tls(self) -> bool:
+        """True when the stack's proxies terminate TLS (TLS_MODE acme or files)."""
+        return self.tls_mode in ("acme", "files")
 
     @property
     def secrets(self) -> tuple:
         """Values that must never be printed."""
-        return (self.registry_password, self.django_secret_key, self.postgres_password)
+        return tuple(s for s in (self.registry_password, self.django_secret_key, self.postgres_password, self.tls_key) if s)
 
     @property
     def repository(self) -> str:
@@ -151,6 +176,10 @@ def load(env: str, env_dir: Path = DEPLOY_DIR, environ: dict | None = None, flag
             else:
                 problems.append(f"{path}: {key} is required")
     conf = _convert(raw, origin, problems)
+    hosts = [h for h in conf["django_allowed_hosts"].split(",") if h]
+    conf.update(tls_config.convert(raw, lambda k: origin.get(k, k), problems, path.parent, hosts, conf))
+    if not raw["HEALTH_URL"] and conf["tls_mode"] in ("acme", "files"):
+        conf["health_url"] = f"https://{conf['manager_host']}:{conf['https_port']}/health/?ready=1"
     if problems:
         raise ConfigError(problems, source=str(path))
     return DeployConfig(env=env, source=str(path), **conf)

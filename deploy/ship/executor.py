@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from deploy.ship import registry, ssh, swarm
+from deploy.ship import edge_cfg, edge_steps, registry, ssh, swarm
 from deploy.core.errors import CommandFailed, ToolkitError
 from deploy.ship.wait import health, note, wait_running, wait_update
 
@@ -74,6 +74,7 @@ def deploy(cfg, *, tag: str | None = None, build: bool = True, migrate: bool = T
     else:
         note(local, f"check that {image} is in the registry")
         digest = "" if dry_run else registry.require_tag(cfg, tag)
+    edge_ref = edge_steps.prepare_image(cfg, local, out) if cfg.proxy and cfg.tls else ""
     run = remote or ssh.remote_runner(cfg, dry_run=dry_run, out=out)
     run.history = history
     run.add_secrets(swarm.database_url(cfg))
@@ -81,7 +82,7 @@ def deploy(cfg, *, tag: str | None = None, build: bool = True, migrate: bool = T
     try:
         acquire_lock(cfg, run, f"{who()} pid={os.getpid()} since={now()} action={action} image={image}\n")
         try:
-            roll_out(cfg, run, tag, image, migrate=migrate, base=migrate)
+            roll_out(cfg, run, tag, image, migrate=migrate, base=migrate, edge_ref=edge_ref)
             outcome.result = "ok"
         except ToolkitError:
             outcome.result = "failed"
@@ -115,14 +116,15 @@ def acquire_lock(cfg, run, owner_line: str) -> None:
             f"stale release it with `inv unlock --env {cfg.env}`") from None
 
 
-def roll_out(cfg, run, tag: str, image: str, *, migrate: bool, base: bool) -> None:
+def roll_out(cfg, run, tag: str, image: str, *, migrate: bool, base: bool, edge_ref: str = "") -> None:
     p = swarm.paths(cfg)
     t = cfg.command_timeout
-    proxy_text = swarm.PROXY_CFG.read_text(encoding="utf-8")
+    proxy_text = edge_cfg.render(cfg)
     cfg_name = swarm.proxy_config_name(cfg, proxy_text)
     release = f"{tag}@{now()}"
     parallelism = 1 if migrate else 0  # a rollback (no migration) replaces every task at once, start-first
-    run.put(swarm.render(swarm.stack_spec(cfg, image, tag, release, cfg_name, parallelism=parallelism)), p.stack)
+    run.put(swarm.render(swarm.stack_spec(cfg, image, tag, release, cfg_name, parallelism=parallelism,
+                                          edge_ref=edge_ref)), p.stack)
     if cfg.proxy:
         run.put(proxy_text, p.proxy_cfg)
     run.run(swarm.login_cmd(cfg), stdin=cfg.registry_password + "\n", hide=True, timeout=t)
@@ -134,10 +136,14 @@ def roll_out(cfg, run, tag: str, image: str, *, migrate: bool, base: bool) -> No
     prior = run.run(swarm.update_status_cmd(cfg, "app"), hide=True, check=False, timeout=t)
     existed = prior.ok
     if base:
-        only = ("db", "proxy") if cfg.proxy else ("db",)
-        run.put(swarm.render(swarm.stack_spec(cfg, image, tag, release, cfg_name, only=only)), p.base)
+        only = ("db", "proxy", "certs") if cfg.proxy else ("db",)
+        run.put(swarm.render(swarm.stack_spec(cfg, image, tag, release, cfg_name, only=only, edge_ref=edge_ref)),
+                p.base)
         run.run(swarm.stack_deploy_cmd(cfg, p.base), timeout=t)
         wait_running(cfg, run, "db", 1)
+        if cfg.proxy and cfg.tls:
+            edge_steps.wait_certs(cfg, run)
+    edge_steps.trusted_proxy(cfg, run)
     if migrate:
         run.put(swarm.migrate_env(cfg), p.migrate_env)
         try:

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote as urlquote
 
-PROXY_CFG = Path(__file__).resolve().parent / "proxy" / "haproxy.cfg"
+from deploy.ship import edge_stack
+
+PROXY_CFG = Path(__file__).resolve().parent / "proxy" / "haproxy.cfg"   # an example rendering (edge_cfg renders the real one)
 APP_PORT = 8000          # container contract: uWSGI HTTP on :8000
 PROXY_PORT = 8080        # the proxy listens here inside its container
 DB_USER = DB_NAME = "app"
@@ -68,7 +70,7 @@ def database_url(cfg) -> str:
 def secret_values(cfg) -> dict[str, str]:
     """The app's secrets by their file name under /run/secrets."""
     return {"django_secret_key": cfg.django_secret_key, "database_url": database_url(cfg),
-            "postgres_password": cfg.postgres_password}
+            "postgres_password": cfg.postgres_password, **edge_stack.secret_values(cfg)}
 
 
 def secret_names(cfg) -> dict[str, str]:
@@ -98,7 +100,7 @@ def _ports(cfg, target: int) -> list:
 
 
 def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, only: tuple | None = None,
-               parallelism: int = 1) -> dict:
+               parallelism: int = 1, edge_ref: str = "") -> dict:
     """The compose (v3.8) stack as a dict. ``only`` keeps a subset of services (the base deploy).
 
     A deploy replaces app tasks one at a time (``parallelism`` 1); `inv rollback` passes 0 (all at once,
@@ -113,8 +115,9 @@ def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, onl
         "DJANGO_MANAGEPY_MIGRATE": "off",   # migrations run once, before the rollout (deploy.ship.executor)
         "DJDEPLOY_RELEASE": release,        # every deploy is an update, so convergence is always observable
     }
-    if cfg.django_trusted_proxy:
-        app_env["DJANGO_TRUSTED_PROXY"] = cfg.django_trusted_proxy
+    app_env.update(edge_stack.app_environment(cfg))
+    if cfg.django_trusted_proxy or not cfg.proxy:
+        app_env["DJANGO_TRUSTED_PROXY"] = cfg.django_trusted_proxy or cfg.trusted_lb
     app = {
         "image": image,
         "environment": app_env,
@@ -129,6 +132,8 @@ def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, onl
     }
     if not cfg.proxy:
         app["ports"] = _ports(cfg, APP_PORT)
+    elif not cfg.django_trusted_proxy:  # X-Forwarded-Proto from the stack network only (edge_stack.trusted_proxy_cmd)
+        app["env_file"] = [edge_stack.app_env_file(cfg.remote_dir)]
     db = {
         "image": cfg.postgres_image,
         "environment": {"POSTGRES_USER": DB_USER, "POSTGRES_DB": DB_NAME},
@@ -163,6 +168,8 @@ def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, onl
                            mode="global"),
         }
         spec["configs"] = {"haproxy_cfg": {"name": proxy_cfg_name, "file": paths(cfg).proxy_cfg}}
+        if cfg.tls:
+            edge_stack.apply(spec, cfg, edge_ref, _deploy_block(cfg, 1, "stop-first"))
     if only is not None:
         spec["services"] = {k: v for k, v in services.items() if k in only}
     return spec
