@@ -25,6 +25,14 @@ PACKAGES = {
     "ssh-keygen": "openssh-client",
     "htpasswd": "apache2-utils",
 }
+# Tools the real-browser and TLS tests use (tests/browser): installed with the others when the lab can
+# install (root on Debian/Ubuntu); otherwise `lab.up` only says which are missing (those tests then skip).
+TEST_TOOLS = {
+    "chromium": "chromium",
+    "chromedriver": "chromium-driver",
+    "certutil": "libnss3-tools",   # a fresh NSS db per browser run, trusting the lab CA root
+    "testssl": "testssl.sh",
+}
 SBIN = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 DOCKER_PIDFILE = Path("/var/run/docker.pid")
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
@@ -63,7 +71,7 @@ def host_facts() -> HostFacts:
     except OSError:
         release = ""
     return HostFacts(is_root=os.geteuid() == 0, os_ids=os_ids(release),
-                     commands=frozenset(c for c in PACKAGES if which(c)))
+                     commands=frozenset(c for c in {**PACKAGES, **TEST_TOOLS} if which(c)))
 
 
 def needed_commands(engine_answers: bool, base_needs_build: bool) -> list[str]:
@@ -79,6 +87,11 @@ def needed_commands(engine_answers: bool, base_needs_build: bool) -> list[str]:
 def missing_packages(facts: HostFacts, needed: list[str]) -> list[str]:
     """Pure: the Debian packages to install, in a stable order, for the needed commands not present."""
     return list(dict.fromkeys(PACKAGES[c] for c in needed if c not in facts.commands))
+
+
+def missing_test_tools(facts: HostFacts) -> list[str]:
+    """Pure: the Debian packages of TEST_TOOLS whose command is not present."""
+    return list(dict.fromkeys(TEST_TOOLS[c] for c in TEST_TOOLS if c not in facts.commands))
 
 
 def install_problem(facts: HostFacts, packages: list[str], engine_answers: bool) -> str | None:

@@ -2,7 +2,7 @@
 
 up: check everything first (what to install, can we, ports free), then install missing Debian packages,
 start dockerd if none answers, link the compose plugin, build the Debian base and the stand-ins that
-are missing or stale, start the registry and the SSH manager, init the swarm. Each claim goes to the
+are missing or stale, start the registry and the SSH manager, init the swarm, start the ACME CA (Pebble). Each claim goes to the
 state file as soon as it is made, so `down` removes exactly what this lab made.
 """
 
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from deploy.core.errors import EngineUnavailable, ToolkitError
-from deploy.lab import baseimage, host, paths, procs, registry, sshd, standins, state
+from deploy.lab import acme, baseimage, host, paths, procs, registry, sshd, standins, state
 
 DEFAULT_BASE = "debian:13.7-slim"
 LAB_ID = str(paths.LAB_DIR)
@@ -51,6 +51,13 @@ def check_ports() -> None:
         raise procs.port_taken_error(paths.SSH_PORT, f"SSH manager (127.0.0.1:{paths.SSH_PORT})", sshd.ENV_PORT)
 
 
+def check_acme_port(runner) -> None:
+    """Raise if the ACME CA's port answers and it is not the lab's Pebble (checked before any side effect)."""
+    spec = acme.lab_spec(LAB_ID)
+    if spec.api_port and procs.port_answers("127.0.0.1", spec.api_port) and not acme.running(runner, spec):
+        raise procs.port_taken_error(spec.api_port, f"ACME CA (127.0.0.1:{spec.api_port})", acme.ENV_PORT)
+
+
 def up(runner, say=print) -> dict:
     """Provision the lab; return the state (what this lab made)."""
     started = time.monotonic()
@@ -66,10 +73,16 @@ def up(runner, say=print) -> dict:
     problem = host.install_problem(facts, packages, cli is not None)
     if problem:
         raise ToolkitError(problem)
+    tools = host.missing_test_tools(facts)
+    if tools and host.install_problem(facts, tools, True):
+        say(f"note: the browser/TLS tests need {' '.join(tools)} (not installed; those tests skip)")
+    elif tools:
+        packages += tools
     if cli is None and not facts.is_root:
         raise ToolkitError("no Docker engine answers and starting dockerd needs root; start Docker, "
                            "or run `inv lab.up` as root")
     check_ports()
+    check_acme_port(runner)
 
     paths.LAB_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
 
@@ -108,6 +121,7 @@ def up(runner, say=print) -> dict:
         claim(swarm_initialized=True)
     elif swarm_state(cli) != "active":
         raise ToolkitError(f"the engine's swarm is '{swarm_state(cli)}'; fix it (`docker info`) and run `inv lab.up` again")
+    claim(acme=acme.ensure(runner, acme.lab_spec(LAB_ID), say))
     for name in missing_project_images(cli):
         say(f"note: {name} is named by the project but not present and the lab has no recipe for it")
     say(f"lab up in {time.monotonic() - started:.1f}s (registry {paths.REGISTRY}, ssh root@127.0.0.1:{paths.SSH_PORT})")
@@ -152,6 +166,12 @@ def status() -> list[tuple[str, bool, str]]:
     swarm = swarm_state(cli) if cli else "unknown"
     mine = " (initialized by the lab)" if st["swarm_initialized"] else ""
     rows.append(("swarm", swarm == "active", f"{swarm}{mine}"))
+    if cli is not None:
+        from invoke import Context
+
+        from deploy.core.runner import Runner
+
+        rows.append(acme.status_row(Runner(ctx=Context(), echo=False), acme.lab_spec(LAB_ID)))
     return rows
 
 

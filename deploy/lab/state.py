@@ -20,6 +20,8 @@ FIELDS = {
     "images": [],                # images this lab built or imported
     "compose_plugin": None,      # the plugin link this lab created
     "packages": [],              # Debian packages this lab installed (reported; never removed)
+    "acme": None,                # the ACME CA (Pebble): its network, containers, directory URL (labelled;
+                                 # `down` removes them with every other container/network of the lab label)
 }
 
 

@@ -183,3 +183,4 @@ def up(stack, request) -> Stack:
     request.node.stacks.append(stack)
     stack.up()
     return stack
+
