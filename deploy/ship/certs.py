@@ -115,12 +115,12 @@ def acme_problems(hosts: list[str]) -> list[str]:
     for host in hosts:
         try:
             ipaddress.ip_address(host)
-            out.append(f"{host}: TLS_MODE=acme orders names only, not IP addresses; remove it from "
+            out.append(f"DJANGO_ALLOWED_HOSTS entry {host}: TLS_MODE=acme orders names only, not IP addresses; remove it from "
                        f"DJANGO_ALLOWED_HOSTS or use TLS_MODE=files")
             continue
         except ValueError:
             pass
         if host == "*" or host.startswith("."):
-            out.append(f"{host}: needs a wildcard certificate, which HTTP-01 cannot get; list the names in "
+            out.append(f"DJANGO_ALLOWED_HOSTS entry {host}: needs a wildcard certificate, which HTTP-01 cannot get; list the names in "
                        f"DJANGO_ALLOWED_HOSTS or use TLS_MODE=files")
     return out

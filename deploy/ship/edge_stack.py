@@ -99,7 +99,7 @@ def app_env_file(remote_dir: str) -> str:
 
 def trusted_proxy_cmd(cfg, network: str) -> list:
     """Write DJANGO_TRUSTED_PROXY=<the stack network's subnets> on the manager (the app's env_file)."""
-    return ["sh", "-c", 'set -e; s="$(docker network inspect --format "{{range .IPAM.Config}}{{.Subnet}},{{end}}" "$1")"; '
+    return ["sh", "-c", 'set -e; umask 077; s="$(docker network inspect --format "{{range .IPAM.Config}}{{.Subnet}},{{end}}" "$1")"; '
                         '[ -n "$s" ]; printf "DJANGO_TRUSTED_PROXY=%s\\n" "${s%,}" > "$2"',
             "trusted-proxy", network, app_env_file(cfg.remote_dir)]
 

@@ -65,7 +65,7 @@ def convert(raw: dict, where, problems: list, base: Path, hosts: list[str], c: d
     if mode not in ("acme", "files", "external"):
         problems.append(f"{where('TLS_MODE')}: TLS_MODE must be one of acme, files, external (got {mode!r})")
     t.update(_numbers(raw, where, problems))
-    if mode in ("acme", "files") and not c.get("proxy", True):
+    if mode in ("acme", "files") and raw.get("PROXY") == "off":
         problems.append(f"{where('TLS_MODE')}: TLS_MODE={mode} needs the stack's proxy (PROXY=on); with PROXY=off "
                         f"TLS must end before the stack: TLS_MODE=external")
     if mode in ("acme", "files") and t["https_port"] == c.get("published_port"):

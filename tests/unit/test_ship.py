@@ -78,7 +78,7 @@ def cfg(tmp_path):
         f"MANAGER_HOST=127.0.0.1\nSSH_PORT=2222\nSSH_KEY={tmp_path}/id\nKNOWN_HOSTS={tmp_path}/kh\n"
         "REGISTRY=127.0.0.1:5000\nREGISTRY_USER=lab\nREGISTRY_PASSWORD=regsecret\nSTACK_NAME=djt\n"
         f"DJANGO_SECRET_KEY={KEY}\nPOSTGRES_PASSWORD=pgsecret\nDJANGO_ALLOWED_HOSTS=127.0.0.1\nPUBLISHED_PORT=18080\n"
-        "PUBLISH_MODE=host\nENDPOINT_MODE=dnsrr\n")
+        "PUBLISH_MODE=host\nENDPOINT_MODE=dnsrr\nTLS_MODE=external\nTRUSTED_LB=192.0.2.1\n")
     return load("lab", env_dir=tmp_path, environ={})
 
 
@@ -87,7 +87,7 @@ def offline(monkeypatch):
     """No registry, no HTTP, no sleeping: the local side answers as a healthy lab would."""
     monkeypatch.setattr(registry, "check", lambda cfg: None)
     monkeypatch.setattr(registry, "require_tag", lambda cfg, tag: "sha256:feed")
-    monkeypatch.setattr(wait, "probe", lambda url, host: (200, "v2"))
+    monkeypatch.setattr(wait, "probe", lambda url, host, **kw: (200, "v2"))
     monkeypatch.setattr(wait, "POLL", 0)
     monkeypatch.setattr(executor, "git_tag", lambda: "abc1234")
 
@@ -97,6 +97,9 @@ def remote(cfg, manager, out):
 
 
 FINISH = "sh -c 'cat >> \"$1\"; status=$?; rm -rf \"$2\" && exit \"$status\"' finish /var/lib/djdeploy/djt/audit.log /var/lib/djdeploy/djt/lock"
+TRUSTED = ("sh -c 'set -e; umask 077; s=\"$(docker network inspect --format \"{{range .IPAM.Config}}{{.Subnet}},{{end}}\" \"$1\")\"; "
+           "[ -n \"$s\" ]; printf \"DJANGO_TRUSTED_PROXY=%s\\n\" \"${s%,}\" > \"$2\"' trusted-proxy djt_backend "
+           "/var/lib/djdeploy/djt/trusted-proxy.env")
 DRY_PLAN = [
     ("local", "check registry http://127.0.0.1:5000/v2/ (user lab)"),
     ("local", "check that 127.0.0.1:5000/djapp:v2 is in the registry"),
@@ -111,6 +114,7 @@ DRY_PLAN = [
     ("root@127.0.0.1", "put /var/lib/djdeploy/djt/stack-base.yml (mode 0600, SIZE bytes)"),
     ("root@127.0.0.1", "docker --config /var/lib/djdeploy/djt/docker stack deploy --with-registry-auth --compose-file /var/lib/djdeploy/djt/stack-base.yml djt"),
     ("root@127.0.0.1", "wait until djt_db runs 1 healthy task(s) (poll `docker service ps --filter desired-state=running --format '{{.CurrentState}}|{{.Image}}|{{.Error}}' djt_db`, up to 300s)"),
+    ("root@127.0.0.1", TRUSTED),
     ("root@127.0.0.1", "put /var/lib/djdeploy/djt/migrate.env (mode 0600, SIZE bytes)"),
     ("root@127.0.0.1", "docker --config /var/lib/djdeploy/djt/docker run --rm --network djt_backend --env-file /var/lib/djdeploy/djt/migrate.env --label djdeploy.stack=djt --label djdeploy.role=migrate 127.0.0.1:5000/djapp:v2 python manage.py migrate --noinput"),
     ("root@127.0.0.1", "rm -f /var/lib/djdeploy/djt/migrate.env"),

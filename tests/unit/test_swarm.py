@@ -15,7 +15,9 @@ def cfg(**over):
                 registry_user="ci", registry_password="regpass", django_secret_key=KEY, postgres_password="p@ss/word",
                 django_allowed_hosts="shop.example.com", replicas=3, published_port=80, publish_mode="ingress",
                 endpoint_mode="vip", proxy=True, proxy_image="haproxy:3.0-trixie", postgres_image="postgres:17-trixie",
-                stop_grace_period=30, health_host="shop.example.com", django_trusted_proxy="")
+                stop_grace_period=30, health_host="shop.example.com", django_trusted_proxy="", tls_mode="external",
+                tls=False, trusted_lb="192.0.2.7", https_port=443, hsts_max_age=3600, hsts_include_subdomains=False,
+                hsts_preload=False, tls_cert="", tls_key="", acme_ca_root="", acme_network="", cert_sync_interval=10)
     base.update(over)
     return SimpleNamespace(**base)
 
