@@ -30,7 +30,7 @@ from loadgen import LoadGenerator  # noqa: E402
 
 from deploy.ship import config, executor
 from deploy.image import builder
-from deploy import swarm  # noqa: E402
+from deploy.ship import stackfile  # noqa: E402
 from deploy.lab import cluster, cluster_env  # noqa: E402
 from deploy.lab.cluster_plan import ClusterSpec  # noqa: E402
 
@@ -80,7 +80,7 @@ def main() -> int:
         cluster_env.push_stand_ins(out=io.StringIO())
         cluster_env.write(spec, env_dir=tmp, env="cluster", stack=stack, replicas=3)
         cfg = config.load("cluster", env_dir=tmp, environ={})
-        if swarm.stack_spec(cfg, "i", "t", "r", "c")["services"]["proxy"]["deploy"].get("mode") != "global":
+        if stackfile.stack_spec(cfg, "i", "t", "r", "c")["services"]["proxy"]["deploy"].get("mode") != "global":
             print("note: the stack runs one proxy task (not one per node); load goes to node 1 only", flush=True)
             ports = [spec.app_port(1)]
         else:

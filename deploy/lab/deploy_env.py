@@ -56,6 +56,7 @@ def lab_env_text(stack: str = "djlab", port: int = 8080, replicas: int = 2, extr
         "DJANGO_SECRET_KEY_FILE": str(secret_file("django_secret_key")),
         "POSTGRES_PASSWORD_FILE": str(secret_file("postgres_password")),
         "CONNECT_TIMEOUT": "5",
+        "ALLOW_DIRTY": "on",         # the lab deploys whatever the tree holds (other environments: --allow-dirty)
     }
     if tls:
         values.update({"DJANGO_ALLOWED_HOSTS": HOST_NAME, "HTTPS_PORT": str(https_port), "CERT_SYNC_INTERVAL": "2",

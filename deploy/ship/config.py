@@ -2,22 +2,26 @@
 
 Precedence: flag > environment (``DJDEPLOY_<KEY>``) > env file > defaults. The prefix keeps a
 developer's local ``DJANGO_SECRET_KEY`` from silently reaching production. A secret may also be
-given as ``<KEY>_FILE`` (a path to a file holding it; relative paths are relative to the env file).
+given as ``<KEY>_FILE`` in the file (relative paths: to the env file) or ``DJDEPLOY_<KEY>_FILE`` in the
+environment (relative: to the current directory). A secret still holding a committed example's
+placeholder is refused, and an unknown ``DJDEPLOY_*`` variable is reported as a likely typo.
 Every problem is reported at once with the file and line; the result is a frozen dataclass.
 The env files live in deploy/ (``DJDEPLOY_ENV_DIR`` points elsewhere, e.g. for tests).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.core.envfile import EnvValue, read_env_file
 from deploy.core.errors import ConfigError
 from deploy.core import project
 from deploy.ship import tls_config
+from deploy.ship.validate import convert
 
 DEPLOY_DIR = Path(os.environ.get("DJDEPLOY_ENV_DIR") or project.ROOT / "deploy")  # where <env>.env files live
 ENV_PREFIX = "DJDEPLOY_"
@@ -44,14 +48,19 @@ DEFAULTS = {
     "CONNECT_TIMEOUT": "10",          # SSH connect, banner and auth, seconds
     "COMMAND_TIMEOUT": "300",         # any one remote command, seconds
     "CONVERGE_TIMEOUT": "300",        # rollout (or rollback) to finish, seconds
-    "DJANGO_TRUSTED_PROXY": "",       # default with the proxy: the stack network's subnet (read at deploy time)
-    **tls_config.DEFAULTS,
+    "DJANGO_TRUSTED_PROXY": "",
+    "ALLOW_DIRTY": "off",             # on: images of a -dirty tree may go here (the lab); else --allow-dirty
+    # Limits of each Swarm service (CIS Docker Benchmark 5.10-5.11, 5.28): memory, CPUs, processes.
+    "APP_MEMORY": "512M", "APP_CPUS": "1", "APP_PIDS": "256",
+    "DB_MEMORY": "1G", "DB_CPUS": "1", "DB_PIDS": "512",
+    "PROXY_MEMORY": "256M", "PROXY_CPUS": "0.5", "PROXY_PIDS": "128",
+    **tls_config.DEFAULTS,            # TLS_MODE, HTTPS_PORT, HSTS_*, TLS_*_FILE, ACME_*, TRUSTED_LB (issue 9)
 }
 KNOWN = set(REQUIRED) | set(DEFAULTS)
-HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
-STACK_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
-REGISTRY_RE = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
-IMAGE_RE = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
+EXAMPLE_DIR = Path(__file__).resolve().parents[1]   # deploy/*.env.example: the committed examples
+# DJDEPLOY_* variables that are not deploy settings (the toolkit's own and the lab's): not reported as typos.
+TOOLKIT_VARIABLES = {"DJDEPLOY_ENV_DIR", "DJDEPLOY_PROJECT_DIR", "DJDEPLOY_RELEASE"}
+TOOLKIT_PREFIXES = ("DJDEPLOY_LAB_", "DJDEPLOY_CLUSTER_", "DJDEPLOY_TEST_", "DJDEPLOY_BENCH_")
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,16 @@ class DeployConfig:
     command_timeout: float
     converge_timeout: float
     django_trusted_proxy: str
+    allow_dirty: bool
+    app_memory: str
+    app_cpus: str
+    app_pids: int
+    db_memory: str
+    db_cpus: str
+    db_pids: int
+    proxy_memory: str
+    proxy_cpus: str
+    proxy_pids: int
     tls_mode: str = "external"
     https_port: int = 443
     hsts_max_age: int = 3600
@@ -113,7 +132,8 @@ class DeployConfig:
     @property
     def secrets(self) -> tuple:
         """Values that must never be printed."""
-        return tuple(s for s in (self.registry_password, self.django_secret_key, self.postgres_password, self.tls_key) if s)
+        return tuple(s for s in (self.registry_password, self.django_secret_key, self.postgres_password, self.tls_key)
+                     if s)
 
     @property
     def repository(self) -> str:
@@ -142,40 +162,24 @@ def env_path(env: str, env_dir: Path = DEPLOY_DIR) -> Path:
 
 
 def load(env: str, env_dir: Path = DEPLOY_DIR, environ: dict | None = None, flags: dict | None = None) -> DeployConfig:
-    """Load and validate ``env``; raise ``ConfigError`` listing every problem (file:line) at once."""
+    """Load and validate ``env``; raise ``ConfigError`` listing every problem (file:line) at once.
+
+    ``flags`` maps KEY -> value from task flags (None: not given); they win over everything else."""
     path = env_path(env, env_dir)
     environ = os.environ if environ is None else environ
-    values = read_env_file(path)
-    raw, origin, problems = {}, {}, []
-    for key, val in DEFAULTS.items():
-        raw[key], origin[key] = val, f"{path} (default {key})"
-    for key, ev in values.items():
-        base = key[:-5] if key.endswith("_FILE") and key[:-5] in SECRET_KEYS else key
-        if base not in KNOWN:
-            problems.append(f"{path}:{ev.line}: unknown key {key} (a typo? see deploy/prod.env.example)")
-            continue
-        if base != key:
-            if base in values:
-                problems.append(f"{path}:{ev.line}: set {base} or {key}, not both")
-                continue
-            secret = _read_secret_file(ev, path, problems)
-            if secret is None:
-                continue
-            ev = EnvValue(secret, ev.line)
-        raw[base], origin[base] = ev.value, f"{path}:{ev.line}"
-    for key in sorted(KNOWN):
-        if ENV_PREFIX + key in environ:
-            raw[key], origin[key] = environ[ENV_PREFIX + key], f"environment {ENV_PREFIX}{key}"
+    raw = dict(DEFAULTS)
+    origin = {key: f"{path} (default {key})" for key in DEFAULTS}
+    problems: list = []
+    _file_layer(path, raw, origin, problems)
+    _environment_layer(environ, raw, origin, problems)
     for key, val in (flags or {}).items():
         if val is not None:
             raw[key], origin[key] = str(val), f"flag for {key}"
     for key in REQUIRED:
         if not raw.get(key, "").strip():
-            if key in raw:
-                problems.append(f"{origin[key]}: {key} is empty")
-            else:
-                problems.append(f"{path}: {key} is required")
-    conf = _convert(raw, origin, problems)
+            problems.append(f"{origin[key]}: {key} is empty" if key in raw else f"{path}: {key} is required")
+    _placeholders(raw, origin, problems)
+    conf = convert(raw, origin, problems)
     hosts = [h for h in conf["django_allowed_hosts"].split(",") if h]
     conf.update(tls_config.convert(raw, lambda k: origin.get(k, k), problems, path.parent, hosts, conf))
     if not raw["HEALTH_URL"] and conf["tls_mode"] in ("acme", "files"):
@@ -185,82 +189,81 @@ def load(env: str, env_dir: Path = DEPLOY_DIR, environ: dict | None = None, flag
     return DeployConfig(env=env, source=str(path), **conf)
 
 
-def _read_secret_file(ev: EnvValue, path: Path, problems: list) -> str | None:
-    target = Path(os.path.expanduser(ev.value))
+def _file_layer(path: Path, raw: dict, origin: dict, problems: list) -> None:
+    values = read_env_file(path)
+    for key, ev in values.items():
+        base = key[:-5] if key.endswith("_FILE") and key[:-5] in SECRET_KEYS else key
+        if base not in KNOWN:
+            problems.append(f"{path}:{ev.line}: unknown key {key} (a typo? see deploy/prod.env.example)")
+            continue
+        if base != key:
+            if base in values:
+                problems.append(f"{path}:{ev.line}: set {base} or {key}, not both")
+                continue
+            secret = _read_secret_file(ev.value, path.parent, f"{path}:{ev.line}", problems)
+            if secret is None:
+                continue
+            ev = EnvValue(secret, ev.line)
+        raw[base], origin[base] = ev.value, f"{path}:{ev.line}"
+
+
+def _environment_layer(environ, raw: dict, origin: dict, problems: list) -> None:
+    """``DJDEPLOY_<KEY>`` and, for secrets, ``DJDEPLOY_<KEY>_FILE`` (a path; relative to the current directory)."""
+    for name in sorted(n for n in environ if n.startswith(ENV_PREFIX)):
+        key = name[len(ENV_PREFIX):]
+        if key in KNOWN:
+            if key in SECRET_KEYS and f"{name}_FILE" in environ:
+                problems.append(f"environment: set {name} or {name}_FILE, not both")
+                continue
+            raw[key], origin[key] = environ[name], f"environment {name}"
+        elif key.endswith("_FILE") and key[:-5] in SECRET_KEYS:
+            if name[:-5] in environ:
+                continue  # reported once, above
+            secret = _read_secret_file(environ[name], Path.cwd(), f"environment {name}", problems)
+            if secret is not None:
+                raw[key[:-5]], origin[key[:-5]] = secret, f"environment {name}"
+        elif not _toolkit_variable(name):
+            problems.append(f"environment {name}: unknown variable (a typo?{_closest(key)}); "
+                            f"the keys are listed in deploy/prod.env.example")
+
+
+def _toolkit_variable(name: str) -> bool:
+    return name in TOOLKIT_VARIABLES or name.startswith(TOOLKIT_PREFIXES)
+
+
+def _closest(key: str) -> str:
+    names = sorted(KNOWN) + [f"{k}_FILE" for k in SECRET_KEYS]
+    match = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    return f" did you mean {ENV_PREFIX}{match[0]}?" if match else ""
+
+
+def placeholder_values(example_dir: Path = EXAMPLE_DIR) -> dict:
+    """Placeholder secrets of the committed examples: value -> example file."""
+    found = {}
+    for example in sorted(example_dir.glob("*.env.example")):
+        for key, ev in read_env_file(example).items():
+            if key in SECRET_KEYS and ev.value.strip():
+                found.setdefault(ev.value.strip(), example.name)
+    return found
+
+
+def _placeholders(raw: dict, origin: dict, problems: list) -> None:
+    """A secret that is (or contains) an example's placeholder is refused; the value is never printed."""
+    known = placeholder_values()
+    for key in SECRET_KEYS:
+        val = raw.get(key, "").strip().lower()
+        for placeholder, example in known.items():
+            if val and placeholder.lower() in val:
+                problems.append(f"{origin[key]}: {key} is the placeholder of deploy/{example}; set a real secret")
+                break
+
+
+def _read_secret_file(value: str, base: Path, where: str, problems: list) -> str | None:
+    target = Path(os.path.expanduser(value))
     if not target.is_absolute():
-        target = path.parent / target
+        target = base / target
     try:
         return target.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        problems.append(f"{path}:{ev.line}: cannot read {target} ({exc.strerror or exc})")
+        problems.append(f"{where}: cannot read {target} ({exc.strerror or exc})")
         return None
-
-
-def _convert(raw: dict, origin: dict, problems: list) -> dict:
-    def where(key):
-        return origin.get(key, key)
-
-    def integer(key, low, high):
-        try:
-            n = int(raw[key])
-            if low <= n <= high:
-                return n
-        except ValueError:
-            pass
-        problems.append(f"{where(key)}: {key} must be a whole number from {low} to {high} (got {raw[key]!r})")
-        return low
-
-    def choice(key, options):
-        if raw[key] not in options:
-            problems.append(f"{where(key)}: {key} must be one of {', '.join(options)} (got {raw[key]!r})")
-        return raw[key]
-
-    def match(key, regex, what):
-        if raw.get(key) and not regex.match(raw[key]):
-            problems.append(f"{where(key)}: {key} must be {what} (got {raw[key]!r})")
-        return raw.get(key, "")
-
-    c = {}
-    c["manager_host"] = match("MANAGER_HOST", HOST_RE, "a host name or IP address")
-    c["stack_name"] = match("STACK_NAME", STACK_RE, "lowercase letters, digits, '-' or '_', starting with a letter")
-    c["registry"] = match("REGISTRY", REGISTRY_RE, "host[:port] without a scheme")
-    c["app_image"] = match("APP_IMAGE", IMAGE_RE, "a lowercase repository name like djapp")
-    for key in ("REGISTRY_USER", "REGISTRY_PASSWORD", "DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "SSH_USER",
-                "PROXY_IMAGE", "POSTGRES_IMAGE", "DJANGO_TRUSTED_PROXY"):
-        c[key.lower()] = raw.get(key, "")
-    hosts = [h.strip() for h in raw.get("DJANGO_ALLOWED_HOSTS", "").split(",") if h.strip()]
-    c["django_allowed_hosts"] = ",".join(hosts)
-    c["ssh_port"] = integer("SSH_PORT", 1, 65535)
-    c["replicas"] = integer("REPLICAS", 1, 100)
-    c["published_port"] = integer("PUBLISHED_PORT", 1, 65535)
-    c["stop_grace_period"] = integer("STOP_GRACE_PERIOD", 1, 3600)
-    c["connect_timeout"] = float(integer("CONNECT_TIMEOUT", 1, 600))
-    c["command_timeout"] = float(integer("COMMAND_TIMEOUT", 1, 7200))
-    c["converge_timeout"] = float(integer("CONVERGE_TIMEOUT", 10, 7200))
-    c["publish_mode"] = choice("PUBLISH_MODE", ("ingress", "host"))
-    c["endpoint_mode"] = choice("ENDPOINT_MODE", ("vip", "dnsrr"))
-    c["proxy"] = choice("PROXY", ("on", "off")) == "on"
-    if not c["proxy"] and c["publish_mode"] == "host" and c["replicas"] > 1:
-        problems.append(f"{where('PROXY')}: PROXY=off with PUBLISH_MODE=host admits one app task per node and no "
-                        f"start-first update; use PROXY=on (or PUBLISH_MODE=ingress where the routing mesh works)")
-    key_text = raw.get("DJANGO_SECRET_KEY", "")
-    if key_text and (len(key_text) < 50 or len(set(key_text)) < 5):
-        problems.append(f"{where('DJANGO_SECRET_KEY')}: DJANGO_SECRET_KEY is too weak (at least 50 characters, 5 distinct); "
-                        f"generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(50))'")
-    for key in ("SSH_KEY", "KNOWN_HOSTS"):
-        p = Path(os.path.expanduser(raw[key]))
-        c[key.lower()] = str(p)
-        if not p.is_file():
-            problems.append(f"{where(key)}: {key} file {p} does not exist")
-    stack = c["stack_name"] or "app"
-    c["remote_dir"] = raw["REMOTE_DIR"] or f"/var/lib/djdeploy/{stack}"
-    if not c["remote_dir"].startswith("/"):
-        problems.append(f"{where('REMOTE_DIR')}: REMOTE_DIR must be an absolute path (got {raw['REMOTE_DIR']!r})")
-    c["health_host"] = raw["HEALTH_HOST"] or (hosts[0] if hosts else "localhost")
-    c["health_url"] = raw["HEALTH_URL"] or f"http://{c['manager_host']}:{c['published_port']}/health/?ready=1"
-    if not c["health_url"].startswith(("http://", "https://")):
-        problems.append(f"{where('HEALTH_URL')}: HEALTH_URL must start with http:// or https:// (got {raw['HEALTH_URL']!r})")
-    return c
-
-
-FIELD_NAMES = tuple(f.name for f in fields(DeployConfig))

@@ -12,21 +12,40 @@ import json
 import time
 
 from deploy.core.errors import ToolkitError
-from deploy.ship import edge_image, edge_stack, swarm
-from deploy.ship.wait import POLL, _quiet, note
+from deploy.core.runner import quote
+from deploy.ship import edge_image, edge_stack, plan, stackfile, swarm
+from deploy.ship.wait import POLL, quiet
 
 
-def prepare_image(cfg, local, out) -> str:
-    """Build and push the edge image if the registry lacks its recipe's tag; return its ref."""
-    ref = edge_image.ref(cfg)
-    note(local, f"ensure the edge image {ref} is in the registry (built FROM {cfg.proxy_image} when missing)")
-    return ref if local.dry_run else edge_image.ensure(cfg, out=out)
+def image_steps(cfg) -> list:
+    """Build and push the edge image when the registry lacks its recipe's tag (a local step, before SSH work)."""
+    if not (cfg.proxy and cfg.tls):
+        return []
+    return [plan.Step(plan.BUILD, plan.LOCAL, f"the edge image {edge_image.ref(cfg)} unless the registry has it",
+                      detail=f"FROM {cfg.proxy_image}, deploy/ship/edge (tag = hash of the recipe)",
+                      action=ensure_image)]
 
 
-def trusted_proxy(cfg, run) -> None:
+def ensure_image(job, step) -> str:
+    return edge_image.ensure(job.cfg, out=job.out)
+
+
+def certs_steps(cfg) -> list:
+    """After the base deploy (db, proxy, certs), before the migration: wait for a valid certificate."""
+    if not (cfg.proxy and cfg.tls):
+        return []
+    cmd = edge_stack.certs_status_cmd(cfg)
+    return [plan.poll(f"until {stackfile.service(cfg, 'certs')} serves a valid certificate for this configuration "
+                      f"(a CA refusal fails here, before any app change)", wait_certs,
+                      detail=f"poll `{quote(cmd)}` up to {cfg.converge_timeout:g}s")]
+
+
+def trusted_proxy_steps(cfg) -> list:
     """The app trusts X-Forwarded-Proto from the stack network's subnet only (written to its env_file)."""
-    if cfg.proxy and not cfg.django_trusted_proxy:
-        run.run(edge_stack.trusted_proxy_cmd(cfg, swarm.network(cfg)), hide=True, timeout=cfg.command_timeout)
+    if not cfg.proxy or cfg.django_trusted_proxy:
+        return []
+    return [plan.run("write the stack network's subnet as the app's DJANGO_TRUSTED_PROXY",
+                     edge_stack.trusted_proxy_cmd(cfg, stackfile.network(cfg)))]
 
 
 def parse_status(text: str) -> dict | None:
@@ -55,23 +74,20 @@ def verdict(cfg, status: dict | None) -> tuple[str, str]:
     return "wait", "the certs service is getting its first certificate"
 
 
-def wait_certs(cfg, run) -> None:
+def wait_certs(job, step) -> str:
+    cfg, run = job.cfg, job.manager
     cmd = edge_stack.certs_status_cmd(cfg)
-    note(run, f"wait until {swarm.service(cfg, 'certs')} serves a valid certificate for this configuration "
-              f"(poll `{run.describe(cmd)}`, up to {cfg.converge_timeout:g}s); a CA refusal fails here, before any "
-              f"app change")
-    if run.dry_run:
-        return
-    quiet, deadline, message = _quiet(run), time.monotonic() + cfg.converge_timeout, "no status yet"
+    ask, deadline, message, polls = quiet(run), time.monotonic() + cfg.converge_timeout, "no status yet", 0
     while time.monotonic() < deadline:
-        res = quiet.run(cmd, hide=True, check=False, timeout=30)
+        polls += 1
+        res = ask.run(cmd, hide=True, check=False, timeout=30)
         state, message = verdict(cfg, parse_status(res.stdout) if res.ok else None)
         if state in ("ok", "warn"):
-            run.out.write(f"  {swarm.service(cfg, 'certs')}: {'warning: ' if state == 'warn' else ''}{message}\n")
-            return
+            job.out.write(f"  {stackfile.service(cfg, 'certs')}: {'warning: ' if state == 'warn' else ''}{message}\n")
+            return f"{polls} polls; {message}"
         if state == "fail":
             raise ToolkitError(f"{message}; nothing was rolled out: {cfg.env} keeps serving the previous version "
-                               f"(and its certificate); see `docker service logs {swarm.service(cfg, 'certs')}`")
+                               f"(and its certificate); see `docker service logs {stackfile.service(cfg, 'certs')}`")
         time.sleep(POLL)
     raise ToolkitError(f"timed out after {cfg.converge_timeout:g}s waiting for a certificate ({message}); nothing was "
-                       f"rolled out; see `docker service logs {swarm.service(cfg, 'certs')}`")
+                       f"rolled out; see `docker service logs {stackfile.service(cfg, 'certs')}`")

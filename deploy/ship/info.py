@@ -39,3 +39,19 @@ def audit(cfg, lines: int = 50, out=sys.stdout) -> None:
         res = run.run(swarm.audit_show_cmd(cfg, lines), hide=True, check=False, timeout=cfg.command_timeout)
         out.write(res.stdout if res.ok else f"no audit log yet at {swarm.paths(cfg).audit}\n")
     _with_runner(cfg, out, body)
+
+
+def last_steps(cfg, out=sys.stdout) -> None:
+    """The step timing table of the last deploy or rollback (stored on the manager next to the audit log)."""
+    import json
+
+    from deploy.ship.report import stored_table
+
+    def body(run):
+        res = run.run(swarm.last_steps_cmd(cfg), hide=True, check=False, timeout=cfg.command_timeout)
+        try:
+            data = json.loads(res.stdout) if res.ok and res.stdout.strip() else None
+        except ValueError:
+            data = None
+        out.write(stored_table(data) if data else f"no step timings yet at {swarm.paths(cfg).steps}\n")
+    _with_runner(cfg, out, body)

@@ -48,8 +48,8 @@ def check(cfg, timeout: float = 5.0) -> None:
         raise ToolkitError(f"registry {cfg.registry} answered HTTP {exc.code} on /v2/; check REGISTRY in {cfg.source}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ToolkitError(f"registry {cfg.registry} is not reachable ({reason}); start it (`inv lab.up` for the lab) "
-                           f"or fix REGISTRY in {cfg.source}. Nothing was changed on the manager") from None
+        raise ToolkitError(f"registry {cfg.registry} is not reachable ({reason}); start it or fix REGISTRY in "
+                           f"{cfg.source} (this repository's test lab: `inv lab.up`). Nothing was changed on the manager") from None
 
 
 def manifest_digest(cfg, tag: str) -> str | None:

@@ -1,4 +1,6 @@
-"""Waits of a deploy: each is printed once (also in a dry run), then polled quietly with a deadline.
+"""The polls of a deploy: each is ONE plan step (deploy.ship.plan) that polls quietly until its deadline
+and returns how many times it polled (recorded with the step's duration). Every wait has a deadline and
+says what timed out.
 
 Convergence is read from each service's UpdateStatus, because `docker stack deploy` exits 0 even
 when Swarm later rolls the update back.
@@ -19,73 +21,58 @@ from deploy.core.errors import ToolkitError
 from deploy.core.runner import Runner
 
 POLL = 0.5
+HEALTH_POLL = 0.2
 HEALTH_TIMEOUT = 60.0
 HEALTH_STREAK = 3
 
 
-def note(runner: Runner, text: str) -> None:
-    """Record and print a step that is not a shell command (SDK call, wait, HTTP check)."""
-    runner.history.append((runner.where, text))
-    if runner.echo:
-        runner.out.write(f"[{runner.where}]{' (dry run)' if runner.dry_run else ''} {text}\n")
-        runner.out.flush()
-
-
-def _quiet(run: Runner) -> Runner:
+def quiet(run: Runner) -> Runner:
+    """The same connection, not echoing: a poll is printed once, as its step."""
     return Runner(ctx=run.ctx, where=run.where, secrets=run.secrets, echo=False, out=run.out)
 
 
-def wait_update(cfg, run: Runner, name: str, prior: tuple | None, image: str) -> None:
-    """Wait for the update that started after ``prior`` (state, started-at) to end; ``prior`` None means
-    the service was just created: then wait for its replicas to run."""
-    svc = swarm.service(cfg, name)
-    cmd = swarm.update_status_cmd(cfg, name)
-    note(run, f"wait until {svc} has converged (poll `{run.describe(cmd)}`: completed, or rollback_completed = "
-              f"failure; a new service: all replicas running; up to {cfg.converge_timeout:g}s)")
-    if run.dry_run:
-        return
-    if prior is None:
-        return _poll_running(cfg, run, name, cfg.replicas)
-    quiet, deadline, last, reason = _quiet(run), time.monotonic() + cfg.converge_timeout, "", ""
+def update(cfg, run: Runner, name: str, prior: tuple, image: str) -> int:
+    """Poll until the update that started after ``prior`` (state, started-at) ends; return the poll count."""
+    svc, cmd = swarm.service(cfg, name), swarm.update_status_cmd(cfg, name)
+    ask, deadline, last, reason, polls = quiet(run), time.monotonic() + cfg.converge_timeout, "", "", 0
     while time.monotonic() < deadline:
-        res = quiet.run(cmd, hide=True, check=False, timeout=30)
+        polls += 1
+        res = ask.run(cmd, hide=True, check=False, timeout=30)
         state, started = swarm.parse_update_status(res.stdout)
         if res.ok and state and (state, started) != tuple(prior):
             if state != last:
-                message = quiet.run(swarm.update_message_cmd(cfg, name), hide=True, check=False, timeout=30).stdout.strip()
+                message = ask.run(swarm.update_message_cmd(cfg, name), hide=True, check=False, timeout=30).stdout.strip()
                 run.out.write(f"  {svc}: {state} ({message})\n")
                 reason = message if state in ("rollback_started", "paused") else reason
                 last = state
             if state in swarm.TERMINAL:
-                if state == "completed":
-                    return
-                if state == "rollback_completed":
-                    raise ToolkitError(f"release {image} failed on {svc} ({reason or message}); Swarm rolled it "
-                                       f"back automatically and the previous version keeps serving")
-                raise ToolkitError(f"update of {svc} is {state} ({message}); check `inv status --env {cfg.env}` "
-                                   f"and `inv logs --env {cfg.env}`")
+                _terminal(cfg, svc, state, reason or message, image)
+                return polls
         time.sleep(POLL)
     raise ToolkitError(f"timed out after {cfg.converge_timeout:g}s waiting for {svc} to finish its update "
                        f"(last state: {last or 'not started'}); check `inv status --env {cfg.env}`")
 
 
-def wait_running(cfg, run: Runner, name: str, replicas: int) -> None:
-    svc = swarm.service(cfg, name)
-    cmd = swarm.running_cmd(cfg, name)
-    note(run, f"wait until {svc} runs {replicas} healthy task(s) (poll `{run.describe(cmd)}`, up to {cfg.converge_timeout:g}s)")
-    if not run.dry_run:
-        _poll_running(cfg, run, name, replicas)
+def _terminal(cfg, svc: str, state: str, message: str, image: str) -> None:
+    if state == "completed":
+        return
+    if state == "rollback_completed":
+        raise ToolkitError(f"release {image} failed on {svc} ({message}); Swarm rolled it "
+                           f"back automatically and the previous version keeps serving")
+    raise ToolkitError(f"update of {svc} is {state} ({message}); check `inv status --env {cfg.env}` "
+                       f"and `inv logs --env {cfg.env}`")
 
 
-def _poll_running(cfg, run: Runner, name: str, replicas: int) -> None:
-    svc = swarm.service(cfg, name)
-    cmd = swarm.running_cmd(cfg, name)
-    quiet, deadline, errors = _quiet(run), time.monotonic() + cfg.converge_timeout, []
+def running(cfg, run: Runner, name: str, replicas: int) -> int:
+    """Poll until ``name`` runs ``replicas`` tasks; return the poll count."""
+    svc, cmd = swarm.service(cfg, name), swarm.running_cmd(cfg, name)
+    ask, deadline, errors, polls = quiet(run), time.monotonic() + cfg.converge_timeout, [], 0
     while time.monotonic() < deadline:
-        res = quiet.run(cmd, hide=True, check=False, timeout=30)
+        polls += 1
+        res = ask.run(cmd, hide=True, check=False, timeout=30)
         count, errors = swarm.parse_running(res.stdout) if res.ok else (0, [res.stderr.strip()])
         if count >= replicas:
-            return
+            return polls
         time.sleep(POLL)
     raise ToolkitError(f"timed out after {cfg.converge_timeout:g}s waiting for {svc} to run {replicas} task(s)"
                        f"{' (' + '; '.join(sorted(set(errors))[:3]) + ')' if errors else ''}; check `inv logs --env {cfg.env}`")
@@ -114,7 +101,7 @@ def probe_https(url: str, host: str, cafile: str = "", timeout: float = 3.0) -> 
 
 
 def probe(url: str, host: str, timeout: float = 3.0, cafile: str = "") -> tuple[int, str]:
-    """(status, X-App-Version) of one GET; (0, reason) when it cannot connect."""
+    """(status, X-App-Version) of one GET; (0, reason) when it cannot connect. https: see probe_https."""
     if url.startswith("https://"):
         return probe_https(url, host, cafile, timeout)
     req = urllib.request.Request(url, headers={"Host": host})
@@ -127,19 +114,17 @@ def probe(url: str, host: str, timeout: float = 3.0, cafile: str = "") -> tuple[
         return 0, str(getattr(exc, "reason", exc))
 
 
-def health(cfg, run: Runner, version: str) -> None:
-    note(run, f"check {cfg.health_url} (Host: {cfg.health_host}) until {HEALTH_STREAK} answers in a row are 200 "
-              f"with X-App-Version: {version} (up to {HEALTH_TIMEOUT:g}s)")
-    if run.dry_run:
-        return
-    deadline, streak, last = time.monotonic() + HEALTH_TIMEOUT, 0, None
+def health(cfg, version: str) -> int:
+    """Poll the health URL until HEALTH_STREAK answers in a row are 200 with ``version``; return the poll count."""
+    deadline, streak, last, polls = time.monotonic() + HEALTH_TIMEOUT, 0, None, 0
     while time.monotonic() < deadline:
+        polls += 1
         last = probe(cfg.health_url, cfg.health_host, cafile=cfg.health_ca_file) if cfg.health_ca_file else \
             probe(cfg.health_url, cfg.health_host)
         streak = streak + 1 if last == (200, version) else 0
         if streak >= HEALTH_STREAK:
-            return
-        time.sleep(0.2)
+            return polls
+        time.sleep(HEALTH_POLL)
     raise ToolkitError(f"health check {cfg.health_url} did not answer 200 with X-App-Version {version} within "
                        f"{HEALTH_TIMEOUT:g}s (last: {last}); the rollout finished, so inspect `inv logs --env {cfg.env}` "
                        f"and consider `inv rollback --env {cfg.env}`")

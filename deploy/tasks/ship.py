@@ -30,21 +30,25 @@ def push(c, env, tag=None):
 
 
 @task(help={"env": ENV_HELP, "image": "deploy this tag from the registry (skips build and push)",
-            "dry_run": "print every local and remote command (secrets redacted) and run none"})
-def deploy(c, env, image=None, dry_run=False):
+            "dry_run": "read the environment's state (read-only, no lock) and print the plan's steps; run none",
+            "replicas": "number of app replicas (overrides REPLICAS of the env file and DJDEPLOY_REPLICAS)",
+            "allow_dirty": "deploy an image of a tree with uncommitted changes (-dirty tag) to this environment"})
+def deploy(c, env, image=None, dry_run=False, replicas=None, allow_dirty=False):
     """Build, push, migrate once and roll out to ENV with zero downtime (rollback on failure)."""
     from deploy.ship import executor
 
-    executor.deploy(_config(env), tag=image, build=image is None, dry_run=dry_run)
+    cfg = _config(env, REPLICAS=replicas, ALLOW_DIRTY="on" if allow_dirty else None)
+    executor.deploy(cfg, tag=image, build=image is None, dry_run=dry_run)
 
 
 @task(help={"env": ENV_HELP, "to": "tag to roll back to (default: the previous successful deploy in the audit log)",
-            "dry_run": "print every command and run none"})
-def rollback(c, env, to=None, dry_run=False):
+            "dry_run": "read the environment's state (read-only, no lock) and print the plan's steps; run none",
+            "allow_dirty": "allow rolling back to an image of a tree with uncommitted changes (-dirty tag)"})
+def rollback(c, env, to=None, dry_run=False, allow_dirty=False):
     """Roll ENV back to a known earlier image (an unknown tag is refused)."""
     from deploy.ship import executor
 
-    executor.rollback(_config(env), to=to, dry_run=dry_run)
+    executor.rollback(_config(env, ALLOW_DIRTY="on" if allow_dirty else None), to=to, dry_run=dry_run)
 
 
 @task(help={"env": ENV_HELP})
@@ -55,12 +59,14 @@ def status(c, env):
     info.status(_config(env))
 
 
-@task(help={"env": ENV_HELP, "lines": "how many audit lines to show (default 50)"})
-def audit(c, env, lines=50):
+@task(help={"env": ENV_HELP, "lines": "how many audit lines to show (default 50)",
+            "last": "show the step timing table of the last deploy or rollback instead"})
+def audit(c, env, lines=50, last=False):
     """Show the deploy audit log kept on ENV's manager."""
     from deploy.ship import info
 
-    info.audit(_config(env), int(lines))
+    cfg = _config(env)
+    info.last_steps(cfg) if last else info.audit(cfg, int(lines))
 
 
 @task(help={"env": ENV_HELP})

@@ -90,11 +90,11 @@ class ClusterEnv:
 
 @pytest.fixture(scope="module")
 def cenv(cluster_spec, tmp_path_factory):
-    from deploy.ship import swarm
+    from deploy.ship import stackfile
     from deploy.lab import cluster_env
 
     e = ClusterEnv(cluster_spec, tmp_path_factory.mktemp("clusterenv"))
-    proxy = swarm.stack_spec(e.cfg(), "img", "t", "r", "c")["services"]["proxy"]["deploy"]
+    proxy = stackfile.stack_spec(e.cfg(), "img", "t", "r", "c")["services"]["proxy"]["deploy"]
     assert proxy.get("mode") == "global", "the stack must run one proxy per node for traffic to enter everywhere"
     cluster_env.push_stand_ins(out=io.StringIO())
     yield e

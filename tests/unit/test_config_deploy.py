@@ -168,3 +168,67 @@ def test_committed_examples_cover_every_required_key():
         keys = {k[:-5] if k.endswith("_FILE") else k for k in keys}
         assert set(config.REQUIRED) <= keys, name
         assert keys <= config.KNOWN, name
+
+
+def test_secret_file_from_the_environment_overrides_the_file(tmp_path, monkeypatch):
+    (tmp_path / "pw").write_text("from-env-file\n")
+    write(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    cfg = config.load("prod", env_dir=tmp_path, environ={"DJDEPLOY_REGISTRY_PASSWORD_FILE": "pw",
+                                                          "DJDEPLOY_POSTGRES_PASSWORD_FILE": str(tmp_path / "pw")})
+    assert (cfg.registry_password, cfg.postgres_password) == ("from-env-file", "from-env-file")
+
+
+def test_secret_file_from_the_environment_errors(tmp_path):
+    write(tmp_path)
+    assert problems(tmp_path, environ={"DJDEPLOY_REGISTRY_PASSWORD": "x", "DJDEPLOY_REGISTRY_PASSWORD_FILE": "/p"}) == [
+        "environment: set DJDEPLOY_REGISTRY_PASSWORD or DJDEPLOY_REGISTRY_PASSWORD_FILE, not both"]
+    assert problems(tmp_path, environ={"DJDEPLOY_POSTGRES_PASSWORD_FILE": "/nonexistent/pw"}) == [
+        "environment DJDEPLOY_POSTGRES_PASSWORD_FILE: cannot read /nonexistent/pw (No such file or directory)"]
+
+
+def test_placeholder_secrets_of_the_examples_are_refused_without_printing_them(tmp_path):
+    path = write(tmp_path, REGISTRY_PASSWORD="change-me", POSTGRES_PASSWORD="Change-Me-2",
+                 DJANGO_SECRET_KEY="change-me-to-50-random-characters-python3-c-import-secrets")
+    found = problems(tmp_path)
+    assert found == [
+        f"{path}:5: REGISTRY_PASSWORD is the placeholder of deploy/prod.env.example; set a real secret",
+        f"{path}:6: DJANGO_SECRET_KEY is the placeholder of deploy/prod.env.example; set a real secret",
+        f"{path}:7: POSTGRES_PASSWORD is the placeholder of deploy/prod.env.example; set a real secret"]
+    assert "change" not in " ".join(found).replace("deploy/prod.env.example", "")
+    assert problems(tmp_path, environ={"DJDEPLOY_REGISTRY_PASSWORD": "change-me"})[0] == (
+        "environment DJDEPLOY_REGISTRY_PASSWORD: REGISTRY_PASSWORD is the placeholder of deploy/prod.env.example; "
+        "set a real secret")
+
+
+def test_placeholders_are_read_from_every_committed_example():
+    values = config.placeholder_values()
+    assert values["change-me"] == "prod.env.example"
+    assert set(values) == {"change-me", "change-me-to-50-random-characters-python3-c-import-secrets"}
+
+
+def test_unknown_djdeploy_variables_are_reported_as_typos_with_the_closest_key(tmp_path):
+    write(tmp_path)
+    assert problems(tmp_path, environ={"DJDEPLOY_REPLICA": "3", "DJDEPLOY_REGISTRY_PASWORD_FILE": "/x",
+                                       "DJDEPLOY_ZZZ": "1", "DJDEPLOY_LAB_DIR": "/ok", "DJDEPLOY_ENV_DIR": "/ok"}) == [
+        "environment DJDEPLOY_REGISTRY_PASWORD_FILE: unknown variable (a typo? did you mean "
+        "DJDEPLOY_REGISTRY_PASSWORD_FILE?); the keys are listed in deploy/prod.env.example",
+        "environment DJDEPLOY_REPLICA: unknown variable (a typo? did you mean DJDEPLOY_REPLICAS?); the keys are "
+        "listed in deploy/prod.env.example",
+        "environment DJDEPLOY_ZZZ: unknown variable (a typo?); the keys are listed in deploy/prod.env.example"]
+
+
+def test_allow_dirty_and_limits(tmp_path):
+    write(tmp_path)
+    cfg = config.load("prod", env_dir=tmp_path, environ={})
+    assert cfg.allow_dirty is False
+    assert (cfg.app_memory, cfg.app_cpus, cfg.app_pids) == ("512M", "1", 256)
+    assert (cfg.db_memory, cfg.db_cpus, cfg.db_pids) == ("1G", "1", 512)
+    assert (cfg.proxy_memory, cfg.proxy_cpus, cfg.proxy_pids) == ("256M", "0.5", 128)
+    assert config.load("prod", env_dir=tmp_path, environ={}, flags={"ALLOW_DIRTY": "on"}).allow_dirty is True
+    path = write(tmp_path, ALLOW_DIRTY="yes", APP_MEMORY="lots", DB_CPUS="0", PROXY_PIDS="5")
+    assert problems(tmp_path) == [
+        f"{path}:11: ALLOW_DIRTY must be one of on, off (got 'yes')",
+        f"{path}:12: APP_MEMORY must be a size like 512M or 2G (got 'lots')",
+        f"{path}:13: DB_CPUS must be a number of CPUs like 0.5 or 2 (got '0')",
+        f"{path}:14: PROXY_PIDS must be a whole number from 16 to 100000 (got '5')"]

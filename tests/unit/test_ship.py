@@ -1,247 +1,188 @@
-"""deploy.ship.executor: step order, dry run == real run, lock, failing migration, rollback detection, no SSH
-before the registry answers. The manager is a fake Fabric connection that records every command."""
+"""deploy.ship.executor: a real run executes exactly the plan's steps and times each; the lock comes before the
+build and push; the release is pinned by digest; failures are one line naming the step; the audit line and the
+step timings are stored. The manager is a fake Fabric connection that records every command."""
 
 import io
-from pathlib import Path
+import json
+import socket
 
+import paramiko
 import pytest
 from invoke import Result
 
-from deploy.ship import executor, registry, ssh, wait, swarm
-from deploy.ship.config import load
 from deploy.core.errors import ToolkitError
-from deploy.core.runner import REDACTED, Runner
+from deploy.ship import executor, info, registry, ssh, wait
+from deploy.ship.stackfile import secret_names
+from shipfakes import DIGEST, KEY, FakeManager, FakeRegistry, builder, make_cfg, offline, remote  # noqa: F401
 
-KEY = "K" * 30 + "abcdefghijklmnopqrstuvwxyz"
-
-
-class FakeSftp:
-    def __init__(self, files):
-        self.files = files
-
-    def open(self, path, mode):
-        sftp = self
-
-        class F(io.BytesIO):
-            def chmod(self, m):
-                pass
-
-            def close(self):
-                sftp.files[path] = self.getvalue()
-                super().close()
-
-            def __exit__(self, *a):
-                self.close()
-        return F()
-
-    def chmod(self, path, mode):
-        pass
-
-
-class FakeManager:
-    """A Fabric-Connection stand-in: answers by the first matching rule, records (command, stdin)."""
-
-    def __init__(self, rules=()):
-        self.rules = list(rules)
-        self.calls, self.files, self.closed = [], {}, False
-        self.status_reads = 0
-
-    def run(self, command, **kw):
-        stream = kw.get("in_stream")
-        stdin = stream.read() if stream else None
-        self.calls.append((command, stdin))
-        for needle, answer in self.rules:
-            if needle in command:
-                return answer(command) if callable(answer) else answer
-        if "UpdateStatus.State" in command:
-            self.status_reads += 1
-            return Result(stdout="completed T0\n" if self.status_reads == 1 else "completed T1\n")
-        if "desired-state=running" in command:
-            return Result(stdout="Running 1 second ago|i|\n" * 9)
-        return Result(stdout="")
-
-    def sftp(self):
-        return FakeSftp(self.files)
-
-    def close(self):
-        self.closed = True
-
-    def commands(self):
-        return [c for c, _ in self.calls]
+FINISH = ("sh -c 'IFS= read -r line; printf \"%s\\n\" \"$line\" >> \"$1\"; status=$?; cat >> \"$3\"; rm -rf \"$2\" && "
+          "exit \"$status\"' finish /var/lib/djdeploy/djt/audit.log /var/lib/djdeploy/djt/lock "
+          "/var/lib/djdeploy/djt/steps.jsonl")
 
 
 @pytest.fixture
 def cfg(tmp_path):
-    (tmp_path / "id").write_text("k")
-    (tmp_path / "kh").write_text("x")
-    (tmp_path / "lab.env").write_text(
-        f"MANAGER_HOST=127.0.0.1\nSSH_PORT=2222\nSSH_KEY={tmp_path}/id\nKNOWN_HOSTS={tmp_path}/kh\n"
-        "REGISTRY=127.0.0.1:5000\nREGISTRY_USER=lab\nREGISTRY_PASSWORD=regsecret\nSTACK_NAME=djt\n"
-        f"DJANGO_SECRET_KEY={KEY}\nPOSTGRES_PASSWORD=pgsecret\nDJANGO_ALLOWED_HOSTS=127.0.0.1\nPUBLISHED_PORT=18080\n"
-        "PUBLISH_MODE=host\nENDPOINT_MODE=dnsrr\nTLS_MODE=external\nTRUSTED_LB=192.0.2.1\n")
-    return load("lab", env_dir=tmp_path, environ={})
+    return make_cfg(tmp_path)
 
 
 @pytest.fixture
-def offline(monkeypatch):
-    """No registry, no HTTP, no sleeping: the local side answers as a healthy lab would."""
-    monkeypatch.setattr(registry, "check", lambda cfg: None)
-    monkeypatch.setattr(registry, "require_tag", lambda cfg, tag: "sha256:feed")
-    monkeypatch.setattr(wait, "probe", lambda url, host, **kw: (200, "v2"))
-    monkeypatch.setattr(wait, "POLL", 0)
-    monkeypatch.setattr(executor, "git_tag", lambda: "abc1234")
+def reg(monkeypatch):
+    return FakeRegistry(monkeypatch)
 
 
-def remote(cfg, manager, out):
-    return Runner(ctx=manager, where="root@127.0.0.1", secrets=tuple(cfg.secrets), out=out)
+def deploy(cfg, manager, out=None, **kw):
+    out = out or io.StringIO()
+    kw.setdefault("tag", "v2")
+    return executor.deploy(cfg, out=out, remote=remote(cfg, manager, out), **kw)
 
 
-FINISH = "sh -c 'cat >> \"$1\"; status=$?; rm -rf \"$2\" && exit \"$status\"' finish /var/lib/djdeploy/djt/audit.log /var/lib/djdeploy/djt/lock"
-TRUSTED = ("sh -c 'set -e; umask 077; s=\"$(docker network inspect --format \"{{range .IPAM.Config}}{{.Subnet}},{{end}}\" \"$1\")\"; "
-           "[ -n \"$s\" ]; printf \"DJANGO_TRUSTED_PROXY=%s\\n\" \"${s%,}\" > \"$2\"' trusted-proxy djt_backend "
-           "/var/lib/djdeploy/djt/trusted-proxy.env")
-DRY_PLAN = [
-    ("local", "check registry http://127.0.0.1:5000/v2/ (user lab)"),
-    ("local", "check that 127.0.0.1:5000/djapp:v2 is in the registry"),
-    ("root@127.0.0.1", "sh -c 'owner=\"$(cat)\" && mkdir -p -m 0700 \"$1\" && mkdir \"$2\" && printf \"%s\\n\" \"$owner\" > \"$2/owner\"' lock /var/lib/djdeploy/djt /var/lib/djdeploy/djt/lock"),
-    ("root@127.0.0.1", "put /var/lib/djdeploy/djt/stack.yml (mode 0600, SIZE bytes)"),
-    ("root@127.0.0.1", "put /var/lib/djdeploy/djt/haproxy.cfg (mode 0600, SIZE bytes)"),
-    ("root@127.0.0.1", "docker --config /var/lib/djdeploy/djt/docker login --username lab --password-stdin 127.0.0.1:5000"),
-    ("root@127.0.0.1", "docker secret create --label com.docker.stack.namespace=djt --label djdeploy.secret=django_secret_key NAME -"),
-    ("root@127.0.0.1", "docker secret create --label com.docker.stack.namespace=djt --label djdeploy.secret=database_url NAME -"),
-    ("root@127.0.0.1", "docker secret create --label com.docker.stack.namespace=djt --label djdeploy.secret=postgres_password NAME -"),
-    ("root@127.0.0.1", "docker service inspect --format '{{if .UpdateStatus}}{{.UpdateStatus.State}} {{.UpdateStatus.StartedAt}}{{end}}' djt_app"),
-    ("root@127.0.0.1", "put /var/lib/djdeploy/djt/stack-base.yml (mode 0600, SIZE bytes)"),
-    ("root@127.0.0.1", "docker --config /var/lib/djdeploy/djt/docker stack deploy --with-registry-auth --compose-file /var/lib/djdeploy/djt/stack-base.yml djt"),
-    ("root@127.0.0.1", "wait until djt_db runs 1 healthy task(s) (poll `docker service ps --filter desired-state=running --format '{{.CurrentState}}|{{.Image}}|{{.Error}}' djt_db`, up to 300s)"),
-    ("root@127.0.0.1", TRUSTED),
-    ("root@127.0.0.1", "put /var/lib/djdeploy/djt/migrate.env (mode 0600, SIZE bytes)"),
-    ("root@127.0.0.1", "docker --config /var/lib/djdeploy/djt/docker run --rm --network djt_backend --env-file /var/lib/djdeploy/djt/migrate.env --label djdeploy.stack=djt --label djdeploy.role=migrate 127.0.0.1:5000/djapp:v2 python manage.py migrate --noinput"),
-    ("root@127.0.0.1", "rm -f /var/lib/djdeploy/djt/migrate.env"),
-    ("root@127.0.0.1", "docker --config /var/lib/djdeploy/djt/docker stack deploy --with-registry-auth --compose-file /var/lib/djdeploy/djt/stack.yml djt"),
-    ("root@127.0.0.1", "wait until djt_app has converged (poll `docker service inspect --format '{{if .UpdateStatus}}{{.UpdateStatus.State}} {{.UpdateStatus.StartedAt}}{{end}}' djt_app`: completed, or rollback_completed = failure; a new service: all replicas running; up to 300s)"),
-    ("root@127.0.0.1", "wait until djt_proxy runs 1 healthy task(s) (poll `docker service ps --filter desired-state=running --format '{{.CurrentState}}|{{.Image}}|{{.Error}}' djt_proxy`, up to 300s)"),
-    ("root@127.0.0.1", "check http://127.0.0.1:18080/health/?ready=1 (Host: 127.0.0.1) until 3 answers in a row are 200 with X-App-Version: v2 (up to 60s)"),
-    ("root@127.0.0.1", FINISH),
-]
+def finish_input(manager):
+    text = manager.stdin_of("finish /var/lib")[0]
+    line, stored = text.splitlines()
+    return line, json.loads(stored)
 
 
-def normalized(history):
-    import re
-
-    return [(w, re.sub(r"djt_[a-z_]+_[0-9a-f]{10}", "NAME", re.sub(r"\d+ bytes", "SIZE bytes", t))) for w, t in history]
-
-
-def test_dry_run_plan_is_every_step_in_order_and_runs_nothing(cfg, monkeypatch):
-    monkeypatch.setattr(registry, "check", lambda cfg: pytest.fail("dry run touched the registry"))
-    monkeypatch.setattr(ssh, "open_connection", lambda cfg: pytest.fail("dry run opened SSH"))
-    out = io.StringIO()
-    outcome = executor.deploy(cfg, tag="v2", build=False, dry_run=True, out=out)
-    assert normalized(outcome.history) == DRY_PLAN
-    printed = out.getvalue()
-    assert printed.count("(dry run)") == len(DRY_PLAN)
+def test_real_run_executes_exactly_the_dry_run_plan_and_times_every_step(cfg, offline, reg):
+    built = []
+    dry = deploy(cfg, FakeManager(), dry_run=True, builder=builder(built))
+    manager, out = FakeManager(), io.StringIO()
+    outcome = deploy(cfg, manager, out=out, builder=builder(built))
+    assert outcome.result == "ok" and manager.closed and built == ["v2"]
+    assert outcome.steps == list(outcome.plan.steps) == list(dry.plan.steps)
+    assert [r.result for r in outcome.records] == ["ok"] * len(outcome.plan.steps)
+    assert [r.note for r in outcome.records if r.step.kind == "poll"] == ["1 polls", "1 polls", "1 polls"]
+    text = out.getvalue()
+    assert f"step timings: deploy of 127.0.0.1:5000/djapp:v2@{DIGEST} to lab: ok (22 of 22 steps ran, " in text
+    assert text.splitlines()[-1].startswith(f"deploy: 127.0.0.1:5000/djapp:v2@{DIGEST} is serving on lab (")
     for secret in ("regsecret", "pgsecret", KEY):
-        assert secret not in printed
-
-
-def test_dry_run_with_build_lists_build_and_push(cfg):
-    outcome = executor.deploy(cfg, tag="v2", build=True, dry_run=True, out=io.StringIO())
-    assert outcome.history[1:3] == [
-        ("local", "build app image with tag v2 (deploy.image.builder.build)"),
-        ("local", "push 127.0.0.1:5000/djapp:v2 (Docker SDK, credentials in the auth header)")]
-
-
-def test_real_run_executes_exactly_the_dry_run_plan(cfg, offline):
-    manager = FakeManager()
-    out = io.StringIO()
-    outcome = executor.deploy(cfg, tag="v2", build=False, out=out, remote=remote(cfg, manager, out))
-    dry = executor.deploy(cfg, tag="v2", build=False, dry_run=True, out=io.StringIO())
-    assert outcome.result == "ok" and manager.closed
-    assert normalized(outcome.history) == normalized(dry.history) == DRY_PLAN
-    # secrets went on stdin or into 0600 files, never into argv or the output
-    stdins = {c.split()[-2] if "secret create" in c else c.split()[0]: s for c, s in manager.calls if s}
-    assert stdins["docker"] == "regsecret\n"
+        assert secret not in text + " ".join(manager.commands())
+    assert manager.stdin_of("login --username")[0] == "regsecret\n"
     assert KEY in manager.files["/var/lib/djdeploy/djt/migrate.env"].decode()
-    text = out.getvalue() + " ".join(manager.commands())
-    for secret in ("regsecret", "pgsecret", KEY):
-        assert secret not in text
-    audit = [s for c, s in manager.calls if "audit.log" in c][0]
-    assert "action=deploy env=lab git=abc1234 image=127.0.0.1:5000/djapp:v2 digest=sha256:feed result=ok" in audit
-    owner = [s for c, s in manager.calls if "lock/owner" not in c and "mkdir" in c][0]
+
+
+def test_the_lock_comes_before_the_build_and_the_push(cfg, offline, reg):
+    manager, order = FakeManager(), []
+    built = []
+    manager.rules.append(("owner=\"$(cat)\"", lambda c: (order.append(("lock", list(built), list(reg.pushed))), Result())[1]))
+    deploy(cfg, manager, builder=builder(built))
+    assert order == [("lock", [], [])] and reg.pushed == [("djapp:v2", "v2")]
+
+
+def test_stack_file_names_the_image_by_digest_and_the_migration_runs_it(cfg, offline, reg):
+    manager = FakeManager()
+    deploy(cfg, manager, builder=builder([]))
+    spec = json.loads(manager.files["/var/lib/djdeploy/djt/stack.yml"])
+    assert spec["services"]["app"]["image"] == f"127.0.0.1:5000/djapp:v2@{DIGEST}"
+    assert spec["secrets"]["database_url"]["name"] == secret_names(cfg)["database_url"]
+    assert set(json.loads(manager.files["/var/lib/djdeploy/djt/stack-base.yml"])["services"]) == {"db", "proxy"}
+    assert [c for c in manager.commands() if "manage.py migrate" in c][0].endswith(
+        f"127.0.0.1:5000/djapp:v2@{DIGEST} python manage.py migrate --noinput")
+
+
+def test_audit_line_and_step_timings_are_stored_in_the_finish_step(cfg, offline, reg):
+    manager = FakeManager()
+    deploy(cfg, manager, builder=builder([]))
+    line, stored = finish_input(manager)
+    assert line.endswith(f" action=deploy env=lab git=abc1234 image=127.0.0.1:5000/djapp:v2 digest={DIGEST} "
+                         "tree=clean result=ok")
+    assert (stored["action"], stored["result"], stored["digest"], stored["tree"]) == ("deploy", "ok", DIGEST, "clean")
+    assert [s["n"] for s in stored["steps"]] == list(range(1, 22))  # every step before the finish step itself
+    assert stored["steps"][2] == {**stored["steps"][2], "kind": "build", "where": "local", "result": "ok",
+                                  "note": "djapp:v2"}
+    owner = manager.stdin_of("owner=\"$(cat)\"")[0]
     assert "action=deploy image=127.0.0.1:5000/djapp:v2" in owner
 
 
-def test_stack_file_uploaded_names_the_image_and_versioned_secrets(cfg, offline):
+def test_audit_last_prints_the_stored_step_table(cfg, offline, reg, monkeypatch):
     manager = FakeManager()
-    executor.deploy(cfg, tag="v2", build=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
-    import json
+    deploy(cfg, manager, builder=builder([]))
+    stored = manager.stdin_of("finish /var/lib")[0].splitlines()[1]
+    reader = FakeManager([("steps.jsonl", Result(stdout=stored + "\n"))])
+    monkeypatch.setattr(ssh, "remote_runner", lambda cfg, out=None: remote(cfg, reader, out))
+    out = io.StringIO()
+    info.last_steps(cfg, out=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith(f"step timings: deploy of 127.0.0.1:5000/djapp:v2@{DIGEST} to lab at ")
+    assert lines[1] == "step   seconds  result  what"
+    assert lines[2].startswith("   1  ") and lines[2].endswith(
+        "  ok      [manager] run take the deploy lock /var/lib/djdeploy/djt/lock (owner line on stdin) (taken)")
+    assert len(lines) == 23 and reader.commands() == ["tail -n 1 /var/lib/djdeploy/djt/steps.jsonl"]
 
-    spec = json.loads(manager.files["/var/lib/djdeploy/djt/stack.yml"])
-    assert spec["services"]["app"]["image"] == "127.0.0.1:5000/djapp:v2"
-    assert spec["secrets"]["database_url"]["name"] == swarm.secret_names(cfg)["database_url"]
-    base = json.loads(manager.files["/var/lib/djdeploy/djt/stack-base.yml"])
-    assert set(base["services"]) == {"db", "proxy"}
 
-
-def test_concurrent_deploy_is_refused_naming_the_holder(cfg, offline):
+def test_concurrent_deploy_is_refused_at_the_lock_before_anything_is_built_or_pushed(cfg, offline, reg):
     manager = FakeManager([("owner=\"$(cat)\"", Result(exited=1, stderr="mkdir: cannot create directory: File exists")),
                            ("lock/owner", Result(stdout="alice@laptop pid=42 since=T action=deploy image=x\n"))])
+    built, out = [], io.StringIO()
     with pytest.raises(ToolkitError) as err:
-        executor.deploy(cfg, tag="v2", build=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
+        deploy(cfg, manager, out=out, builder=builder(built))
     assert str(err.value) == ("deploy lock /var/lib/djdeploy/djt/lock on 127.0.0.1 is held by: alice@laptop pid=42 "
                               "since=T action=deploy image=x; wait for that deploy to finish, or if it is stale "
                               "release it with `inv unlock --env lab`")
+    assert built == [] and reg.pushed == []
     cmds = manager.commands()
-    assert not any("rm -rf" in c for c in cmds), "someone else's lock must not be released"
-    assert not any("audit.log" in c for c in cmds)
+    assert not any("rm -rf" in c or "audit.log" in c for c in cmds), "someone else's lock must not be released"
     assert not any("stack deploy" in c or "secret create" in c for c in cmds)
+    assert "step timings: deploy of 127.0.0.1:5000/djapp:v2@ to lab: failed (1 of 22 steps ran" in out.getvalue()
 
 
-def test_failing_migration_rolls_out_nothing_and_releases_the_lock(cfg, offline):
-    manager = FakeManager([("manage.py migrate", Result(exited=1, stderr="django.db.utils.ProgrammingError: boom"))])
+def test_a_state_change_before_the_lock_stops_the_deploy_before_any_change(cfg, offline, reg):
+    manager = FakeManager()
+    reads = iter([Result(exited=1, stderr="no such service"), Result(stdout="completed T9\n")])
+    manager.rules.append(("UpdateStatus.State", lambda c: next(reads)))
+    built = []
     with pytest.raises(ToolkitError) as err:
-        executor.deploy(cfg, tag="v2", build=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
+        deploy(cfg, manager, builder=builder(built))
+    assert str(err.value) == (
+        "the environment changed between planning and taking the lock (planned: no app service yet, 0 stack secret(s), "
+        "image tag not in the registry; now: app service exists (completed), 0 stack secret(s), image tag not in the "
+        "registry); another deploy ran meanwhile. Nothing was changed: run the deploy again")
+    assert built == [] and reg.pushed == [] and manager.commands()[-1] == FINISH
+
+
+def test_failing_migration_rolls_out_nothing_and_releases_the_lock(cfg, offline, reg):
+    manager = FakeManager([("manage.py migrate", Result(exited=1, stderr="django.db.utils.ProgrammingError: boom"))])
+    out = io.StringIO()
+    with pytest.raises(ToolkitError) as err:
+        deploy(cfg, manager, out=out, builder=builder([]))
     assert str(err.value) == ("migration failed (exit 1); nothing was rolled out: lab keeps serving the previous "
                               "version. Output:\ndjango.db.utils.ProgrammingError: boom")
     cmds = manager.commands()
     assert not any("stack.yml djt" in c for c in cmds)
     assert cmds[-2:] == ["rm -f /var/lib/djdeploy/djt/migrate.env", FINISH]
-    assert "result=failed" in [s for c, s in manager.calls if "audit.log" in c][0]
+    line, stored = finish_input(manager)
+    assert line.endswith("result=failed") and stored["steps"][-2]["result"] == "failed"
+    assert "(17 of 22 steps ran" in out.getvalue()
 
 
-def test_rolled_back_release_fails_the_deploy(cfg, offline):
-    states = iter(["completed T0", "updating T1", "updating T1", "rollback_started T1", "rollback_completed T1"])
-
-    def status(command):
-        return Result(stdout=next(states, "rollback_completed T1") + "\n")
-
+def test_rolled_back_release_fails_the_deploy(cfg, offline, reg):
+    states = iter(["completed T0", "completed T0", "updating T1", "rollback_started T1", "rollback_completed T1"])
     manager = FakeManager([("UpdateStatus.Message", Result(stdout="update paused due to failure of task x\n")),
-                           ("UpdateStatus.State", status)])
+                           ("UpdateStatus.State", lambda c: Result(stdout=next(states, "rollback_completed T1") + "\n"))])
     out = io.StringIO()
     with pytest.raises(ToolkitError) as err:
-        executor.deploy(cfg, tag="v3", build=False, out=out, remote=remote(cfg, manager, out))
-    assert str(err.value) == ("release 127.0.0.1:5000/djapp:v3 failed on djt_app (update paused due to failure of "
-                              "task x); Swarm rolled it back automatically and the previous version keeps serving")
+        deploy(cfg, manager, out=out, tag="v3", builder=builder([]))
+    assert str(err.value) == (f"release 127.0.0.1:5000/djapp:v3@{DIGEST} failed on djt_app (update paused due to failure "
+                              "of task x); Swarm rolled it back automatically and the previous version keeps serving")
     assert manager.commands()[-1] == FINISH
     assert "djt_app: rollback_completed" in out.getvalue()
 
 
-def test_convergence_wait_times_out_with_a_message(cfg, offline, monkeypatch):
-    manager = FakeManager([("UpdateStatus.State", Result(stdout="updating T1\n"))])
-    manager.rules.insert(0, ("UpdateStatus.State", (lambda c, n=iter(range(10**6)): Result(
-        stdout="completed T0\n" if next(n) == 0 else "updating T1\n"))))
+def test_convergence_wait_times_out_with_a_message(cfg, offline, reg):
+    reads = iter(range(10**6))
+    manager = FakeManager([("UpdateStatus.State", lambda c: Result(stdout="completed T0\n" if next(reads) < 2 else "updating T1\n"))])
     cfg = type(cfg)(**{**cfg.__dict__, "converge_timeout": 0.2})
     with pytest.raises(ToolkitError, match=r"^timed out after 0.2s waiting for djt_app to finish its update "
                                            r"\(last state: updating\); check `inv status --env lab`$"):
-        executor.deploy(cfg, tag="v2", build=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
+        deploy(cfg, manager, builder=builder([]))
     assert manager.commands()[-1] == FINISH
 
 
 def test_registry_down_fails_before_any_ssh(cfg, monkeypatch):
     monkeypatch.setattr(ssh, "open_connection", lambda cfg: pytest.fail("SSH opened with the registry down"))
     cfg = type(cfg)(**{**cfg.__dict__, "registry": "127.0.0.1:1"})
-    with pytest.raises(ToolkitError, match=r"^registry 127.0.0.1:1 is not reachable \(.*\); start it \(`inv lab.up` "
-                                           r"for the lab\) or fix REGISTRY in .*lab.env. Nothing was changed on the manager$"):
+    with pytest.raises(ToolkitError, match=r"^registry 127.0.0.1:1 is not reachable \(.*\); start it or fix REGISTRY "
+                                           r"in .*lab.env \(this repository's test lab: `inv lab.up`\). Nothing was "
+                                           r"changed on the manager$"):
         executor.deploy(cfg, tag="v2", build=False, out=io.StringIO())
 
 
@@ -255,25 +196,24 @@ def test_unknown_rollback_tag_is_refused_before_ssh(cfg, monkeypatch):
                               "first (`inv push --env lab`) or pick a tag that was deployed (`inv audit --env lab`)")
 
 
-def test_rollback_skips_build_push_and_migration(cfg, offline):
-    manager = FakeManager()
-    ship_wait_probe = wait.probe
-    outcome = executor.deploy(cfg, tag="v2", build=False, migrate=False, action="rollback", out=io.StringIO(),
-                          remote=remote(cfg, manager, io.StringIO()))
+def test_rollback_skips_build_push_and_migration_and_still_checks_health(cfg, offline, monkeypatch):
+    reg = FakeRegistry(monkeypatch, {"v2": DIGEST})
+    probes = []
+    monkeypatch.setattr(wait, "probe", lambda url, host: probes.append(url) or (200, "v2"))
+    manager = FakeManager(app=True)
+    out = io.StringIO()
+    outcome = executor.rollback(cfg, to="v2", out=out, remote=remote(cfg, manager, out))
     cmds = manager.commands()
-    assert not any("migrate" in c or "stack-base" in c for c in cmds)
+    assert not any("migrate" in c or "stack-base" in c for c in cmds) and reg.pushed == []
     assert sum("stack deploy" in c for c in cmds) == 1
-    assert "action=rollback" in [s for c, s in manager.calls if "audit.log" in c][0]
-    import json
-
+    assert "action=rollback" in finish_input(manager)[0]
     spec = json.loads(manager.files["/var/lib/djdeploy/djt/stack.yml"])
     assert spec["services"]["app"]["deploy"]["update_config"]["parallelism"] == 0
-    assert ship_wait_probe is wait.probe and outcome.result == "ok"
+    assert outcome.result == "ok" and len(probes) == 3 and outcome.records[-2].note == "3 polls"
+    assert "step timings: rollback of" in out.getvalue()
 
 
-def test_ssh_connection_rejects_unknown_host_keys(cfg, tmp_path):
-    import paramiko
-
+def test_ssh_connection_rejects_unknown_host_keys(cfg):
     conn = ssh.connection(cfg)
     assert isinstance(conn.client._policy, paramiko.RejectPolicy)
     assert conn.connect_timeout == cfg.connect_timeout
@@ -283,13 +223,94 @@ def test_ssh_connection_rejects_unknown_host_keys(cfg, tmp_path):
     assert len(conn.client.get_host_keys()) == 0 and len(conn.client._system_host_keys) == 0
 
 
-def test_ssh_lost_mid_deploy_is_one_line_and_still_tries_to_release(cfg, offline):
-    def lost(command):
-        raise OSError("Socket is closed")
+@pytest.mark.parametrize("exc,text", [
+    (OSError("Socket is closed"), "Socket is closed"),
+    (paramiko.SSHException("SSH session not active"), "SSH session not active"),
+    (socket.timeout("timed out"), "timed out"),
+    (EOFError(), "EOFError"),
+])
+def test_ssh_lost_mid_deploy_is_one_line_naming_the_step_and_still_tries_to_release(cfg, offline, exc, text, monkeypatch):
+    FakeRegistry(monkeypatch, {"v2": DIGEST})
 
-    manager = FakeManager([("stack.yml djt", lost)])
+    def lost(command):
+        raise exc
+
+    manager = FakeManager([("stack.yml djt", lost)], app=True)
     with pytest.raises(ToolkitError) as err:
-        executor.deploy(cfg, tag="v2", build=False, migrate=False, out=io.StringIO(), remote=remote(cfg, manager, io.StringIO()))
-    assert str(err.value) == ("SSH connection to root@127.0.0.1:2222 failed during the deploy (Socket is closed); check "
-                              "`inv status --env lab`; if a deploy lock remains, `inv unlock --env lab`")
+        deploy(cfg, manager, build=False, migrate=False)
+    assert str(err.value) == (f"step 10/14 (roll out the app (stack deploy)): SSH connection to root@127.0.0.1:2222 "
+                              f"failed during the deploy ({text}); check `inv status --env lab`; if a deploy lock "
+                              f"remains, `inv unlock --env lab`")
     assert manager.commands()[-1] == FINISH and manager.closed
+
+
+def test_ssh_error_while_reading_the_state_is_one_line(cfg, offline, reg):
+    def lost(command):
+        raise paramiko.SSHException("No existing session")
+
+    with pytest.raises(ToolkitError) as err:
+        deploy(cfg, FakeManager([("UpdateStatus.State", lost)]), builder=builder([]))
+    assert str(err.value) == ("reading the state of lab on root@127.0.0.1:2222 failed (No existing session); nothing "
+                              "was changed: check the manager (`inv status --env lab`) and rerun")
+
+
+def test_docker_sdk_errors_in_build_and_push_steps_are_one_line(cfg, offline, reg, monkeypatch):
+    import docker.errors
+    import requests
+
+    def broken_build(tag):
+        raise docker.errors.APIError("500 Server Error", explanation="no space left on device")
+
+    with pytest.raises(ToolkitError) as err:
+        deploy(cfg, FakeManager(), builder=broken_build)
+    assert str(err.value) == ("step 3/22 (the app image tagged v2) failed: Docker engine error (no space left on "
+                              "device); check the engine (`docker info`) and the registry 127.0.0.1:5000, then rerun "
+                              "`inv deploy --env lab`")
+
+    def refused(*a, **k):
+        raise requests.exceptions.ConnectionError("Connection aborted")
+
+    monkeypatch.setattr(registry, "push", refused)
+    with pytest.raises(ToolkitError) as err:
+        deploy(cfg, FakeManager(), builder=builder([]))
+    assert str(err.value) == ("step 4/22 (127.0.0.1:5000/djapp:v2 to the registry (Docker SDK, credentials in the auth "
+                              "header)) failed: Connection aborted; check the network and the registry 127.0.0.1:5000, "
+                              "then rerun")
+
+
+def test_interrupt_still_writes_the_audit_line_and_releases_the_lock(cfg, offline, reg):
+    def interrupt(command):
+        raise KeyboardInterrupt
+
+    manager = FakeManager([("stack.yml djt", interrupt)])
+    with pytest.raises(KeyboardInterrupt):
+        deploy(cfg, manager, builder=builder([]))
+    assert manager.commands()[-1] == FINISH and finish_input(manager)[0].endswith("result=interrupted")
+
+
+def test_dirty_tree_is_refused_unless_allowed_and_the_audit_says_dirty(tmp_path, offline, reg, monkeypatch):
+    monkeypatch.setattr(executor, "git_tag", lambda: "abc1234-dirty")
+    monkeypatch.setattr(wait, "probe", lambda url, host: (200, "abc1234-dirty"))
+    cfg = make_cfg(tmp_path)
+    with pytest.raises(ToolkitError) as err:
+        deploy(cfg, FakeManager(), tag=None, builder=builder([]))
+    assert str(err.value) == (f"the image 127.0.0.1:5000/djapp:abc1234-dirty is built from uncommitted changes (a -dirty "
+                              f"tree); lab takes committed code only: commit first, or pass --allow-dirty (or set "
+                              f"ALLOW_DIRTY=on in {tmp_path}/lab.env, as the lab does)")
+    with pytest.raises(ToolkitError, match="built from uncommitted changes"):
+        deploy(cfg, FakeManager(), tag="abc1234-dirty", build=False)
+    from deploy.ship.config import load
+
+    allowed = load("lab", env_dir=tmp_path, environ={}, flags={"ALLOW_DIRTY": "on"})
+    manager = FakeManager()
+    outcome = deploy(allowed, manager, tag=None, builder=builder([]))
+    assert outcome.result == "ok" and " tree=dirty result=ok" in finish_input(manager)[0]
+
+
+def test_unlock_names_the_holder(cfg, monkeypatch):
+    manager = FakeManager([("lock/owner", Result(stdout="bob@ci pid=1\n"))])
+    monkeypatch.setattr(ssh, "remote_runner", lambda cfg, out=None: remote(cfg, manager, out))
+    out = io.StringIO()
+    executor.unlock(cfg, out=out)
+    assert out.getvalue().splitlines()[-1] == "released the deploy lock (held by: bob@ci pid=1)"
+    assert manager.commands() == ["cat /var/lib/djdeploy/djt/lock/owner", "rm -rf /var/lib/djdeploy/djt/lock"]

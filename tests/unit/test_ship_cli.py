@@ -41,18 +41,48 @@ def test_every_problem_listed_at_once_before_any_connection(tmp_path):
     assert "refused" not in result.stderr and "not reachable" not in result.stderr
 
 
-def test_dry_run_prints_the_plan_without_secrets_and_without_connecting(tmp_path):
+def write_prod(tmp_path):
     (tmp_path / "id").write_text("k")
     (tmp_path / "kh").write_text("")
     (tmp_path / "prod.env").write_text(
         f"MANAGER_HOST=127.0.0.1\nSSH_PORT=1\nSSH_KEY={tmp_path}/id\nKNOWN_HOSTS={tmp_path}/kh\nREGISTRY=127.0.0.1:1\n"
         f"REGISTRY_USER=u\nREGISTRY_PASSWORD=hunter2hunter2\nSTACK_NAME=shop\nDJANGO_SECRET_KEY={KEY}\n"
         "POSTGRES_PASSWORD=pgsecretpg\nDJANGO_ALLOWED_HOSTS=shop.example.com\n")
+
+
+def test_dry_run_reads_the_registry_first_and_fails_in_one_line_without_secrets(tmp_path):
+    write_prod(tmp_path)
     result = inv(tmp_path, "deploy", "--env", "prod", "--image", "abc1234", "--dry-run")
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0] == "[local] (dry run) check registry http://127.0.0.1:1/v2/ (user u)"
-    assert all(line.startswith(("[local] (dry run)", "[root@127.0.0.1] (dry run)")) for line in lines[:-1])
-    assert any("docker --config /var/lib/djdeploy/shop/docker stack deploy --with-registry-auth" in l for l in lines)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: registry 127.0.0.1:1 is not reachable (")
+    assert result.stderr.count("\n") == 1 and result.stdout == ""
     for secret in ("hunter2hunter2", "pgsecretpg", KEY):
         assert secret not in result.stdout + result.stderr
+
+
+def test_task_flags_reach_the_flag_layer(tmp_path, monkeypatch):
+    from invoke import MockContext
+
+    from deploy.ship import executor
+    from deploy.tasks import ship
+
+    write_prod(tmp_path)
+    monkeypatch.setattr("deploy.ship.config.DEPLOY_DIR", tmp_path)
+    seen = []
+    monkeypatch.setattr(executor, "deploy", lambda cfg, **kw: seen.append((cfg.replicas, cfg.allow_dirty, kw)))
+    monkeypatch.setattr(executor, "rollback", lambda cfg, **kw: seen.append((cfg.replicas, cfg.allow_dirty, kw)))
+    monkeypatch.setattr(ship, "_config", lambda env, **flags: __import__("deploy.ship.config", fromlist=["x"]).load(
+        env, env_dir=tmp_path, environ={"DJDEPLOY_REPLICAS": "4"}, flags=flags))
+    ship.deploy(MockContext(), "prod", replicas=7, allow_dirty=True)
+    ship.deploy(MockContext(), "prod", image="abc", dry_run=True)
+    ship.rollback(MockContext(), "prod", to="abc", allow_dirty=True)
+    assert seen == [(7, True, {"tag": None, "build": True, "dry_run": False}),
+                    (4, False, {"tag": "abc", "build": False, "dry_run": True}),
+                    (4, True, {"to": "abc", "dry_run": False})]
+
+
+def test_help_lists_the_new_flags(tmp_path):
+    deploy_help = inv(tmp_path, "--help", "deploy").stdout
+    for flag in ("--replicas", "--allow-dirty", "--dry-run", "--image"):
+        assert flag in deploy_help
+    assert "--last" in inv(tmp_path, "--help", "audit").stdout

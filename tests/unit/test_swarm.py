@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from deploy.ship import swarm
+from deploy.ship import stackfile, swarm
 
 KEY = "s" * 30 + "0123456789abcdefghijklmnop"
 
@@ -30,7 +30,6 @@ def test_paths():
 
 def test_remote_commands_exact():
     c = cfg()
-    assert swarm.mkdir_cmd(c) == ["mkdir", "-p", "-m", "0700", "/var/lib/djdeploy/shop"]
     assert swarm.lock_cmd(c) == [
         "sh", "-c", 'owner="$(cat)" && mkdir -p -m 0700 "$1" && mkdir "$2" && printf "%s\\n" "$owner" > "$2/owner"',
         "lock", "/var/lib/djdeploy/shop", "/var/lib/djdeploy/shop/lock"]
@@ -51,8 +50,12 @@ def test_remote_commands_exact():
     assert swarm.update_status_cmd(c, "app") == [
         "docker", "service", "inspect", "--format",
         "{{if .UpdateStatus}}{{.UpdateStatus.State}} {{.UpdateStatus.StartedAt}}{{end}}", "shop_app"]
-    assert swarm.finish_cmd(c) == ["sh", "-c", 'cat >> "$1"; status=$?; rm -rf "$2" && exit "$status"', "finish",
-                                   "/var/lib/djdeploy/shop/audit.log", "/var/lib/djdeploy/shop/lock"]
+    assert swarm.finish_cmd(c) == [
+        "sh", "-c", 'IFS= read -r line; printf "%s\\n" "$line" >> "$1"; status=$?; cat >> "$3"; rm -rf "$2" && exit "$status"',
+        "finish", "/var/lib/djdeploy/shop/audit.log", "/var/lib/djdeploy/shop/lock", "/var/lib/djdeploy/shop/steps.jsonl"]
+    assert swarm.last_steps_cmd(c) == ["tail", "-n", "1", "/var/lib/djdeploy/shop/steps.jsonl"]
+    assert swarm.secret_ls_cmd(c) == ["docker", "secret", "ls", "--filter", "label=com.docker.stack.namespace=shop",
+                                      "--format", "{{.Name}}"]
     assert swarm.audit_show_cmd(c, 5) == ["tail", "-n", "5", "/var/lib/djdeploy/shop/audit.log"]
     assert swarm.logs_cmd(c, True) == ["docker", "service", "logs", "--timestamps", "--tail", "200", "--follow", "shop_app"]
     assert swarm.running_tasks_cmd(c, "app") == ["docker", "service", "ps", "--quiet", "--filter",
@@ -63,7 +66,7 @@ def test_remote_commands_exact():
 
 def test_no_secret_in_any_command():
     c = cfg()
-    names = swarm.secret_names(c)
+    names = stackfile.secret_names(c)
     argvs = [swarm.login_cmd(c), swarm.migrate_cmd(c, "i"), swarm.stack_deploy_cmd(c, "f")]
     argvs += [swarm.secret_create_cmd(c, k, n) for k, n in names.items()]
     text = " ".join(" ".join(a) for a in argvs) + " ".join(names.values())
@@ -72,20 +75,20 @@ def test_no_secret_in_any_command():
 
 
 def test_secret_names_are_versioned_by_value():
-    a = swarm.secret_names(cfg())
-    b = swarm.secret_names(cfg(django_secret_key=KEY + "x"))
+    a = stackfile.secret_names(cfg())
+    b = stackfile.secret_names(cfg(django_secret_key=KEY + "x"))
     assert a["django_secret_key"] != b["django_secret_key"]
     assert a["database_url"] == b["database_url"] and a["postgres_password"] == b["postgres_password"]
     assert a["django_secret_key"].startswith("shop_django_secret_key_") and len(a["django_secret_key"]) == 33
-    assert swarm.secret_names(cfg(stack_name="other"))["database_url"] != a["database_url"]
+    assert stackfile.secret_names(cfg(stack_name="other"))["database_url"] != a["database_url"]
 
 
 def test_database_url_escapes_password():
-    assert swarm.database_url(cfg()) == "postgres://app:p%40ss%2Fword@db:5432/app"
+    assert stackfile.database_url(cfg()) == "postgres://app:p%40ss%2Fword@db:5432/app"
 
 
 def test_stack_spec_app_update_and_rollback_policy():
-    spec = swarm.stack_spec(cfg(), "reg.example.com/djapp:abc", "abc", "abc@T", "shop_haproxy_1")
+    spec = stackfile.stack_spec(cfg(), "reg.example.com/djapp:abc", "abc", "abc@T", "shop_haproxy_1")
     app = spec["services"]["app"]
     assert app["image"] == "reg.example.com/djapp:abc"
     assert app["deploy"]["replicas"] == 3
@@ -103,12 +106,12 @@ def test_stack_spec_app_update_and_rollback_policy():
     assert app["environment"]["DJDEPLOY_RELEASE"] == "abc@T"
     assert "ports" not in app  # the proxy publishes
     assert spec["networks"] == {"backend": {"driver": "overlay", "attachable": True}}
-    names = swarm.secret_names(cfg())
+    names = stackfile.secret_names(cfg())
     assert spec["secrets"] == {k: {"external": True, "name": v} for k, v in names.items()}
 
 
 def test_stack_spec_proxy_db_and_modes():
-    spec = swarm.stack_spec(cfg(publish_mode="host", endpoint_mode="dnsrr"), "i", "t", "r", "shop_haproxy_1")
+    spec = stackfile.stack_spec(cfg(publish_mode="host", endpoint_mode="dnsrr"), "i", "t", "r", "shop_haproxy_1")
     proxy, db = spec["services"]["proxy"], spec["services"]["db"]
     assert proxy["ports"] == [{"target": 8080, "published": 80, "protocol": "tcp", "mode": "host"}]
     assert proxy["deploy"]["update_config"]["order"] == "stop-first"
@@ -122,20 +125,20 @@ def test_stack_spec_proxy_db_and_modes():
 
 
 def test_stack_spec_without_proxy_publishes_the_app():
-    spec = swarm.stack_spec(cfg(proxy=False), "i", "t", "r", "x")
+    spec = stackfile.stack_spec(cfg(proxy=False), "i", "t", "r", "x")
     assert set(spec["services"]) == {"app", "db"} and "configs" not in spec
     assert spec["services"]["app"]["ports"] == [{"target": 8000, "published": 80, "protocol": "tcp", "mode": "ingress"}]
 
 
 def test_base_stack_keeps_only_db_and_proxy():
-    spec = swarm.stack_spec(cfg(), "i", "t", "r", "x", only=("db", "proxy"))
+    spec = stackfile.stack_spec(cfg(), "i", "t", "r", "x", only=("db", "proxy"))
     assert set(spec["services"]) == {"db", "proxy"}
-    assert spec["services"]["db"] == swarm.stack_spec(cfg(), "i2", "t2", "r2", "x")["services"]["db"]
+    assert spec["services"]["db"] == stackfile.stack_spec(cfg(), "i2", "t2", "r2", "x")["services"]["db"]
 
 
 def test_render_is_json_which_is_yaml():
-    spec = swarm.stack_spec(cfg(), "i", "t", "r", "x")
-    assert json.loads(swarm.render(spec)) == spec
+    spec = stackfile.stack_spec(cfg(), "i", "t", "r", "x")
+    assert json.loads(stackfile.render(spec)) == spec
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -155,7 +158,10 @@ def test_parse_running():
 def test_audit_line_and_previous_image():
     line = swarm.audit_line(when="T1", who="me@host", action="deploy", env="prod", git="abc", image="r/djapp:v1",
                             digest="", result="ok")
-    assert line == "T1 who=me@host action=deploy env=prod git=abc image=r/djapp:v1 digest=- result=ok\n"
+    assert line == "T1 who=me@host action=deploy env=prod git=abc image=r/djapp:v1 digest=- tree=clean result=ok\n"
+    assert swarm.audit_line(when="T", who="w", action="deploy", env="e", git="g", image="i", digest="sha256:1",
+                            result="failed", dirty=True) == (
+        "T who=w action=deploy env=e git=g image=i digest=sha256:1 tree=dirty result=failed\n")
     text = line + line.replace("T1", "T2").replace("v1", "v2") + \
         line.replace("T1", "T3").replace("v1", "v3").replace("result=ok", "result=failed")
     rows = swarm.parse_audit(text)
@@ -165,7 +171,7 @@ def test_audit_line_and_previous_image():
 
 
 def test_proxy_config_routes_by_dns_with_health_checks_and_retries():
-    text = swarm.PROXY_CFG.read_text()
+    text = stackfile.PROXY_CFG.read_text()
     for needle in ("nameserver dns 127.0.0.11:53", 'server-template app "${APP_SLOTS}" "tasks.${APP_SERVICE}:8000"',
                    'http-check send meth GET uri /health/ ver HTTP/1.1 hdr Host "${HEALTH_HOST}"',
                    "option redispatch", "retry-on conn-failure empty-response 503", "init-addr none",
@@ -174,14 +180,14 @@ def test_proxy_config_routes_by_dns_with_health_checks_and_retries():
 
 
 def test_rollback_spec_replaces_all_tasks_at_once_still_start_first():
-    app = swarm.stack_spec(cfg(), "i", "t", "r", "x", parallelism=0)["services"]["app"]
+    app = stackfile.stack_spec(cfg(), "i", "t", "r", "x", parallelism=0)["services"]["app"]
     assert app["deploy"]["update_config"]["parallelism"] == 0
     assert app["deploy"]["update_config"]["order"] == "start-first"
     assert app["deploy"]["rollback_config"]["parallelism"] == 1
 
 
 def test_proxy_runs_on_every_node_and_app_replicas_spread_over_nodes():
-    spec = swarm.stack_spec(cfg(publish_mode="host", endpoint_mode="dnsrr"), "i", "t", "r", "x")
+    spec = stackfile.stack_spec(cfg(publish_mode="host", endpoint_mode="dnsrr"), "i", "t", "r", "x")
     proxy, app = spec["services"]["proxy"]["deploy"], spec["services"]["app"]["deploy"]
     assert proxy["mode"] == "global" and "replicas" not in proxy
     assert proxy["update_config"]["order"] == "stop-first"  # a host-mode port cannot be bound twice on a node

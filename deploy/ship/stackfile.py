@@ -1,0 +1,168 @@
+"""Pure builders of the Swarm stack file: names (services, versioned secrets, the proxy config) and the spec.
+
+Nothing here runs anything. The stack file is written as indented JSON (JSON is YAML), so no YAML library
+is needed. deploy.ship.swarm builds the remote commands that use these names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from urllib.parse import quote as urlquote
+
+from deploy.ship import edge_stack
+
+PROXY_CFG = Path(__file__).resolve().parent / "proxy" / "haproxy.cfg"   # an example; deploy.ship.edge_cfg renders the real one
+APP_PORT = 8000          # container contract: uWSGI HTTP on :8000
+PROXY_PORT = 8080        # the proxy listens here inside its container
+DB_USER = DB_NAME = "app"
+# Health check timing for Swarm (the image's test command is kept; only the timing is overridden):
+# a new task is healthy ~2 s after uWSGI answers; a broken one is unhealthy after START + RETRIES*INTERVAL.
+# A 1 s interval costs one `python -m config.healthcheck` per task per second, and makes a rollout
+# step ~2 s shorter than the image's own 10 s (engine 20.10 has no start_interval).
+HEALTH = {"interval": "1s", "timeout": "3s", "retries": 3, "start_period": "15s"}
+MONITOR = "4s"           # > interval * retries: a task that turns unhealthy right after starting still counts
+
+
+def service(cfg, name: str) -> str:
+    return f"{cfg.stack_name}_{name}"
+
+
+def network(cfg) -> str:
+    return f"{cfg.stack_name}_backend"
+
+
+def digest8(content: str | bytes) -> str:
+    data = content.encode() if isinstance(content, str) else content
+    return hashlib.sha256(data).hexdigest()[:10]
+
+
+def database_url(cfg) -> str:
+    return f"postgres://{DB_USER}:{urlquote(cfg.postgres_password, safe='')}@db:5432/{DB_NAME}"
+
+
+def secret_values(cfg) -> dict[str, str]:
+    """The app's secrets by their file name under /run/secrets."""
+    return {"django_secret_key": cfg.django_secret_key, "database_url": database_url(cfg),
+            "postgres_password": cfg.postgres_password, **edge_stack.secret_values(cfg)}
+
+
+def secret_names(cfg) -> dict[str, str]:
+    """Versioned Docker secret names: a new value gets a new name, so rotation is a rolling update
+    (Swarm secrets are immutable). The suffix is a hash prefix of the value, never the value."""
+    return {key: f"{cfg.stack_name}_{key}_{digest8(cfg.stack_name + ':' + value)}" for key, value in secret_values(cfg).items()}
+
+
+def proxy_config_name(cfg, proxy_cfg_text: str) -> str:
+    return f"{cfg.stack_name}_haproxy_{digest8(proxy_cfg_text)}"
+
+
+def _deploy_block(cfg, replicas: int, order: str, parallelism: int = 1) -> dict:
+    return {
+        "replicas": replicas,
+        "endpoint_mode": cfg.endpoint_mode,
+        "update_config": {"parallelism": parallelism, "delay": "0s", "order": order, "failure_action": "rollback",
+                          "monitor": MONITOR, "max_failure_ratio": 0},
+        "rollback_config": {"parallelism": 1, "delay": "0s", "order": order, "failure_action": "pause",
+                            "monitor": MONITOR, "max_failure_ratio": 0},
+        "restart_policy": {"condition": "any", "delay": "2s"},
+    }
+
+
+def _ports(cfg, target: int) -> list:
+    return [{"target": target, "published": cfg.published_port, "protocol": "tcp", "mode": cfg.publish_mode}]
+
+
+def _app(cfg, image: str, tag: str, release: str, parallelism: int) -> dict:
+    env = {
+        "APP_VERSION": tag,
+        "DJANGO_ALLOWED_HOSTS": cfg.django_allowed_hosts,
+        "DJANGO_SECRET_KEY_FILE": "/run/secrets/django_secret_key",
+        "DATABASE_URL_FILE": "/run/secrets/database_url",
+        "DATABASE_WAIT_TIMEOUT": "60",
+        "DJANGO_MANAGEPY_MIGRATE": "off",   # migrations run once, before the rollout (a plan step)
+        "DJDEPLOY_RELEASE": release,        # every deploy is an update, so convergence is always observable
+    }
+    env.update(edge_stack.app_environment(cfg))
+    if cfg.django_trusted_proxy or not cfg.proxy:
+        env["DJANGO_TRUSTED_PROXY"] = cfg.django_trusted_proxy or cfg.trusted_lb
+    app = {
+        "image": image,
+        "environment": env,
+        "secrets": [{"source": "django_secret_key", "target": "django_secret_key"},
+                    {"source": "database_url", "target": "database_url"}],
+        "networks": ["backend"],
+        "healthcheck": dict(HEALTH),
+        "stop_grace_period": f"{cfg.stop_grace_period}s",
+        # Spread replicas over the nodes (a no-op on one node): losing a node loses as few replicas as possible.
+        "deploy": dict(_deploy_block(cfg, cfg.replicas, "start-first", parallelism),
+                       placement={"preferences": [{"spread": "node.id"}]}),
+    }
+    if not cfg.proxy:
+        app["ports"] = _ports(cfg, APP_PORT)
+    elif not cfg.django_trusted_proxy:  # X-Forwarded-Proto from the stack network only (edge_stack.trusted_proxy_cmd)
+        app["env_file"] = [edge_stack.app_env_file(cfg.remote_dir)]
+    return app
+
+
+def _db(cfg) -> dict:
+    return {
+        "image": cfg.postgres_image,
+        "environment": {"POSTGRES_USER": DB_USER, "POSTGRES_DB": DB_NAME},
+        # Works with any image honoring POSTGRES_PASSWORD: the password comes from the secret file.
+        "entrypoint": ["sh", "-c",
+                       'POSTGRES_PASSWORD="$$(cat /run/secrets/postgres_password)"; export POSTGRES_PASSWORD; '
+                       'exec docker-entrypoint.sh "$$@"', "sh"],
+        "command": ["postgres"],
+        "secrets": [{"source": "postgres_password", "target": "postgres_password"}],
+        "volumes": ["pgdata:/var/lib/postgresql/data"],
+        "networks": ["backend"],
+        "stop_grace_period": "60s",
+        "deploy": dict(_deploy_block(cfg, 1, "stop-first"), placement={"constraints": ["node.role == manager"]}),
+    }
+
+
+def _proxy(cfg) -> dict:
+    return {
+        "image": cfg.proxy_image,
+        "environment": {"APP_SERVICE": "app", "APP_SLOTS": str(cfg.replicas * 2 + 2), "HEALTH_HOST": cfg.health_host},
+        "configs": [{"source": "haproxy_cfg", "target": "/usr/local/etc/haproxy/haproxy.cfg"}],
+        "ports": _ports(cfg, PROXY_PORT),
+        "networks": ["backend"],
+        "stop_grace_period": "10s",
+        # One proxy per node (global): traffic enters on every node's host-mode port and reaches app
+        # replicas on any node over the overlay network. stop-first: a host port cannot be bound twice.
+        "deploy": dict({k: v for k, v in _deploy_block(cfg, 1, "stop-first").items() if k != "replicas"},
+                       mode="global"),
+    }
+
+
+def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, only: tuple | None = None,
+               parallelism: int = 1) -> dict:
+    """The compose (v3.8) stack as a dict. ``only`` keeps a subset of services (the base deploy).
+
+    A deploy replaces app tasks one at a time (``parallelism`` 1); `inv rollback` passes 0 (all at once,
+    still start-first, so still without downtime): going back to a known version is the urgent case."""
+    from deploy.ship.swarm import paths
+
+    services = {"db": _db(cfg), "app": _app(cfg, image, tag, release, parallelism)}
+    spec = {"version": "3.8", "services": services,
+            "networks": {"backend": {"driver": "overlay", "attachable": True}},
+            "volumes": {"pgdata": {}},
+            "secrets": {key: {"external": True, "name": name} for key, name in secret_names(cfg).items()}}
+    if cfg.proxy:
+        services["proxy"] = _proxy(cfg)
+        spec["configs"] = {"haproxy_cfg": {"name": proxy_cfg_name, "file": paths(cfg).proxy_cfg}}
+        if cfg.tls:
+            from deploy.ship import edge_image
+
+            edge_stack.apply(spec, cfg, edge_image.ref(cfg), _deploy_block(cfg, 1, "stop-first"))
+    if only is not None:
+        spec["services"] = {k: v for k, v in services.items() if k in only}
+    return spec
+
+
+def render(spec: dict) -> str:
+    """JSON is YAML: the stack file is written as indented JSON (no YAML library needed)."""
+    return json.dumps(spec, indent=2, sort_keys=False) + "\n"
