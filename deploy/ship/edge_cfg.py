@@ -137,7 +137,8 @@ def backends(cfg) -> str:
 
 def render(cfg) -> str:
     """The whole haproxy.cfg for ``cfg``."""
-    head = f"# Rendered by deploy.ship.edge_cfg for stack {cfg.stack_name} (TLS_MODE={cfg.tls_mode}); do not edit.\n"
+    # The same text for TLS_MODE acme and files: switching the source of certificates never restarts a proxy.
+    head = f"# Rendered by deploy.ship.edge_cfg for stack {cfg.stack_name}; do not edit.\n"
     parts = [head + global_section(cfg)]
     if cfg.tls:
         parts.append(sync_program(cfg))

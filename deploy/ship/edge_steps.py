@@ -48,6 +48,9 @@ def trusted_proxy_steps(cfg) -> list:
                      edge_stack.trusted_proxy_cmd(cfg, stackfile.network(cfg)))]
 
 
+FAILURES = 2   # consecutive failed orders (the certs service retries after ACME_RETRY_MIN) that fail the deploy
+
+
 def parse_status(text: str) -> dict | None:
     try:
         status = json.loads(text)
@@ -67,10 +70,12 @@ def verdict(cfg, status: dict | None) -> tuple[str, str]:
             return "warn", (f"serving certificate serial {status.get('serial')} ({names}); its renewal is failing "
                             f"and is retried: {status['error']}")
         return "ok", f"serving certificate serial {status.get('serial')} ({names})"
-    if status.get("error"):
+    if status.get("error") and status.get("failures", 1) >= FAILURES:
         what = cfg.acme_directory if cfg.tls_mode == "acme" else "the certificate files"
         return "fail", (f"no valid certificate for {','.join(edge_stack.cert_names(cfg))} from {what}: "
                         f"{status['error']}")
+    if status.get("error"):
+        return "wait", f"the certs service retries after: {status['error']}"
     return "wait", "the certs service is getting its first certificate"
 
 
