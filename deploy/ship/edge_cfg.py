@@ -26,6 +26,17 @@ CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDS
 CIPHERSUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 TLS_OPTIONS = "prefer-client-ciphers no-sslv3 no-tlsv10 no-tlsv11 no-tls-tickets"
 
+# Maintenance mode (`inv maintenance on` runs service <stack>_maintenance): while it has a healthy task, every
+# request but the health check gets its page.
+MAINTENANCE_RULE = "    use_backend maintenance if { nbsrv(maintenance) gt 0 } !{ path_beg /health/ }"
+MAINTENANCE_BACKEND = """backend maintenance
+    retry-on conn-failure empty-response
+    option httpchk
+    http-check send meth GET uri /maintenance-health ver HTTP/1.1 hdr Host maintenance
+    http-check expect status 200
+    default-server check inter 1s fastinter 500ms downinter 1s fall 1 rise 1 init-addr none resolvers docker resolve-prefer ipv4
+    server-template maintenance 1 "tasks.maintenance:8080"
+"""
 RESOLVERS = """resolvers docker
     nameserver dns 127.0.0.11:53
     accepted_payload_size 8192
@@ -103,7 +114,7 @@ def frontends(cfg) -> str:
                       "    http-request set-header X-Forwarded-Proto http if !from_lb || !{ req.hdr(x-forwarded-proto) -m found }"]
         else:
             lines += ["    http-request set-header X-Forwarded-Proto http"]
-        return "\n".join(lines + ["    default_backend app"]) + "\n"
+        return "\n".join(lines + [MAINTENANCE_RULE, "    default_backend app"]) + "\n"
     return (f"frontend http\n"
             f"    bind :{HTTP_PORT}\n"
             f"    acl acme_challenge path_beg {CHALLENGE}\n"
@@ -115,6 +126,7 @@ def frontends(cfg) -> str:
             f"    http-request set-header X-Forwarded-Proto https\n"
             f"    http-request disable-l7-retry if !METH_GET !METH_HEAD\n"
             f"    http-response set-header Strict-Transport-Security \"{hsts(cfg)}\"\n"
+            f"{MAINTENANCE_RULE}\n"
             f"    default_backend app\n")
 
 
@@ -128,6 +140,7 @@ def backends(cfg) -> str:
             "    default-server check inter 1s fastinter 500ms downinter 1s fall 1 rise 1 init-addr none "
             "resolvers docker resolve-prefer ipv4\n"
             f"    server-template app {slots} \"tasks.app:8000\"\n")
+    text += "\n" + MAINTENANCE_BACKEND
     if cfg.tls:
         text += ("\nbackend certs\n"
                  "    default-server init-addr none resolvers docker resolve-prefer ipv4\n"

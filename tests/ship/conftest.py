@@ -1,5 +1,5 @@
 """Lab fixtures for the ship tests: a unique stack on the lab manager, its env file, real app images, and its own
-ACME CA (a Pebble + challtestsrv of this session, validating HTTP-01 on the stack's HTTP port, 90-second
+ACME CA (a Pebble + challtestsrv of this session, validating HTTP-01 on the stack's HTTP port, 120-second
 certificates so that renewals happen during the tests). The stack serves https://djlab.test:<https port>;
 clients reach it on 127.0.0.1 with SNI/Host djlab.test and trust the session CA's root.
 
@@ -109,7 +109,7 @@ def local_runner():
 class Env:
     """One lab deploy environment for this test session (HTTPS with certificates from its own Pebble)."""
 
-    def __init__(self, tmp: Path, validity: int = 90):
+    def __init__(self, tmp: Path, validity: int = 120):
         from deploy.lab import acme, acme_env
 
         self.stack = "djtest" + secrets.token_hex(3)

@@ -140,11 +140,16 @@ def test_tls_1_0_and_1_1_and_plaintext_http_on_the_https_port_are_refused(env, s
 def test_testssl_finds_no_high_or_critical_issue(env, serving, tmp_path):
     report = tmp_path / "testssl.json"
     out = subprocess.run(["testssl", "--quiet", "--warnings", "off", "--color", "0", "--ip", "127.0.0.1",
-                          "--jsonfile", str(report), "--protocols", "--server-defaults", "--vulnerable",
+                          "--add-ca", str(env.dir / "acme" / "ca-root.pem"), "--jsonfile", str(report), "--protocols", "--server-defaults", "--vulnerable",
                           f"{HOST}:{env.https_port}"], capture_output=True, text=True, timeout=600)
     findings = json.loads(report.read_text())
     bad = [f for f in findings if f.get("severity") in ("HIGH", "CRITICAL")]
     print(out.stdout[-4000:])
+    # The exceptions are the lab CA's, not the server's: Pebble's certificates carry no CRL or OCSP URL, and they
+    # live 120 s on purpose (renewals during the tests), which testssl rates HIGH ("expires < 30 days").
+    issuer = {"cert_revocation", "cert_expirationStatus", "cert_notAfter"}
+    print("accepted (lab CA):", [(f["id"], f.get("finding")) for f in bad if f["id"] in issuer])
+    bad = [f for f in bad if f["id"] not in issuer]
     assert findings and not bad, bad
     assert not [f for f in findings if f.get("id") in ("TLS1", "TLS1_1") and "not offered" not in f.get("finding", "")]
 

@@ -61,6 +61,7 @@ def test_https_frontend_tls_h2_forwarded_proto_and_hsts():
         "    http-request set-header X-Forwarded-Proto https",
         "    http-request disable-l7-retry if !METH_GET !METH_HEAD",
         '    http-response set-header Strict-Transport-Security "max-age=3600"',
+        "    use_backend maintenance if { nbsrv(maintenance) gt 0 } !{ path_beg /health/ }",
         "    default_backend app",
     ]
 
@@ -116,6 +117,7 @@ def test_external_mode_is_http_only_and_keeps_forwarded_proto_from_the_load_bala
         "    http-request disable-l7-retry if !METH_GET !METH_HEAD",
         "    acl from_lb src 10.1.0.0/16 192.0.2.7",
         "    http-request set-header X-Forwarded-Proto http if !from_lb || !{ req.hdr(x-forwarded-proto) -m found }",
+        "    use_backend maintenance if { nbsrv(maintenance) gt 0 } !{ path_beg /health/ }",
         "    default_backend app",
     ]
     for absent in ("ssl", "certsync", "backend certs", "Strict-Transport-Security", "stats socket"):
