@@ -15,7 +15,7 @@ from deploy.core.errors import ToolkitError
 from deploy.ship import registry
 
 EDGE_DIR = Path(__file__).resolve().parent / "edge"
-FILES = ("Dockerfile", "edge-agent", "edge-entrypoint.sh")
+FILES = ("Dockerfile", "edge-agent", "edge-entrypoint.sh", "edge_common.py", "edge_certs.py", "edge_sync.py")
 
 
 def recipe_tag(proxy_image: str, edge_dir: Path = EDGE_DIR) -> str:

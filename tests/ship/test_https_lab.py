@@ -8,7 +8,6 @@ serving, a failed renewal is logged loudly and retried. Traffic goes to 127.0.0.
 
 from __future__ import annotations
 
-import datetime
 import http.client
 import io
 import json
@@ -22,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import HOST, Site, docker, local_runner
+from conftest import HOST, Site, docker
 from loadgen import LoadGenerator, serial_of
 
 pytestmark = [pytest.mark.lab, pytest.mark.engine]
