@@ -1,4 +1,4 @@
-# Production image of the bundled Django project: uWSGI on :8000, non-root uid 10001, static files baked in.
+# Production image of this Django project: uWSGI on :8000, non-root uid 10001, static files baked in.
 # Classic builder compatible (no BuildKit syntax). Build with `inv build` (it adds the host's CA bundle for
 # TLS-intercepting proxies to the builder stage only) or plain `docker build .`.
 
@@ -13,9 +13,15 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 # build-ca.pem exists only when `inv build` found PIP_CERT/SSL_CERT_FILE/REQUESTS_CA_BUNDLE on the host;
 # the glob keeps plain `docker build .` working without it. It is used here and never copied onward.
-COPY project/requirements.lock build-ca.pem* /tmp/build/
+# First the image contract's runtime (uWSGI, psycopg: djdeploy_django/requirements.lock), then the project's own.
+COPY djdeploy_django/requirements.lock build-ca.pem* /tmp/contract/
 RUN python3 -m venv /opt/venv \
- && if [ -f /tmp/build/build-ca.pem ]; then export PIP_CERT=/tmp/build/build-ca.pem; fi \
+ && if [ -f /tmp/contract/build-ca.pem ]; then export PIP_CERT=/tmp/contract/build-ca.pem; fi \
+ && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --only-binary=:all: \
+        --require-hashes -r /tmp/contract/requirements.lock \
+ && rm -rf /tmp/contract
+COPY project/requirements.lock build-ca.pem* /tmp/build/
+RUN if [ -f /tmp/build/build-ca.pem ]; then export PIP_CERT=/tmp/build/build-ca.pem; fi \
  && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --only-binary=:all: \
         --require-hashes -r /tmp/build/requirements.lock \
  && /opt/venv/bin/pip uninstall -y --disable-pip-version-check pip \
@@ -51,10 +57,11 @@ RUN apt-get update \
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    DJANGO_SETTINGS_MODULE=config.settings \
+    DJANGO_SETTINGS_MODULE=djdeploy_django.settings \
+    DJDEPLOY_SETTINGS_MODULE=config.settings \
     UWSGI_HTTP=:8000 \
     UWSGI_MASTER=1 \
-    UWSGI_WSGI_FILE=/app/config/wsgi.py \
+    UWSGI_MODULE=djdeploy_django.wsgi:application \
     UWSGI_NEED_APP=1 \
     UWSGI_STRICT=1 \
     UWSGI_LAZY_APPS=1 \
@@ -88,6 +95,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     DATABASE_WAIT_TIMEOUT=30
 
 COPY --from=builder /opt/venv /opt/venv
+# The image contract (health endpoints, settings from the environment, preflight, forwarded-proto trust).
+COPY djdeploy_django/ /opt/venv/lib/python3.13/site-packages/djdeploy_django/
 COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 WORKDIR /app
 COPY project/ /app/
@@ -95,7 +104,7 @@ COPY project/ /app/
 RUN DJANGO_SECRET_KEY="$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))')" \
     DJANGO_ALLOWED_HOSTS=localhost DATABASE_URL='' \
     python manage.py collectstatic --noinput --verbosity 0 \
- && python -m compileall -q /app \
+ && python -m compileall -q /app /opt/venv/lib/python3.13/site-packages/djdeploy_django \
  && chmod 0755 /usr/local/bin/docker-entrypoint.sh
 
 ARG APP_VERSION=dev
@@ -103,6 +112,6 @@ ENV APP_VERSION=$APP_VERSION
 USER 10001:10001
 EXPOSE 8000
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 CMD ["python", "-m", "config.healthcheck"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 CMD ["python", "-m", "djdeploy_django.healthcheck"]
 ENTRYPOINT ["docker-entrypoint.sh"]
 CMD ["uwsgi"]

@@ -3,8 +3,8 @@
 # derive uWSGI's Host rule from DJANGO_ALLOWED_HOSTS, then exec the command (PID 1 becomes uWSGI).
 set -Eeuo pipefail
 
-# config.preflight prints one line per problem on stderr (never a value) and the Host regex on stdout.
-host_regex="$(python -m config.preflight)"
+# djdeploy_django.preflight prints one line per problem on stderr (never a value) and the Host regex on stdout.
+host_regex="$(python -m djdeploy_django.preflight)"
 
 if [ "${DJANGO_MANAGEPY_MIGRATE:-off}" = "on" ]; then
     python manage.py migrate --noinput

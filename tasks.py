@@ -1,17 +1,3 @@
-"""Invoke entry point: assembles the task modules of the ``deploy`` package. Nothing else lives here."""
+"""Invoke entry point: every djdeploy task (`inv --list`). Any project using the toolkit has this same line."""
 
-from invoke import Collection, Task
-
-from deploy.tasks import cluster, dev, image, lab, local, ship
-
-
-def _tasks(module):
-    return [obj for obj in vars(module).values() if isinstance(obj, Task)]
-
-
-ns = Collection()
-for _module in (image, local, ship, dev):
-    for _task in _tasks(_module):
-        ns.add_task(_task)
-ns.add_collection(Collection.from_module(lab), name="lab")
-ns.add_collection(Collection.from_module(cluster), name="cluster")
+from deploy.tasks import ns  # noqa: F401

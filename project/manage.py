@@ -6,8 +6,10 @@ import sys
 
 
 def main():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    from config.env import EnvError
+    # The image contract wraps the app's own settings (config.settings): see djdeploy_django.settings.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "djdeploy_django.settings")
+    os.environ.setdefault("DJDEPLOY_SETTINGS_MODULE", "config.settings")
+    from djdeploy_django.env import EnvError
 
     try:
         from django.conf import settings

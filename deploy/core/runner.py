@@ -28,11 +28,17 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def quote(argv: Sequence[str] | str) -> str:
-    """Shell-quote an argument list; a plain string is taken as already-built shell text."""
-    if isinstance(argv, str):
-        return argv
+def quote(argv: Sequence[str]) -> str:
+    """Shell-quote an argument list (builders return lists; no shell string is built from values)."""
     return shlex.join(str(a) for a in argv)
+
+
+class WholeStream(io.StringIO):
+    """stdin for a command. Invoke reads a stream that is not a terminal ONE byte per ``input_sleep`` (10 ms),
+    i.e. 100 bytes/s (a 4 KB input took 40 s); this stream hands over everything on the first read."""
+
+    def read(self, size: int | None = -1) -> str:
+        return super().read(-1)
 
 
 class RedactingStream(io.TextIOBase):
@@ -112,7 +118,7 @@ class Runner:
 
         kwargs = dict(warn=True, hide=True, pty=pty, timeout=timeout, echo=False)
         if stdin is not None:
-            kwargs["in_stream"] = io.StringIO(stdin)
+            kwargs["in_stream"] = WholeStream(stdin)
         else:
             kwargs["in_stream"] = False
         if not hide:

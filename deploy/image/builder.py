@@ -62,15 +62,41 @@ def context_files(root: Path = ROOT) -> list[str]:
     return sorted(f for f in files if (root / f).is_file() and f != CA_NAME)
 
 
-def context_tar(root: Path = ROOT, ca: Path | None = None) -> io.BytesIO:
-    """An uncompressed tar of the context; the CA bundle (if any) under CA_NAME. Owner/mtime normalised so the
-    classic builder's layer cache only sees content changes."""
+CONTRACT = "djdeploy_django"  # the image contract package: the Dockerfile copies this directory of the context
+
+
+def contract_dir(root: Path = ROOT) -> Path | None:
+    """The contract package to add to the build context, or None when the project carries it (this repository).
+
+    A project prepared by `inv init` has no copy of its own: the build sends the toolkit's (installed) package,
+    so the image always gets the contract of the toolkit that builds it."""
+    if (root / CONTRACT).is_dir():
+        return None
+    import importlib.util
+
+    spec = importlib.util.find_spec(CONTRACT)
+    if spec is None or not spec.submodule_search_locations:
+        raise ToolkitError(f"the {CONTRACT} package is not installed next to the toolkit; reinstall djdeploy "
+                           "(pip install djdeploy from this repository)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def contract_files(directory: Path) -> list[str]:
+    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
+
+
+def context_tar(root: Path = ROOT, ca: Path | None = None, contract: Path | None = None) -> io.BytesIO:
+    """An uncompressed tar of the context; the CA bundle (if any) under CA_NAME, the contract package (if given)
+    under CONTRACT/. Owner/mtime normalised so the classic builder's layer cache only sees content changes."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for rel in context_files(root):
             _add(tar, root / rel, rel)
         if ca is not None:
             _add(tar, ca, CA_NAME, mode=0o644)
+        for rel in contract_files(contract) if contract is not None else ():
+            _add(tar, contract / rel, f"{CONTRACT}/{rel}", mode=0o644)
     buf.seek(0)
     return buf
 
@@ -108,25 +134,32 @@ def build(tag=None, build_args=None, quiet=False, out=None, root: Path = ROOT) -
     cli = engine.client(timeout=1200)
     started = time.monotonic()
     ref = steps["refs"][0]
-    image_id = None
     try:
-        stream = cli.api.build(fileobj=context_tar(root, ca), custom_context=True, tag=ref, rm=True, forcerm=True,
-                               buildargs=steps["buildargs"], decode=True,
-                               labels={"org.opencontainers.image.version": steps["tag"]})
-        for chunk in stream:
-            if "error" in chunk:
-                raise ToolkitError(f"image build failed: {chunk['error'].strip()}; fix the step above and rerun `inv build`")
-            if "aux" in chunk and "ID" in chunk["aux"]:
-                image_id = chunk["aux"]["ID"]
-            text = chunk.get("stream", "")
-            if text and not quiet:
-                out.write(text)
-                out.flush()
-        image = cli.images.get(image_id or ref)
-        image.tag(steps["repository"], "latest")
+        with engine.sdk_errors(f"image build of {ref}", "check the engine (`docker info`) and rerun `inv build`"):
+            image = _stream_build(cli, root, ca, steps, ref, quiet, out)
     finally:
         cli.close()
     return BuiltImage(ref=ref, id=image.id, size=int(image.attrs["Size"]), seconds=time.monotonic() - started)
+
+
+def _stream_build(cli, root: Path, ca, steps: dict, ref: str, quiet: bool, out):
+    """Run the build through the SDK, streaming its log; return the tagged image."""
+    image_id = None
+    stream = cli.api.build(fileobj=context_tar(root, ca, contract_dir(root)), custom_context=True, tag=ref, rm=True, forcerm=True,
+                           buildargs=steps["buildargs"], decode=True,
+                           labels={"org.opencontainers.image.version": steps["tag"]})
+    for chunk in stream:
+        if "error" in chunk:
+            raise ToolkitError(f"image build failed: {chunk['error'].strip()}; fix the step above and rerun `inv build`")
+        if "aux" in chunk and "ID" in chunk["aux"]:
+            image_id = chunk["aux"]["ID"]
+        text = chunk.get("stream", "")
+        if text and not quiet:
+            out.write(text)
+            out.flush()
+    image = cli.images.get(image_id or ref)
+    image.tag(steps["repository"], "latest")
+    return image
 
 
 def human_size(size: int) -> str:

@@ -44,9 +44,10 @@ def booted(logs: str) -> bool:
     return "spawned uWSGI http" in logs and spawned > 0 and logs.count(LOADED) >= spawned
 
 
-def check_page(status, headers, body):
-    if status != 200 or b"<h1>Notes</h1>" not in body:
-        raise SmokeFailed("page answers", f"GET / gave {status}, expected 200 with the notes page")
+def check_page(status, headers, body, path="/", text=""):
+    if status != 200 or text.encode() not in body:
+        expected = f"200 containing {text!r}" if text else "200"
+        raise SmokeFailed("page answers", f"GET {path} gave {status}, expected {expected} (SMOKE_PATH, SMOKE_TEXT)")
 
 
 def check_foreign_host(status, headers, body):
@@ -106,13 +107,22 @@ def _poll(what, fn, deadline):
             if result:
                 return result
         except OSError as exc:
+            if _is_sdk_error(exc):  # the engine, not the app: reported by engine.sdk_errors at once
+                raise
             last = exc
         time.sleep(0.05)
     raise SmokeFailed(what, f"no success before the deadline ({last or 'condition not met'})")
 
 
-def run(image_ref: str, out=None, boot_timeout: float = 30.0) -> dict:
-    """Run every check against ``image_ref``; return timings. Raises SmokeFailed naming the failed check."""
+def _is_sdk_error(exc: OSError) -> bool:
+    import requests
+
+    return isinstance(exc, requests.exceptions.RequestException)
+
+
+def run(image_ref: str, out=None, boot_timeout: float = 30.0, page_path: str = "/", page_text: str = "") -> dict:
+    """Run every check against ``image_ref``; return timings. Raises SmokeFailed naming the failed check, and a
+    one-line ToolkitError for a Docker SDK error (naming the step). The container is always removed."""
     from docker.errors import ImageNotFound
 
     from deploy.core import engine
@@ -120,19 +130,31 @@ def run(image_ref: str, out=None, boot_timeout: float = 30.0) -> dict:
     out = out or sys.stdout
     cli = engine.client()
     try:
-        cli.images.get(image_ref)
-    except ImageNotFound:
+        with engine.sdk_errors(f"smoke test of {image_ref}: looking up the image", "check the engine (`docker info`)"):
+            try:
+                cli.images.get(image_ref)
+            except ImageNotFound:
+                raise ToolkitError(f"image {image_ref} not found; build it with `inv build` or pass --image") from None
+        port = free_port()
+        with engine.sdk_errors(f"smoke test of {image_ref}: starting the container",
+                               f"check the engine (`docker info`) and that 127.0.0.1:{port} is free, then rerun"):
+            container = cli.containers.run(image_ref, detach=True, environment=environment(secrets.token_urlsafe(50)),
+                                           ports={"8000/tcp": ("127.0.0.1", port)}, labels={LABEL: "1"})
+        try:
+            with engine.sdk_errors(f"smoke test of {image_ref}: checking the container",
+                                   "check the engine (`docker info`) and rerun `inv smoke`"):
+                return _checks(container, port, out, boot_timeout, page_path, page_text)
+        finally:
+            _remove(container, out)
+    finally:
         cli.close()
-        raise ToolkitError(f"image {image_ref} not found; build it with `inv build` or pass --image") from None
-    port = free_port()
-    say = lambda line: (out.write(line + "\n"), out.flush())  # noqa: E731
-    started = time.monotonic()
-    container = cli.containers.run(image_ref, detach=True, environment=environment(secrets.token_urlsafe(50)),
-                                   ports={"8000/tcp": ("127.0.0.1", port)}, labels={LABEL: "1"})
-    timings = {}
-    try:
-        deadline = started + boot_timeout
 
+
+def _checks(container, port: int, out, boot_timeout: float, page_path: str, page_text: str) -> dict:
+    say = lambda line: (out.write(line + "\n"), out.flush())  # noqa: E731
+    started, timings = time.monotonic(), {}
+    deadline = started + boot_timeout
+    try:
         def up():
             container.reload()
             if container.status == "exited":
@@ -144,8 +166,8 @@ def run(image_ref: str, out=None, boot_timeout: float = 30.0) -> dict:
         _poll("first answer", lambda: get(port, "/health/")[0] == 200, deadline)
         timings["first_answer"] = time.monotonic() - started
         say(f"ok   first answer after {timings['first_answer']:.2f}s")
-        page = get(port, "/")
-        check_page(*page)
+        page = get(port, page_path)
+        check_page(*page, path=page_path, text=page_text)
         say("ok   page answers")
         check_foreign_host(*get(port, "/", host=FOREIGN_HOST))
         say("ok   foreign host rejected (400, empty body)")
@@ -153,20 +175,33 @@ def run(image_ref: str, out=None, boot_timeout: float = 30.0) -> dict:
         say("ok   hashed static files (200, expires a year ahead)")
         check_health(*get(port, "/health/"))
         say("ok   health endpoint")
-        t0 = time.monotonic()
-        container.stop(timeout=10)
-        timings["stop"] = time.monotonic() - t0
-        code = container.wait(timeout=5)["StatusCode"]
-        if code != 0:
-            raise SmokeFailed("clean stop", f"exit code {code} after docker stop, expected 0")
+        timings["stop"] = _stop(container)
         say(f"ok   clean stop in {timings['stop']:.2f}s (exit 0)")
     except SmokeFailed:
         say(_tail(container, 20))
         raise
-    finally:
-        container.remove(force=True)
-        cli.close()
     return timings
+
+
+def _stop(container) -> float:
+    t0 = time.monotonic()
+    container.stop(timeout=10)
+    seconds = time.monotonic() - t0
+    code = container.wait(timeout=5)["StatusCode"]
+    if code != 0:
+        raise SmokeFailed("clean stop", f"exit code {code} after docker stop, expected 0")
+    return seconds
+
+
+def _remove(container, out) -> None:
+    """Always remove the smoke container; if that fails, say how to remove it (it carries the smoke label)."""
+    from docker.errors import DockerException
+
+    try:
+        container.remove(force=True)
+    except (DockerException, OSError) as exc:
+        out.write(f"warning: could not remove the smoke container {container.id[:12]} ({str(exc).splitlines()[0]}); "
+                  f"remove it with `docker rm -f {container.id[:12]}`\n")
 
 
 def _tail(container, lines=5) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 
@@ -75,11 +74,9 @@ def _pid(files: ClusterFiles) -> int | None:
 
 
 def answers(host: str, port: int, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    from deploy.lab.procs import port_answers
+
+    return port_answers(host, port, timeout)
 
 
 def ensure(files: ClusterFiles, gateway: str, port: int, say, timeout: float = 15.0) -> None:

@@ -43,6 +43,7 @@ class ClusterFiles:
     def host_key(self, i: int) -> Path:
         return self.node_dir(i) / "ssh_host_ed25519_key"
 
+    # One property per file, all alike (`duplicates` pairs them as boilerplate): each names one path.
     @property
     def registry_pid(self) -> Path:
         return self.dir / "registry.pid"

@@ -2,8 +2,8 @@
 
 up: check everything first (what to install, can we, ports free), then install missing Debian packages,
 start dockerd if none answers, link the compose plugin, build the Debian base and the stand-ins that
-are missing or stale, start the registry and the SSH manager, init the swarm, start the ACME CA (Pebble). Each claim goes to the
-state file as soon as it is made, so `down` removes exactly what this lab made.
+are missing or stale, start the registry and the SSH manager, init the swarm, start the ACME CA (Pebble).
+Each claim goes to the state file as soon as it is made, so `down` removes exactly what this lab made.
 """
 
 from __future__ import annotations
@@ -65,24 +65,7 @@ def up(runner, say=print) -> dict:
     facts = host.host_facts()
     cli = _client()
     bases = base_images()
-    for name in bases:
-        if not baseimage.is_base(name):
-            raise ToolkitError(f"cannot build base image {name}: only debian:<12|13>[.x]-slim names are supported")
-    to_build = [n for n in bases if _base_stale(cli, n)]
-    packages = host.missing_packages(facts, host.needed_commands(cli is not None, bool(to_build)))
-    problem = host.install_problem(facts, packages, cli is not None)
-    if problem:
-        raise ToolkitError(problem)
-    tools = host.missing_test_tools(facts)
-    if tools and host.install_problem(facts, tools, True):
-        say(f"note: the browser/TLS tests need {' '.join(tools)} (not installed; those tests skip)")
-    elif tools:
-        packages += tools
-    if cli is None and not facts.is_root:
-        raise ToolkitError("no Docker engine answers and starting dockerd needs root; start Docker, "
-                           "or run `inv lab.up` as root")
-    check_ports()
-    check_acme_port(runner)
+    packages = _preflight(runner, facts, cli, bases, say)
 
     paths.LAB_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
 
@@ -116,16 +99,46 @@ def up(runner, say=print) -> dict:
     pid = sshd.ensure(runner, say)
     if pid:
         claim(sshd_pid=pid)
-    if swarm_state(cli) == "inactive":
-        runner.run(["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"], hide=True)
+    if _ensure_swarm(runner, cli):
         claim(swarm_initialized=True)
-    elif swarm_state(cli) != "active":
-        raise ToolkitError(f"the engine's swarm is '{swarm_state(cli)}'; fix it (`docker info`) and run `inv lab.up` again")
     claim(acme=acme.ensure(runner, acme.lab_spec(LAB_ID), say))
     for name in missing_project_images(cli):
         say(f"note: {name} is named by the project but not present and the lab has no recipe for it")
     say(f"lab up in {time.monotonic() - started:.1f}s (registry {paths.REGISTRY}, ssh root@127.0.0.1:{paths.SSH_PORT})")
     return st
+
+
+def _preflight(runner, facts, cli, bases, say) -> list:
+    """Everything checked before the lab changes anything; returns the packages to install."""
+    for name in bases:
+        if not baseimage.is_base(name):
+            raise ToolkitError(f"cannot build base image {name}: only debian:<12|13>[.x]-slim names are supported")
+    to_build = [n for n in bases if _base_stale(cli, n)]
+    packages = host.missing_packages(facts, host.needed_commands(cli is not None, bool(to_build)))
+    problem = host.install_problem(facts, packages, cli is not None)
+    if problem:
+        raise ToolkitError(problem)
+    tools = host.missing_test_tools(facts)
+    if tools and host.install_problem(facts, tools, True):
+        say(f"note: the browser/TLS tests need {' '.join(tools)} (not installed; those tests skip)")
+    elif tools:
+        packages += tools
+    if cli is None and not facts.is_root:
+        raise ToolkitError("no Docker engine answers and starting dockerd needs root; start Docker, "
+                           "or run `inv lab.up` as root")
+    check_ports()
+    check_acme_port(runner)
+    return packages
+
+
+def _ensure_swarm(runner, cli) -> bool:
+    """Initialise a single-node swarm when the engine is in none; True when this lab did it."""
+    if swarm_state(cli) == "inactive":
+        runner.run(["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"], hide=True)
+        return True
+    if swarm_state(cli) != "active":
+        raise ToolkitError(f"the engine's swarm is '{swarm_state(cli)}'; fix it (`docker info`) and run `inv lab.up` again")
+    return False
 
 
 def swarm_state(cli) -> str:

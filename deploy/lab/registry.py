@@ -70,6 +70,8 @@ def pid() -> int | None:
     return procs.daemon_pid(paths.REGISTRY_PIDFILE, "docker-registry")
 
 
+# Same shape as sshd.ensure (ours running? port taken? files, then start): `duplicates` pairs them. Kept apart
+# on purpose: each daemon has its own files, secrets and readiness probe; a shared helper would need a callback each.
 def ensure(runner, say=print) -> int | None:
     """Start the registry unless ours already runs and answers. Returns the pid we started, or None."""
     if pid() and answers():

@@ -76,6 +76,7 @@ def pid() -> int | None:
     return procs.daemon_pid(paths.SSHD_PIDFILE, "sshd")
 
 
+# Same shape as registry.ensure on purpose (see the note there).
 def ensure(runner, say=print) -> int | None:
     """Start the lab sshd unless ours already runs and answers. Returns the pid we started, or None."""
     if pid() and answers():

@@ -15,11 +15,13 @@ from pathlib import Path
 
 from deploy.core.errors import ConfigError, ToolkitError
 from deploy.core import project
+from deploy.local import limits
 
 ROOT = project.ROOT
 APP, DB = "app", "db"
 SOURCE = ".env / environment"
-LAB_FIX = "run `inv lab.up` (it installs the engine and links the compose plugin)"
+LAB_FIX = ("start Docker with the compose plugin (or, for this repository's test lab, run `inv lab.up`: it "
+           "installs the engine and links the compose plugin)")
 # One-off containers (shell, manage, migrate) must not migrate on start: `inv migrate --plan` shows the plan first.
 ONEOFF_ENV = ("DJANGO_MANAGEPY_MIGRATE=off",)
 SECRET_KEYS = ("POSTGRES_PASSWORD", "DJANGO_SECRET_KEY")
@@ -67,6 +69,7 @@ class StackSettings:
         postgres_image = values.get("POSTGRES_IMAGE", "")
         if not _IMAGE_REF.match(postgres_image):
             problems.append(f"POSTGRES_IMAGE={postgres_image!r}: give an image reference, e.g. postgres:17-trixie")
+        problems += limits.problems(values)
         if problems:
             raise ConfigError(problems, source=SOURCE)
         environ = {} if environ is None else environ

@@ -87,7 +87,8 @@ def check_port(s: StackSettings, running: list, in_use=None) -> None:
 def check_postgres_image(runner: Runner, s: StackSettings) -> None:
     if not quiet(runner).run(compose.image_id_argv(s.postgres_image), hide=True, check=False, timeout=30).ok:
         raise ToolkitError(f"the Postgres image {s.postgres_image} is not on this engine and cannot be pulled here; "
-                           "run `inv lab.up` (it builds the stand-in), or set POSTGRES_IMAGE to an image you have")
+                           "load it or set POSTGRES_IMAGE to an image you have (or, for this repository's test lab, run "
+                           "`inv lab.up`: it builds the stand-in)")
 
 
 def start(runner: Runner, s: StackSettings, image_ref: str, timeout: float, clock: "Clock | None" = None) -> None:

@@ -1,7 +1,9 @@
-"""Local settings for the developer tasks (build, smoke, compose): defaults < .env < environment.
+"""Local settings for the developer tasks (build, smoke, compose): defaults < .env.example < .env < environment.
 
-The .env file is optional (development works out of the box) but a malformed line is an error
-naming the file and line (deploy.core.envfile). Nothing here writes to ``os.environ``.
+.env.example documents every default of the project (`inv init` writes it with the project's own names), so it is
+read as the project's defaults: the toolkit and plain `docker compose` (whose file carries the same defaults) agree
+without a .env. Both files are optional, but a malformed line is an error naming the file and line
+(deploy.core.envfile). Nothing here writes to ``os.environ``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 
 from deploy.core.envfile import plain, read_env_file
 from deploy.core import project
+from deploy.local import limits
 
 ROOT = project.ROOT
 
@@ -22,14 +25,18 @@ DEFAULTS = {
     "COMPOSE_PROJECT_NAME": "djapp",      # containers, network and volume names start with it
     "COMPOSE_FILE": "docker-compose.yml",  # ':'-separated list; later files override earlier ones
     "POSTGRES_PASSWORD": "djapp-dev-only-password",  # development only; known here so output redacts it
+    # `inv smoke`: the page it fetches (200, links a hashed static file); SMOKE_TEXT (optional): a text it contains.
+    "SMOKE_PATH": "/",
+    **limits.DEFAULTS,                    # APP_/DB_ MEMORY, CPUS, CPU_SHARES, PIDS (the hardened runtime's limits)
 }
 
 
 def load(root: Path = ROOT, environ: dict | None = None) -> dict[str, str]:
-    """Merged settings: DEFAULTS, then ``root/.env``, then the process environment (for known keys
-    and any key present in .env)."""
+    """Merged settings: DEFAULTS, then ``root/.env.example``, then ``root/.env``, then the process environment (for
+    known keys and any key present in those files)."""
     environ = os.environ if environ is None else environ
     merged = dict(DEFAULTS)
+    merged.update(plain(read_env_file(root / ".env.example", missing_ok=True)))
     merged.update(plain(read_env_file(root / ".env", missing_ok=True)))
     for key in list(merged):
         if key in environ:

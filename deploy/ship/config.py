@@ -59,10 +59,12 @@ DEFAULTS = {
 KNOWN = set(REQUIRED) | set(DEFAULTS)
 EXAMPLE_DIR = Path(__file__).resolve().parents[1]   # deploy/*.env.example: the committed examples
 # DJDEPLOY_* variables that are not deploy settings (the toolkit's own and the lab's): not reported as typos.
-TOOLKIT_VARIABLES = {"DJDEPLOY_ENV_DIR", "DJDEPLOY_PROJECT_DIR", "DJDEPLOY_RELEASE"}
+TOOLKIT_VARIABLES = {"DJDEPLOY_ENV_DIR", "DJDEPLOY_PROJECT_DIR", "DJDEPLOY_RELEASE", "DJDEPLOY_SETTINGS_MODULE",
+                     "DJDEPLOY_CONTRACT"}
 TOOLKIT_PREFIXES = ("DJDEPLOY_LAB_", "DJDEPLOY_CLUSTER_", "DJDEPLOY_TEST_", "DJDEPLOY_BENCH_")
 
 
+# A list of typed fields, like swarm.Paths (`duplicates` pairs them by shape only): different data, no shared code.
 @dataclass(frozen=True)
 class DeployConfig:
     env: str

@@ -75,9 +75,10 @@ def certs_service(cfg, edge_ref: str, block: dict) -> dict:
     }
 
 
-def apply(spec: dict, cfg, edge_ref: str, block: dict) -> None:
+def apply(spec: dict, cfg, edge_ref: str, block: dict, harden=lambda service: service) -> None:
     """Turn the plain-HTTP proxy of ``spec`` into the TLS edge (proxy + certs). ``block`` is a stop-first
-    deploy block of the stack (update/rollback/restart policy)."""
+    deploy block of the stack (update/rollback/restart policy); ``harden`` applies the stack's runtime limits
+    (read-only root with a tmpfs /tmp, no capabilities, the proxy's memory/CPU/PIDs limits) to the certs service."""
     services = spec["services"]
     proxy = services["proxy"]
     proxy["image"] = edge_ref
@@ -86,7 +87,7 @@ def apply(spec: dict, cfg, edge_ref: str, block: dict) -> None:
     proxy["ports"] = [{"target": edge_cfg.HTTP_PORT, "published": cfg.published_port, "protocol": "tcp", "mode": mode},
                       {"target": edge_cfg.HTTPS_PORT, "published": cfg.https_port, "protocol": "tcp", "mode": mode}]
     proxy["networks"] = ["backend", "edge"]
-    services["certs"] = certs_service(cfg, edge_ref, block)
+    services["certs"] = harden(certs_service(cfg, edge_ref, block))
     spec["networks"]["edge"] = {"driver": "overlay"}
     if cfg.acme_network:
         spec["networks"]["acme"] = {"external": True, "name": cfg.acme_network}

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from deploy.core.errors import ToolkitError
+from deploy.core.errors import CommandFailed, ToolkitError
 from deploy.core.runner import Runner
 from deploy.ship import actions, edge_cfg, plan, registry, report, ssh, stackfile, state, swarm
 
@@ -113,6 +113,7 @@ def rollback(cfg, *, to: str | None = None, dry_run: bool = False, out=sys.stdou
 
 def _connected(cfg, remote, out, body):
     run = remote or ssh.remote_runner(cfg, out=out)
+    run.echo = False  # the executor prints each step once; state reads are summed up in the plan's header
     run.add_secrets(stackfile.database_url(cfg))
     try:
         return body(run)
@@ -136,7 +137,6 @@ def ship(cfg, rel: plan.Release, run: Runner, *, dry_run: bool, out=sys.stdout, 
         out.write(f"dry run: {len(the_plan.steps)} steps planned; nothing was run, no lock was taken\n")
         return outcome
     local = Runner(where="local", secrets=run.secrets, echo=False, out=out)
-    run.echo = False
     job = actions.Job(cfg=cfg, release=rel, state=snapshot, manager=run, local=local, out=out, builder=builder,
                       digest=snapshot.digest or "", when=actions.now())
     started = time.monotonic()
@@ -184,6 +184,11 @@ def _attempt(job, number: int, total: int, step) -> str:
         if step.action is not None:
             return step.action(job, step)
         return actions.put_step(job, step) if step.kind == plan.PUT else actions.run_step(job, step)
+    except CommandFailed as exc:
+        env = job.cfg.env
+        why = f"timed out after {job.cfg.command_timeout:g}s" if exc.timed_out else f"exit {exc.exit_code}"
+        raise ToolkitError(f"step {number}/{total} ({step.what}) failed ({why}); check `inv status --env {env}` and "
+                           f"`inv logs --env {env}`" + (f"; output:\n{exc.output_tail}" if exc.output_tail else "")) from None
     except ToolkitError:
         raise
     except Exception as exc:  # noqa: BLE001 - translated into one line below, or re-raised

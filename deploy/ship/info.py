@@ -8,10 +8,19 @@ from deploy.ship import ssh, swarm
 
 
 def _with_runner(cfg, out, fn):
+    """Run ``fn(run)`` on the manager; an SSH failure on the way is one line (no traceback)."""
+    from deploy.core.errors import ToolkitError
+    from deploy.ship.report import is_ssh_error, short
+
     run = ssh.remote_runner(cfg, out=out)
     run.echo = False
     try:
         return fn(run)
+    except Exception as exc:  # noqa: BLE001 - an SSH error becomes one line, anything else is re-raised
+        if isinstance(exc, ToolkitError) or not is_ssh_error(exc):
+            raise
+        raise ToolkitError(f"reading {cfg.env} on {ssh.target(cfg)} failed ({short(exc)}); check the manager "
+                           f"and the network, then rerun") from None
     finally:
         run.ctx.close()
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from deploy.core.runner import quote
 from deploy.ship import actions, stackfile, swarm
+from deploy.ship.wait import HEALTH_STREAK, HEALTH_TIMEOUT
 
 RUN, PUT, POLL, CHECK, BUILD, PUSH = "run", "put", "poll", "check", "build", "push"
 LOCAL, MANAGER = "local", "manager"
@@ -215,8 +216,6 @@ def _rollout_steps(cfg, rel, state) -> list:
                           detail=f"poll `{quote(cmd)}` up to {cfg.converge_timeout:g}s"))
     if cfg.proxy:
         steps.append(_wait_running(cfg, "proxy", 1))
-    from deploy.ship.wait import HEALTH_STREAK, HEALTH_TIMEOUT
-
     steps.append(check(f"that {cfg.health_url} (Host: {cfg.health_host}) serves X-App-Version {rel.tag}",
                        actions.check_health, where=LOCAL,
                        detail=f"{HEALTH_STREAK} answers in a row 200 with that version, up to {HEALTH_TIMEOUT:g}s"))

@@ -23,6 +23,13 @@ DB_USER = DB_NAME = "app"
 # step ~2 s shorter than the image's own 10 s (engine 20.10 has no start_interval).
 HEALTH = {"interval": "1s", "timeout": "3s", "retries": 3, "start_period": "15s"}
 MONITOR = "4s"           # > interval * retries: a task that turns unhealthy right after starting still counts
+# Compose schema 3.9: the first whose deploy.resources.limits accept ``pids`` (the docker CLI on the manager
+# must know it: CLI >= 23; engine 20.10 applies it, API 1.41).
+VERSION = "3.9"
+TMPFS_BYTES = 64 * 1024 * 1024
+# What the Postgres image's entrypoint needs as root before it drops to the postgres user (chown of the data
+# and socket directories, then setpriv): everything else is dropped.
+DB_CAPS = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]
 
 
 def service(cfg, name: str) -> str:
@@ -70,6 +77,27 @@ def _deploy_block(cfg, replicas: int, order: str, parallelism: int = 1) -> dict:
     }
 
 
+def hardened(cfg, name: str, tmpfs=("/tmp",), cap_add=()) -> dict:
+    """Read-only root filesystem with tmpfs where the image writes, no capabilities (but ``cap_add``), and the
+    env file's memory/CPU/PIDs limits (CIS Docker Benchmark 5.10-5.12, 5.25, 5.28). no-new-privileges is not a
+    Swarm service option on engine 20.10 (see README): the manager's daemon.json can set it for every container."""
+    spec = {"read_only": True, "cap_drop": ["ALL"],
+            "volumes": [{"type": "tmpfs", "target": t, "tmpfs": {"size": TMPFS_BYTES}} for t in tmpfs]}
+    if cap_add:
+        spec["cap_add"] = list(cap_add)
+    limits = {"memory": getattr(cfg, f"{name}_memory"), "cpus": getattr(cfg, f"{name}_cpus"),
+              "pids": getattr(cfg, f"{name}_pids")}
+    return {"spec": spec, "limits": limits}
+
+
+def _with_limits(service: dict, cfg, name: str, **kw) -> dict:
+    h = hardened(cfg, name, **kw)
+    out = dict(service, **{k: v for k, v in h["spec"].items() if k != "volumes"})
+    out["volumes"] = list(service.get("volumes", [])) + h["spec"]["volumes"]
+    out["deploy"] = dict(service["deploy"], resources={"limits": h["limits"]})
+    return out
+
+
 def _ports(cfg, target: int) -> list:
     return [{"target": target, "published": cfg.published_port, "protocol": "tcp", "mode": cfg.publish_mode}]
 
@@ -103,11 +131,11 @@ def _app(cfg, image: str, tag: str, release: str, parallelism: int) -> dict:
         app["ports"] = _ports(cfg, APP_PORT)
     elif not cfg.django_trusted_proxy:  # X-Forwarded-Proto from the stack network only (edge_stack.trusted_proxy_cmd)
         app["env_file"] = [edge_stack.app_env_file(cfg.remote_dir)]
-    return app
+    return _with_limits(app, cfg, "app")
 
 
 def _db(cfg) -> dict:
-    return {
+    db = {
         "image": cfg.postgres_image,
         "environment": {"POSTGRES_USER": DB_USER, "POSTGRES_DB": DB_NAME},
         # Works with any image honoring POSTGRES_PASSWORD: the password comes from the secret file.
@@ -121,10 +149,11 @@ def _db(cfg) -> dict:
         "stop_grace_period": "60s",
         "deploy": dict(_deploy_block(cfg, 1, "stop-first"), placement={"constraints": ["node.role == manager"]}),
     }
+    return _with_limits(db, cfg, "db", tmpfs=("/tmp", "/var/run/postgresql"), cap_add=DB_CAPS)
 
 
 def _proxy(cfg) -> dict:
-    return {
+    proxy = {
         "image": cfg.proxy_image,
         "environment": {"APP_SERVICE": "app", "APP_SLOTS": str(cfg.replicas * 2 + 2), "HEALTH_HOST": cfg.health_host},
         "configs": [{"source": "haproxy_cfg", "target": "/usr/local/etc/haproxy/haproxy.cfg"}],
@@ -136,18 +165,19 @@ def _proxy(cfg) -> dict:
         "deploy": dict({k: v for k, v in _deploy_block(cfg, 1, "stop-first").items() if k != "replicas"},
                        mode="global"),
     }
+    return _with_limits(proxy, cfg, "proxy")
 
 
 def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, only: tuple | None = None,
                parallelism: int = 1) -> dict:
-    """The compose (v3.8) stack as a dict. ``only`` keeps a subset of services (the base deploy).
+    """The compose (v3.9) stack as a dict. ``only`` keeps a subset of services (the base deploy).
 
     A deploy replaces app tasks one at a time (``parallelism`` 1); `inv rollback` passes 0 (all at once,
     still start-first, so still without downtime): going back to a known version is the urgent case."""
     from deploy.ship.swarm import paths
 
     services = {"db": _db(cfg), "app": _app(cfg, image, tag, release, parallelism)}
-    spec = {"version": "3.8", "services": services,
+    spec = {"version": VERSION, "services": services,
             "networks": {"backend": {"driver": "overlay", "attachable": True}},
             "volumes": {"pgdata": {}},
             "secrets": {key: {"external": True, "name": name} for key, name in secret_names(cfg).items()}}
@@ -157,7 +187,8 @@ def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, onl
         if cfg.tls:
             from deploy.ship import edge_image
 
-            edge_stack.apply(spec, cfg, edge_image.ref(cfg), _deploy_block(cfg, 1, "stop-first"))
+            edge_stack.apply(spec, cfg, edge_image.ref(cfg), _deploy_block(cfg, 1, "stop-first"),
+                             harden=lambda svc: _with_limits(svc, cfg, "proxy"))
     if only is not None:
         spec["services"] = {k: v for k, v in services.items() if k in only}
     return spec

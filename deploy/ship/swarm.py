@@ -15,6 +15,7 @@ from deploy.ship.stackfile import database_url, network, service
 TERMINAL = ("completed", "rollback_completed", "paused", "rollback_paused")
 
 
+# Typed fields like config.DeployConfig (a shape-only pair for `duplicates`): different data, nothing to share.
 @dataclass(frozen=True)
 class Paths:
     """Where things live on the manager (all under cfg.remote_dir)."""
@@ -84,6 +85,7 @@ def migrate_env(cfg) -> str:
 def migrate_cmd(cfg, image: str) -> list:
     p = paths(cfg)
     return ["docker", "--config", p.docker_config, "run", "--rm", "--network", network(cfg),
+            "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
             "--env-file", p.migrate_env, "--label", f"djdeploy.stack={cfg.stack_name}",
             "--label", "djdeploy.role=migrate", image, "python", "manage.py", "migrate", "--noinput"]
 

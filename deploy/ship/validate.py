@@ -13,7 +13,7 @@ HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*$")
 STACK_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 REGISTRY_RE = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 IMAGE_RE = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
-MEMORY_RE = re.compile(r"^[1-9][0-9]*[KMG]?$")
+MEMORY_RE = re.compile(r"^[1-9][0-9]*[KMGkmg]?$")  # like the local stack's limits: 512m and 512M
 CPUS_RE = re.compile(r"^(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]*(\.[0-9]+)?)$")
 
 

@@ -20,7 +20,8 @@ def smoke(c, image=None):
     from deploy.local import localenv
     from deploy.image import smoke as smoke_mod
 
-    ref = image or f"{localenv.load()['APP_IMAGE']}:{gitinfo.current_tag()}"
+    settings = localenv.load()
+    ref = image or f"{settings['APP_IMAGE']}:{gitinfo.current_tag()}"
     print(f"smoke test of {ref}")
-    timings = smoke_mod.run(ref)
+    timings = smoke_mod.run(ref, page_path=settings["SMOKE_PATH"], page_text=settings.get("SMOKE_TEXT", ""))
     print(f"smoke passed: first answer {timings['first_answer']:.2f}s, stop {timings['stop']:.2f}s")

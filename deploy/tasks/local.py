@@ -102,6 +102,7 @@ def _confirm(what: str) -> None:
         raise ToolkitError("nothing deleted (not confirmed); the stack and its data are unchanged")
 
 
+# Every task's help= dict has this shape (`duplicates` pairs it with dev.test): it is Invoke's flag documentation.
 # Invoke has no optional positional arguments (a positional one is always required): the service is a flag,
 # `inv logs -s db`.
 @task(help={

@@ -34,7 +34,7 @@ def push(c, env, tag=None):
             "replicas": "number of app replicas (overrides REPLICAS of the env file and DJDEPLOY_REPLICAS)",
             "allow_dirty": "deploy an image of a tree with uncommitted changes (-dirty tag) to this environment"})
 def deploy(c, env, image=None, dry_run=False, replicas=None, allow_dirty=False):
-    """Build, push, migrate once and roll out to ENV with zero downtime (rollback on failure)."""
+    """Plan, then lock, build, push, migrate once and roll out to ENV with zero downtime (rollback on failure)."""
     from deploy.ship import executor
 
     cfg = _config(env, REPLICAS=replicas, ALLOW_DIRTY="on" if allow_dirty else None)

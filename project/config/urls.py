@@ -4,9 +4,9 @@ from django.urls import path
 
 from notes import views
 
+# /health/ is answered by djdeploy_django.middleware.HealthMiddleware (the image contract), before these URLs.
 urlpatterns = [
     path("", views.index, name="index"),
-    path("health/", views.health, name="health"),
     path("admin/", admin.site.urls),
 ]
 

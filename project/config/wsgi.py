@@ -1,43 +1,10 @@
-"""WSGI entry point for uWSGI (UWSGI_WSGI_FILE) and any other WSGI server.
+"""The app's WSGI application (WSGI_APPLICATION). The image serves it through djdeploy_django.wsgi, which adds
+the forwarded-proto trust rule in front of it."""
 
-Wraps Django so that a client cannot fake HTTPS: X-Forwarded-Proto / X-Forwarded-Ssl (and the scheme uWSGI
-derives from them) are dropped unless the request comes from DJANGO_TRUSTED_PROXY.
-"""
-
-import ipaddress
 import os
-import sys
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from django.core.wsgi import get_wsgi_application
 
-from config.env import EnvError  # noqa: E402
-
-try:
-    from django.conf import settings
-    from django.core.wsgi import get_wsgi_application
-
-    django_application = get_wsgi_application()
-    TRUSTED = settings.TRUSTED_PROXIES
-except EnvError as exc:
-    sys.stderr.write(f"error: {exc}\n")
-    raise SystemExit(1) from None
-
-FORWARDED = ("HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_SSL", "HTTP_X_FORWARDED_SCHEME", "HTTP_FORWARDED", "HTTPS")
-
-
-def from_trusted_proxy(environ, trusted=None):
-    trusted = TRUSTED if trusted is None else trusted
-    try:
-        addr = ipaddress.ip_address(environ.get("REMOTE_ADDR", ""))
-    except ValueError:
-        return False
-    return any(addr in net for net in trusted)
-
-
-def application(environ, start_response):
-    if not from_trusted_proxy(environ):
-        for key in FORWARDED:
-            environ.pop(key, None)
-        environ["wsgi.url_scheme"] = "http"
-    return django_application(environ, start_response)
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "djdeploy_django.settings")
+os.environ.setdefault("DJDEPLOY_SETTINGS_MODULE", "config.settings")
+application = get_wsgi_application()

@@ -2,7 +2,6 @@ import time
 
 from django import forms
 from django.conf import settings
-from django.db import DatabaseError, connection
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
@@ -35,21 +34,6 @@ def index(request):
         status = 200
     notes = Note.objects.all()[:50]
     return render(request, "notes/index.html", {"form": form, "notes": notes, "no_db": False}, status=status)
-
-
-@require_GET
-def health(request):
-    """Liveness: 200 "ok" without touching the database. ``?ready=1``: readiness, also checks the database."""
-    if request.GET.get("ready") and _has_db():
-        try:
-            # a fresh connection (connect_timeout applies): a kept-alive one could hang on a frozen server
-            connection.close()
-            connection.ensure_connection()
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-        except DatabaseError:
-            return HttpResponse("database unavailable", status=503, content_type="text/plain")
-    return HttpResponse("ok", content_type="text/plain")
 
 
 @require_GET

@@ -153,7 +153,7 @@ def add_note(driver, base_url: str, text: str) -> None:
     _wait(driver, lambda d: text in [li.text for li in d.find_elements(By.CSS_SELECTOR, "#notes li")]
           or "Forbidden" in d.title, f"note {text!r} in the list")
     items = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#notes li")]
-    assert text in items, f"note not shown at {driver.current_url}: {driver.find_element(By.TAG_NAME, 'body').text[:500]!r}"
+    assert text in items, f"note not shown at {driver.current_url}: {page_text(driver)[:500]!r}"
 
 
 def page_text(driver) -> str:

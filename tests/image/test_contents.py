@@ -38,7 +38,7 @@ def test_contract_layout(docker_client, built_image):
     cfg = docker_client.images.get(built_image.ref).attrs["Config"]
     assert cfg["Entrypoint"] == ["docker-entrypoint.sh"] and cfg["Cmd"] == ["uwsgi"]
     assert cfg["WorkingDir"] == "/app" and "8000/tcp" in cfg["ExposedPorts"]
-    assert cfg["Healthcheck"]["Test"] == ["CMD", "python", "-m", "config.healthcheck"]
+    assert cfg["Healthcheck"]["Test"] == ["CMD", "python", "-m", "djdeploy_django.healthcheck"]
     assert f"APP_VERSION={built_image.ref.split(':', 1)[1]}" in cfg["Env"]
     out = sh(docker_client, built_image.ref, "ls /app; command -v python; command -v uwsgi; tail -n1 /usr/local/bin/docker-entrypoint.sh")
     assert "manage.py" in out and "/opt/venv/bin/python" in out and "/opt/venv/bin/uwsgi" in out

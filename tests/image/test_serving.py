@@ -144,7 +144,7 @@ def test_healthcheck_sends_an_allowed_host_and_turns_unhealthy(start, docker_cli
     """The image's own HEALTHCHECK command (faster interval for the test) reports healthy with a custom host list,
     and unhealthy once uWSGI stops answering."""
     app = start(env={"DJANGO_ALLOWED_HOSTS": "shop.example.org"}, ready=False,
-                healthcheck={"test": ["CMD", "python", "-m", "config.healthcheck"], "interval": 500_000_000,
+                healthcheck={"test": ["CMD", "python", "-m", "djdeploy_django.healthcheck"], "interval": 500_000_000,
                              "timeout": 2_000_000_000, "retries": 2, "start_period": 0})
 
     def health():

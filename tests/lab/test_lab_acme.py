@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import os
 import secrets
+import subprocess
 
 import pytest
 from acme import errors
@@ -61,6 +62,39 @@ def test_http01_issuance_end_to_end_with_a_chain_to_the_lab_root(ca, account):
     verifier.verify(leaf, [intermediate])  # raises if the chain does not verify for the name
     lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
     assert abs(lifetime - datetime.timedelta(seconds=spec.validity)) <= datetime.timedelta(seconds=2), lifetime
+
+
+def test_a_renewal_is_validated_again_and_gets_a_new_serial(ca, account):
+    """No authorization reuse: every order (a renewal too) fetches the token again through the HTTP port."""
+    runner, spec, record = ca
+    name = f"renew-{secrets.token_hex(4)}.lab.test"
+    with Responder(record["target_ipv4"], spec.http_port) as responder:
+        first = x509.load_pem_x509_certificates(issue(*account, [name], responder).encode())[0]
+        second = x509.load_pem_x509_certificates(issue(*account, [name], responder).encode())[0]
+    assert first.serial_number != second.serial_number
+    assert len({r for r in responder.requests if "/.well-known/acme-challenge/" in r}) == 2, responder.requests
+
+
+def test_services_on_an_attachable_overlay_reach_pebble_by_name(ca):
+    """connect_argv: a Swarm stack's network (attachable overlay) gets Pebble as `pebble`; its API certificate
+    verifies against api_root_pem for that name."""
+    runner, spec, record = ca
+    network = f"djdeploy-test-acme{OWNER}-ov"
+    runner.run(["docker", "network", "create", "--driver", "overlay", "--attachable", "--label", "djdeploy.test=acme",
+                "--label", f"djdeploy.owner={OWNER}", network], hide=True)
+    try:
+        runner.run(lab_acme.connect_argv(spec, network), hide=True)
+        script = ('printf "%s" "$ROOT" > /tmp/root.pem && echo | openssl s_client -connect pebble:14000 '
+                  '-servername pebble -CAfile /tmp/root.pem -verify_return_error -verify_hostname pebble')
+        done = subprocess.run(["docker", "run", "--rm", "--network", network, "--label", "djdeploy.test=acme",
+                               "--env", "ROOT", "--entrypoint", "sh", lab_acme.IMAGE, "-c", script],
+                              env={**os.environ, "ROOT": lab_acme.api_root_pem(runner, spec)},
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "Verify return code: 0 (ok)" in done.stdout, \
+            done.stdout[-800:] + done.stderr[-800:]
+    finally:
+        runner.run(lab_acme.disconnect_argv(spec, network), check=False, hide=True)
+        runner.run(["docker", "network", "rm", network], check=False, hide=True)
 
 
 def test_wrong_key_authorization_fails_validation_with_pebbles_reason(ca, account):

@@ -245,5 +245,19 @@ class Site:
         assert self.post_note(text) == 200
         assert text in self.get("/")[2]
 
+    def admin_login(self, username: str, password: str) -> str:
+        """POST the admin login form (with its CSRF token); return the page it answers with."""
+        with self.opener.open(self.base + "/admin/login/", timeout=10) as resp:
+            page = resp.read().decode()
+            cookie = re.search(r"csrftoken=([^;]+)", resp.headers.get("Set-Cookie", "")).group(1)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        body = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": username, "password": password,
+                                       "next": "/admin/"}).encode()
+        req = urllib.request.Request(self.base + "/admin/login/", data=body,
+                                     headers={"Cookie": f"csrftoken={cookie}", "Origin": self.base})
+        with self.opener.open(req, timeout=10) as resp:
+            assert resp.status == 200, resp.status
+            return resp.read().decode()
+
     def notes(self) -> str:
         return self.get("/")[2]

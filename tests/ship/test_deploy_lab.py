@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import time
 
 import pytest
@@ -80,6 +81,32 @@ def test_v1_deploy_serves_v1(env):
     STATE.update(v1=v1, site=site)
 
 
+def containers(env, service: str) -> list[dict]:
+    ids = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={env.stack}_{service}").stdout.split()
+    assert ids, f"no running container of {env.stack}_{service}"
+    return json.loads(docker("inspect", *ids).stdout)
+
+
+def test_swarm_containers_run_hardened_and_the_app_still_serves_pages_static_files_and_admin_posts(env):
+    """Read-only root fs (tmpfs /tmp), no capabilities, memory/CPU/PIDs limits from the env file's defaults;
+    the app still serves a page, a hashed static file and the admin login POST (CSRF checked)."""
+    expected = {"app": (512 * 2**20, 10**9, 256), "db": (2**30, 10**9, 512), "proxy": (256 * 2**20, 5 * 10**8, 128)}
+    for service, (memory, cpus, pids) in expected.items():
+        for c in containers(env, service):
+            host = c["HostConfig"]
+            assert host["ReadonlyRootfs"] is True, service
+            assert host["CapDrop"] == ["ALL"], service
+            assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (memory, cpus, pids), service
+            assert any(m["Type"] == "tmpfs" and m["Destination"] == "/tmp" for m in c["Mounts"]), service
+    caps = sorted(c.removeprefix("CAP_") for c in containers(env, "db")[0]["HostConfig"]["CapAdd"])
+    assert caps == ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]
+    site = STATE["site"]
+    status, _, page = site.get("/")
+    static = re.search(r'/static/[\w./-]+\.[0-9a-f]{12}\.(?:css|js)', page).group(0)
+    assert site.get(static)[0] == 200
+    assert "Please enter the correct username and password" in site.admin_login("nobody", "wrong-password")
+
+
 def test_remote_files_are_private_and_migration_env_is_gone(env):
     base = f"/var/lib/djdeploy/{env.stack}"
     assert os.stat(base).st_mode & 0o777 == 0o700
@@ -98,16 +125,17 @@ def test_push_prints_the_digest_without_the_password(env):
 
 
 def test_v2_under_load_zero_downtime_rotated_secret_and_dry_run_equals_real(env):
-    from deploy.ship import executor, swarm
+    from deploy.ship import executor, stackfile
 
     assert "v1" in STATE, "needs v1 deployed"
-    old_secret = swarm.secret_names(env.cfg())["django_secret_key"]
+    old_secret = stackfile.secret_names(env.cfg())["django_secret_key"]
     env.key_file.write_text(__import__("secrets").token_urlsafe(50))  # rotate the app's secret key
     cfg = env.cfg()
-    new_secret = swarm.secret_names(cfg)["django_secret_key"]
+    new_secret = stackfile.secret_names(cfg)["django_secret_key"]
     assert new_secret != old_secret
     v2 = env.tag("v2")
-    dry = executor.deploy(cfg, tag=v2, build=True, dry_run=True, out=io.StringIO())
+    dry_out = io.StringIO()
+    dry = executor.deploy(cfg, tag=v2, build=True, dry_run=True, out=dry_out)
     gens = loads(env)
     time.sleep(2)
     try:
@@ -117,7 +145,14 @@ def test_v2_under_load_zero_downtime_rotated_secret_and_dry_run_equals_real(env)
     finally:
         stats = stop(gens)
     print(out.getvalue())
-    assert outcome.history == dry.history, "the dry-run plan must equal what the real deploy ran"
+    assert outcome.steps == list(dry.plan.steps), "the dry-run plan must equal what the real deploy ran"
+    assert [r.result for r in outcome.records] == ["ok"] * len(dry.plan.steps)
+    polls = [r for r in outcome.records if r.step.kind in ("poll", "check")]
+    assert len(polls) >= 4 and all(r.note for r in polls), "polls are recorded steps too"
+    printed = [line.split(". ", 1)[1] for line in dry_out.getvalue().splitlines()[1:-1]]
+    assert printed == [s.line() for s in outcome.steps], "the dry run prints exactly the steps that ran"
+    assert f"step timings: deploy of {cfg.image_ref(v2)}@{outcome.digest} to lab: ok" in out.getvalue()
+    assert served_image(env) == f"{cfg.image_ref(v2)}@{outcome.digest}", "the service runs the release by digest"
     assert sum(s.sent for s in stats) / max(s.seconds for s in stats) >= 50
     for s in stats:
         assert (s.failed, s.non2xx) == (0, 0), s.summary()
@@ -149,7 +184,8 @@ def test_broken_v3_rolls_back_automatically_under_load_and_exits_nonzero(env):
         stats = stop(gens)
     print(result.stdout[-4000:], result.stderr[-2000:])
     assert result.returncode == 1
-    assert f"error: release {env.cfg().image_ref(v3)} failed on {env.stack}_app (" in result.stderr
+    assert f"error: release {env.cfg().image_ref(v3)}@sha256:" in result.stderr
+    assert f" failed on {env.stack}_app (" in result.stderr
     assert "Swarm rolled it back automatically and the previous version keeps serving" in result.stderr
     for s in stats:
         assert (s.failed, s.non2xx) == (0, 0), s.summary()
@@ -173,7 +209,8 @@ def test_failing_migration_changes_nothing_and_releases_the_lock(env):
     assert result.returncode == 1
     assert "error: migration failed (exit 1); nothing was rolled out: lab keeps serving the previous version" in result.stderr
     assert "this migration fails on purpose" in result.stdout + result.stderr
-    assert f"stack deploy --with-registry-auth --compose-file /var/lib/djdeploy/{env.stack}/stack.yml" not in result.stdout
+    started = [line for line in result.stdout.splitlines() if re.match(r"step \d+/", line)]
+    assert started and not any("] run roll out the app (stack deploy)" in line for line in started)
     assert served_image(env).startswith(env.cfg().image_ref(v2))
     assert STATE["site"].get("/")[1] == v2
     assert not lock_exists(env)
@@ -186,7 +223,6 @@ def test_concurrent_deploy_is_refused_naming_the_holder_until_unlocked(env):
     cfg = env.cfg()
     run = ssh.remote_runner(cfg, out=io.StringIO())
     try:
-        run.run(swarm.mkdir_cmd(cfg), hide=True)
         run.run(swarm.lock_cmd(cfg), stdin="mallory@ci pid=4242 since=T action=deploy image=x\n", hide=True)
     finally:
         run.ctx.close()
@@ -196,7 +232,8 @@ def test_concurrent_deploy_is_refused_naming_the_holder_until_unlocked(env):
             f"since=T action=deploy image=x; wait for that deploy to finish, or if it is stale release it with "
             f"`inv unlock --env lab`") in result.stderr
     assert lock_exists(env), "a lock held by someone else stays"
-    assert "stack deploy" not in result.stdout
+    started = [line for line in result.stdout.splitlines() if re.match(r"step \d+/", line)]
+    assert len(started) == 1 and started[0].startswith("step 1/"), "nothing after the lock step ran"
     result = env.inv("unlock", "--env", "lab")
     assert result.returncode == 0, result.stderr
     assert "released the deploy lock (held by: mallory@ci pid=4242" in result.stdout
@@ -257,6 +294,56 @@ def test_status_audit_and_logs(env):
     result = env.inv("logs", "--env", "lab")
     assert result.returncode == 0, result.stderr
     assert f"{env.stack}_app." in result.stdout + result.stderr  # uWSGI logs to stderr
+
+
+def test_audit_last_shows_the_step_table_of_the_last_deploy(env):
+    result = env.inv("audit", "--env", "lab", "--last")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"step timings: rollback of {env.cfg().image_ref(STATE['v2'])}@sha256:")
+    assert lines[1] == "step   seconds  result  what"
+    assert any("poll until" in line and " polls)" in line for line in lines[2:])
+
+
+def test_two_deploys_at_the_same_moment_one_is_refused_before_pushing_and_the_tag_stays(env):
+    """Both deploy the same tag with different images. The lock comes before the build and push, so the one
+    that does not get the lock builds and pushes nothing: the winner's registry tag is not overwritten."""
+    import threading
+
+    from deploy.core.errors import ToolkitError
+    from deploy.ship import executor, registry
+
+    cfg, tag, base = env.cfg(), env.tag("race"), f"djapp:{STATE['v2']}"
+    barrier, built, results = threading.Barrier(2), {}, {}
+
+    def builder_for(name):
+        def build(tag):
+            built[name] = build_derived(base, env.tag(f"race-{name}"), f"LABEL djdeploy.race={name}")
+            return type("Built", (), {"ref": built[name]})()
+        return build
+
+    def go(name):
+        barrier.wait()
+        try:
+            results[name] = executor.deploy(cfg, tag=tag, build=True, out=io.StringIO(), builder=builder_for(name))
+        except ToolkitError as exc:
+            results[name] = exc
+
+    threads = [threading.Thread(target=go, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=400)
+    winners = [n for n, r in results.items() if not isinstance(r, ToolkitError)]
+    losers = [n for n, r in results.items() if isinstance(r, ToolkitError)]
+    assert len(winners) == 1 and len(losers) == 1, results
+    assert "is held by: " in str(results[losers[0]]) and "action=deploy" in str(results[losers[0]])
+    assert list(built) == winners, "the deploy that did not get the lock must not build (nor push)"
+    digest = registry.manifest_digest(cfg, tag)
+    assert digest == results[winners[0]].digest
+    assert served_image(env) == f"{cfg.image_ref(tag)}@{digest}"
+    assert not lock_exists(env)
+    STATE["race"] = tag
 
 
 def test_timings_stay_within_regression_guards(env):

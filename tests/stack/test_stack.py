@@ -211,7 +211,8 @@ def test_no_engine_is_one_line_naming_the_lab_task(stack_session):
         assert out.returncode == 1
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: no Docker engine answers (")
-        assert lines[0].endswith("; run `inv lab.up` (it installs the engine and links the compose plugin)")
+        assert lines[0].endswith("; start Docker with the compose plugin (or, for this repository's test lab, run "
+                                 "`inv lab.up`: it installs the engine and links the compose plugin)")
 
 
 def test_compose_missing_is_one_line_naming_the_lab_task(stack_session, tmp_path):
@@ -223,7 +224,7 @@ def test_compose_missing_is_one_line_naming_the_lab_task(stack_session, tmp_path
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: `docker compose` (the Compose v2 CLI plugin) is not available")
-    assert lines[0].endswith("run `inv lab.up` (it installs the engine and links the compose plugin)")
+    assert lines[0].endswith("run `inv lab.up`: it installs the engine and links the compose plugin)")
 
 
 def test_malformed_env_file_names_file_and_line(stack_session, tmp_path):

@@ -210,7 +210,8 @@ def test_placeholders_are_read_from_every_committed_example():
 def test_unknown_djdeploy_variables_are_reported_as_typos_with_the_closest_key(tmp_path):
     write(tmp_path)
     assert problems(tmp_path, environ={"DJDEPLOY_REPLICA": "3", "DJDEPLOY_REGISTRY_PASWORD_FILE": "/x",
-                                       "DJDEPLOY_ZZZ": "1", "DJDEPLOY_LAB_DIR": "/ok", "DJDEPLOY_ENV_DIR": "/ok"}) == [
+                                       "DJDEPLOY_ZZZ": "1", "DJDEPLOY_LAB_DIR": "/ok", "DJDEPLOY_ENV_DIR": "/ok",
+                                       "DJDEPLOY_SETTINGS_MODULE": "config.settings"}) == [
         "environment DJDEPLOY_REGISTRY_PASWORD_FILE: unknown variable (a typo? did you mean "
         "DJDEPLOY_REGISTRY_PASSWORD_FILE?); the keys are listed in deploy/prod.env.example",
         "environment DJDEPLOY_REPLICA: unknown variable (a typo? did you mean DJDEPLOY_REPLICAS?); the keys are "
@@ -232,3 +233,19 @@ def test_allow_dirty_and_limits(tmp_path):
         f"{path}:12: APP_MEMORY must be a size like 512M or 2G (got 'lots')",
         f"{path}:13: DB_CPUS must be a number of CPUs like 0.5 or 2 (got '0')",
         f"{path}:14: PROXY_PIDS must be a whole number from 16 to 100000 (got '5')"]
+
+
+def test_the_lab_environment_allows_dirty_trees_and_loads(tmp_path, monkeypatch):
+    from deploy.lab import deploy_env, paths
+
+    for name in ("SSH_KEY", "KNOWN_HOSTS", "REGISTRY_PASSWORD_FILE"):
+        target = tmp_path / name.lower()
+        target.write_text("x" * 60)
+        monkeypatch.setattr(paths, name, target)
+    monkeypatch.setattr(deploy_env, "SECRETS_DIR", tmp_path / "secrets")
+    deploy_env.write_lab_env(tmp_path, name="lab", stack="djx", port=18080)
+    cfg = config.load("lab", env_dir=tmp_path, environ={})
+    assert cfg.allow_dirty is True and (cfg.stack_name, cfg.published_port) == ("djx", 18080)
+    assert "ALLOW_DIRTY=on" in (config.EXAMPLE_DIR / "lab.env.example").read_text().splitlines()
+    for name in ("prod", "staging"):
+        assert "ALLOW_DIRTY=off" in (config.EXAMPLE_DIR / f"{name}.env.example").read_text().splitlines()

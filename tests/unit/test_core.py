@@ -68,3 +68,12 @@ def test_env_parse_values_and_lines():
 def test_tag_for():
     assert tag_for("abc1234", False) == "abc1234"
     assert tag_for("abc1234", True) == "abc1234-dirty"
+
+
+def test_stdin_is_handed_over_whole_not_one_byte_per_10ms():
+    from deploy.core.runner import WholeStream
+
+    stream = WholeStream("a" * 5000)
+    assert stream.read(1) == "a" * 5000 and stream.read(1) == ""
+    r = Runner(ctx=Context(), out=io.StringIO(), echo=False)
+    assert r.run(["wc", "-c"], stdin="x" * 5000, hide=True).stdout.strip() == "5000"

@@ -42,7 +42,10 @@ def test_certs_service_one_replica_on_a_manager_with_its_volume_on_the_edge_netw
                                     "shop.example.com,www.example.com", "ACME_DIRECTORY": "https://ca.example/dir",
                                     "ACME_EMAIL": "ops@example.com", "ACME_CA_ROOT_FILE": "/run/secrets/acme_ca_root"}
     assert certs["secrets"] == [{"source": "acme_ca_root", "target": "acme_ca_root"}]
-    assert certs["volumes"] == ["certs:/var/lib/edge"] and s["volumes"]["certs"] == {}
+    assert certs["volumes"] == ["certs:/var/lib/edge", {"type": "tmpfs", "target": "/tmp", "tmpfs": {"size": 67108864}}]
+    assert s["volumes"]["certs"] == {}
+    assert (certs["read_only"], certs["cap_drop"]) == (True, ["ALL"])  # hardened like the proxy, with its limits
+    assert certs["deploy"]["resources"] == {"limits": {"memory": "256M", "cpus": "0.5", "pids": 128}}
     assert certs["networks"] == ["edge", "acme"]
     assert s["networks"]["edge"] == {"driver": "overlay"}
     assert s["networks"]["acme"] == {"external": True, "name": "lab-acme"}

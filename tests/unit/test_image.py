@@ -184,10 +184,14 @@ def test_booted_needs_every_worker_loaded():
 
 
 def test_check_page():
-    smoke.check_page(200, headers(), b"<h1>Notes</h1>")
+    smoke.check_page(200, headers(), b"<h1>Notes</h1>", text="<h1>Notes</h1>")
+    smoke.check_page(200, headers(), b"<html>", path="/admin/login/")
     exc = failure(smoke.check_page, 500, headers(), b"")
     assert (exc.check, str(exc)) == ("page answers", "smoke check 'page answers' failed: GET / gave 500, "
-                                     "expected 200 with the notes page")
+                                     "expected 200 (SMOKE_PATH, SMOKE_TEXT)")
+    exc = failure(smoke.check_page, 200, headers(), b"<h1>Other</h1>", path="/x/", text="<h1>Notes</h1>")
+    assert str(exc) == ("smoke check 'page answers' failed: GET /x/ gave 200, expected 200 containing "
+                        "'<h1>Notes</h1>' (SMOKE_PATH, SMOKE_TEXT)")
 
 
 def test_check_foreign_host():
@@ -252,7 +256,7 @@ def test_smoke_task_failure_is_one_line_exit(monkeypatch):
 
     from deploy.tasks import image as tasks
 
-    def boom(ref):
+    def boom(ref, **kw):
         raise smoke.SmokeFailed("health endpoint", "GET /health/ gave 503")
 
     monkeypatch.setattr(smoke, "run", boom)

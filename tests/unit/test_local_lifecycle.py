@@ -52,8 +52,9 @@ def test_compose_missing_is_one_line_naming_the_lab():
     with pytest.raises(ToolkitError) as err:
         lifecycle.preflight(r)
     assert str(err.value) == ("`docker compose` (the Compose v2 CLI plugin) is not available "
-                              "(docker: unknown command: docker compose); run `inv lab.up` (it installs the engine "
-                              "and links the compose plugin)")
+                              "(docker: unknown command: docker compose); start Docker with the compose plugin (or, "
+                              "for this repository's test lab, run `inv lab.up`: it installs the engine and links the "
+                              "compose plugin)")
 
 
 def test_no_engine_is_one_line_naming_the_lab():
@@ -63,8 +64,9 @@ def test_no_engine_is_one_line_naming_the_lab():
     with pytest.raises(EngineUnavailable) as err:
         lifecycle.preflight(r)
     assert str(err.value) == ("no Docker engine answers (Cannot connect to the Docker daemon at "
-                              "unix:///var/run/docker.sock. Is the docker daemon running?); run `inv lab.up` "
-                              "(it installs the engine and links the compose plugin)")
+                              "unix:///var/run/docker.sock. Is the docker daemon running?); start Docker with the "
+                              "compose plugin (or, for this repository's test lab, run `inv lab.up`: it installs the "
+                              "engine and links the compose plugin)")
     assert "\n" not in str(err.value)
 
 
@@ -102,8 +104,8 @@ def test_missing_postgres_image_names_the_fix():
     with pytest.raises(ToolkitError) as err:
         lifecycle.check_postgres_image(r, S)
     assert str(err.value) == ("the Postgres image postgres:17-trixie is not on this engine and cannot be pulled "
-                              "here; run `inv lab.up` (it builds the stand-in), or set POSTGRES_IMAGE to an image "
-                              "you have")
+                              "here; load it or set POSTGRES_IMAGE to an image you have (or, for this repository's "
+                              "test lab, run `inv lab.up`: it builds the stand-in)")
 
 
 # ---- health wait --------------------------------------------------------------------------------------------

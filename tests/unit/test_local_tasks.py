@@ -129,7 +129,7 @@ def test_compose_missing_stops_every_task_with_one_line():
         with pytest.raises(Exit) as err:
             tasks.ns[name](c)
         assert err.value.message.startswith("error: `docker compose` (the Compose v2 CLI plugin) is not available")
-        assert err.value.message.endswith("run `inv lab.up` (it installs the engine and links the compose plugin)")
+        assert err.value.message.endswith("run `inv lab.up`: it installs the engine and links the compose plugin)")
 
 
 def test_ps_and_logs():

@@ -1,4 +1,4 @@
-"""Settings parsing (project/config/env.py) and the settings module as manage.py loads it, on the host's Python."""
+"""Settings parsing (djdeploy_django/env.py) and the settings module as manage.py loads it, on the host's Python."""
 
 import os
 import subprocess
@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-PROJECT = Path(__file__).resolve().parents[2] / "project"
-sys.path.insert(0, str(PROJECT))
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = REPO / "project"
+sys.path.insert(0, str(REPO))
 
-from config import env  # noqa: E402
-from config.env import EnvError  # noqa: E402
-from config.preflight import classify, wait_for_db  # noqa: E402
+from djdeploy_django import env  # noqa: E402
+from djdeploy_django.env import EnvError  # noqa: E402
+from djdeploy_django.preflight import classify, wait_for_db  # noqa: E402
 
 KEY = "k" * 40 + "abcdefghij1234567890"
 GOOD = {"DJANGO_SECRET_KEY": KEY, "DJANGO_ALLOWED_HOSTS": "localhost", "DATABASE_URL": ""}
@@ -225,6 +226,7 @@ def test_wait_succeeds_after_retries():
 # --- the settings module through manage.py (host Django 5.2) -------------------------------------------------
 def manage(*args, **environ):
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
+    base["PYTHONPATH"] = str(REPO)  # djdeploy_django, as the image installs it
     return subprocess.run([sys.executable, "manage.py", *args], cwd=PROJECT, env={**base, **environ},
                           capture_output=True, text=True, timeout=60)
 

@@ -314,3 +314,49 @@ def test_unlock_names_the_holder(cfg, monkeypatch):
     executor.unlock(cfg, out=out)
     assert out.getvalue().splitlines()[-1] == "released the deploy lock (held by: bob@ci pid=1)"
     assert manager.commands() == ["cat /var/lib/djdeploy/djt/lock/owner", "rm -rf /var/lib/djdeploy/djt/lock"]
+
+
+def test_a_failing_command_names_its_step_and_what_to_check(cfg, offline, reg):
+    manager = FakeManager([("stack.yml djt", Result(exited=1, stderr="failed to update service djt_app: out of sequence"))])
+    with pytest.raises(ToolkitError) as err:
+        deploy(cfg, manager, builder=builder([]))
+    assert str(err.value) == ("step 18/22 (roll out the app (stack deploy)) failed (exit 1); check `inv status --env lab` "
+                              "and `inv logs --env lab`; output:\nfailed to update service djt_app: out of sequence")
+    assert manager.commands()[-1] == FINISH
+
+
+def test_audit_last_without_timings_says_so(cfg, monkeypatch):
+    reader = FakeManager([("steps.jsonl", Result(exited=1, stderr="tail: cannot open"))])
+    monkeypatch.setattr(ssh, "remote_runner", lambda cfg, out=None: remote(cfg, reader, out))
+    out = io.StringIO()
+    info.last_steps(cfg, out=out)
+    assert out.getvalue() == "no step timings yet at /var/lib/djdeploy/djt/steps.jsonl\n"
+
+
+def test_stored_table_verbatim():
+    from deploy.ship.report import stored_table
+
+    data = {"when": "T", "action": "rollback", "env": "prod", "image": "r/djapp:v1", "digest": DIGEST, "tree": "clean",
+            "result": "ok", "steps": [{"n": 1, "kind": "run", "where": "manager", "what": "take the lock",
+                                       "seconds": 0.5, "result": "ok", "note": "taken"},
+                                      {"n": 2, "kind": "poll", "where": "manager", "what": "until app converged",
+                                       "seconds": 12.25, "result": "failed", "note": ""}]}
+    assert stored_table(data) == (
+        f"step timings: rollback of r/djapp:v1@{DIGEST} to prod at T (clean tree): ok (12.8s in the steps before the "
+        "final audit step)\n"
+        "step   seconds  result  what\n"
+        "   1      0.50  ok      [manager] run take the lock (taken)\n"
+        "   2     12.25  failed  [manager] poll until app converged\n")
+
+
+def test_status_with_the_ssh_session_lost_is_one_line(cfg, monkeypatch):
+    def lost(command):
+        raise paramiko.SSHException("SSH session not active")
+
+    reader = FakeManager([("stack services", lost)])
+    monkeypatch.setattr(ssh, "remote_runner", lambda cfg, out=None: remote(cfg, reader, out))
+    with pytest.raises(ToolkitError) as err:
+        info.status(cfg, out=io.StringIO())
+    assert str(err.value) == ("reading lab on root@127.0.0.1:2222 failed (SSH session not active); check the manager "
+                              "and the network, then rerun")
+    assert reader.closed

@@ -55,7 +55,8 @@ def migrate(tag, digest):
     image = f"127.0.0.1:5000/djapp:{tag}@{digest}"
     image = f"'{image}'" if "<" in image else image
     return (f"[manager] run migrate the database once (a one-off container of the new image): docker --config "
-            f"{D}/docker run --rm --network djt_backend --env-file {D}/migrate.env --label djdeploy.stack=djt --label "
+            f"{D}/docker run --rm --network djt_backend --read-only --tmpfs /tmp --cap-drop ALL --security-opt "
+            f"no-new-privileges --env-file {D}/migrate.env --label djdeploy.stack=djt --label "
             f"djdeploy.role=migrate {image} python manage.py migrate --noinput")
 
 

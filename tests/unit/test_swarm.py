@@ -15,7 +15,9 @@ def cfg(**over):
                 registry_user="ci", registry_password="regpass", django_secret_key=KEY, postgres_password="p@ss/word",
                 django_allowed_hosts="shop.example.com", replicas=3, published_port=80, publish_mode="ingress",
                 endpoint_mode="vip", proxy=True, proxy_image="haproxy:3.0-trixie", postgres_image="postgres:17-trixie",
-                stop_grace_period=30, health_host="shop.example.com", django_trusted_proxy="", tls_mode="external",
+                stop_grace_period=30, health_host="shop.example.com", django_trusted_proxy="",
+                app_memory="512M", app_cpus="1", app_pids=256, db_memory="1G", db_cpus="1", db_pids=512,
+                proxy_memory="256M", proxy_cpus="0.5", proxy_pids=128, tls_mode="external",
                 tls=False, trusted_lb="192.0.2.7", https_port=443, hsts_max_age=3600, hsts_include_subdomains=False,
                 hsts_preload=False, tls_cert="", tls_key="", acme_ca_root="", acme_network="", cert_sync_interval=10)
     base.update(over)
@@ -45,7 +47,7 @@ def test_remote_commands_exact():
         "--compose-file", "/var/lib/djdeploy/shop/stack.yml", "shop"]
     assert swarm.migrate_cmd(c, "reg.example.com/djapp:abc1234") == [
         "docker", "--config", "/var/lib/djdeploy/shop/docker", "run", "--rm", "--network", "shop_backend",
-        "--env-file", "/var/lib/djdeploy/shop/migrate.env", "--label", "djdeploy.stack=shop", "--label",
+        "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--env-file", "/var/lib/djdeploy/shop/migrate.env", "--label", "djdeploy.stack=shop", "--label",
         "djdeploy.role=migrate", "reg.example.com/djapp:abc1234", "python", "manage.py", "migrate", "--noinput"]
     assert swarm.update_status_cmd(c, "app") == [
         "docker", "service", "inspect", "--format",
@@ -119,7 +121,7 @@ def test_stack_spec_proxy_db_and_modes():
     assert spec["configs"] == {"haproxy_cfg": {"name": "shop_haproxy_1", "file": "/var/lib/djdeploy/shop/haproxy.cfg"}}
     assert {s["deploy"]["endpoint_mode"] for s in spec["services"].values()} == {"dnsrr"}
     assert db["deploy"]["placement"] == {"constraints": ["node.role == manager"]}
-    assert db["volumes"] == ["pgdata:/var/lib/postgresql/data"]
+    assert db["volumes"][0] == "pgdata:/var/lib/postgresql/data"
     assert "postgres_password" in db["entrypoint"][2] and "$$(cat /run/secrets/postgres_password)" in db["entrypoint"][2]
     assert "p@ss" not in json.dumps(spec)
 
@@ -199,3 +201,22 @@ def test_tasks_by_node_command():
     assert swarm.tasks_by_node_cmd(cfg()) == [
         "docker", "stack", "ps", "--filter", "desired-state=running",
         "--format", "{{.Name}}\t{{.Node}}\t{{.CurrentState}}", "shop"]
+
+
+TMPFS = {"type": "tmpfs", "target": "/tmp", "tmpfs": {"size": 67108864}}
+
+
+def test_every_service_is_hardened_with_the_configured_limits():
+    spec = stackfile.stack_spec(cfg(app_memory="300M", app_cpus="1.5", app_pids=99), "i", "t", "r", "x")
+    assert spec["version"] == "3.9"
+    app, db, proxy = (spec["services"][n] for n in ("app", "db", "proxy"))
+    assert (app["read_only"], app["cap_drop"], app["volumes"]) == (True, ["ALL"], [TMPFS])
+    assert "cap_add" not in app and "cap_add" not in proxy
+    assert app["deploy"]["resources"] == {"limits": {"memory": "300M", "cpus": "1.5", "pids": 99}}
+    assert (proxy["read_only"], proxy["cap_drop"], proxy["volumes"]) == (True, ["ALL"], [TMPFS])
+    assert proxy["deploy"]["resources"] == {"limits": {"memory": "256M", "cpus": "0.5", "pids": 128}}
+    assert (db["read_only"], db["cap_drop"]) == (True, ["ALL"])
+    assert db["cap_add"] == ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]
+    assert db["volumes"] == ["pgdata:/var/lib/postgresql/data", TMPFS, dict(TMPFS, target="/var/run/postgresql")]
+    assert db["deploy"]["resources"] == {"limits": {"memory": "1G", "cpus": "1", "pids": 512}}
+    assert all("security_opt" not in s for s in spec["services"].values())  # not a service option on engine 20.10

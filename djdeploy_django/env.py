@@ -1,4 +1,4 @@
-"""Settings from the environment: strict readers that fail with one line naming the variable, never its value.
+"""Settings from the environment (the image contract): strict readers that fail with one line naming the variable, never its value.
 
 Pure functions over a mapping (``os.environ`` by default) so the host's unit tests exercise them directly.
 No Django import here: the entrypoint's preflight and the health check use this module too.

@@ -8,7 +8,7 @@ import os
 import sys
 import urllib.request
 
-from config import env
+from djdeploy_django import env
 
 
 def main():

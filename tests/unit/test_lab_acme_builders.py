@@ -128,7 +128,8 @@ ROOT_PEM = "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"
 
 def test_ensure_starts_what_is_missing_and_keeps_a_running_pebble(monkeypatch):
     monkeypatch.setattr(acme, "_answers", lambda runner, spec, port: True)
-    ctx = ScriptedCtx({r"network inspect --format": Result("172.20.0.1\n"), r"^docker network inspect t-acme": Result(exited=1),
+    ctx = ScriptedCtx({r"network inspect --format": Result("172.20.0.1\n"),
+                       r"^docker network inspect t-acme": Result(exited=1),
                        r"container inspect .* t-challtestsrv": Result(exited=1),
                        r"container inspect .* t-pebble": Result("true\n"),
                        r"docker port t-pebble 14000/tcp": Result("127.0.0.1:14000\n")})
@@ -185,7 +186,8 @@ def test_browser_harness_flags_and_nss_commands():
     assert chromium_flags("/p", ("a.test", "b.test")) == [
         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-        "--window-size=1280,900", "--user-data-dir=/p", "--host-resolver-rules=MAP a.test 127.0.0.1, MAP b.test 127.0.0.1"]
+        "--window-size=1280,900", "--user-data-dir=/p",
+        "--host-resolver-rules=MAP a.test 127.0.0.1, MAP b.test 127.0.0.1"]
     assert chromium_flags("/p")[-1] == "--user-data-dir=/p"
     assert nssdb_argvs("/h/.pki/nssdb", "/h/ca.pem") == [
         ["certutil", "-N", "-d", "sql:/h/.pki/nssdb", "--empty-password"],
