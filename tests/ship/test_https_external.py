@@ -1,7 +1,7 @@
 """TLS_MODE=external for real: TLS ends at a load balancer before the stack; the stack's proxy (the rendered config)
 keeps X-Forwarded-Proto only from TRUSTED_LB and the app trusts only the proxy's network.
 
-Containers on a bridge network this test creates: the app (djapp:latest, no database), the proxy (PROXY_IMAGE with
+Containers on a bridge network this test creates: the app (the image the session deployed, no database), the proxy (PROXY_IMAGE with
 the config deploy.ship.edge_cfg renders for TLS_MODE=external). A connection to the proxy's published loopback port
 arrives from the network's gateway, which plays the load balancer when TRUSTED_LB names it.
 Django's CSRF check shows what the app believes: a secure request without Origin/Referer is refused (strict HTTPS
@@ -18,8 +18,9 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import docker, free_port
+from test_https_lab import serving  # noqa: F401 (a fixture: the session's deployed app)
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.lab, pytest.mark.engine]
 NAME = "shop.djdeploy.test"
 LABEL = "djdeploy.test=https-external"
 
@@ -33,14 +34,16 @@ def render(trusted_lb: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
+def net(tmp_path_factory, env, serving):
+    image = docker("service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+                   f"{env.stack}_app").stdout.strip()
     name = "djtest-ext-" + secrets.token_hex(3)
     docker("network", "create", "--label", LABEL, name)
     ipam = json.loads(docker("network", "inspect", "--format", "{{json .IPAM.Config}}", name).stdout)[0]
     app = docker("run", "-d", "--label", LABEL, "--network", name, "--network-alias", "tasks.app",
                  "-e", "DATABASE_URL=", "-e", f"DJANGO_SECRET_KEY={secrets.token_urlsafe(50)}",
                  "-e", f"DJANGO_ALLOWED_HOSTS={NAME}", "-e", f"DJANGO_TRUSTED_PROXY={ipam['Subnet']}",
-                 "djapp:latest").stdout.strip()
+                 image).stdout.strip()
     try:
         yield SimpleNamespace(name=name, gateway=ipam["Gateway"], dir=tmp_path_factory.mktemp("ext"), app=app)
     finally:

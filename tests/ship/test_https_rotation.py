@@ -78,7 +78,7 @@ def test_an_acme_failure_fails_the_deploy_with_the_cas_reason_before_any_app_cha
         reason = "validation failed: urn:ietf:params:acme:error:connection"
     else:
         env.write(ACME_DIRECTORY=f"https://{env.acme.pebble}:14999/dir")  # nothing listens there
-        reason = "ConnectionError"
+        reason = "Connection refused"
     try:
         with pytest.raises(ToolkitError) as err:
             deploy(env, serving)
