@@ -1,8 +1,9 @@
 """Benchmark (issue 9): time to a first certificate on a fresh lab deploy, and the time of a renewal.
 
 A fresh stack (its own name, free ports, its own Pebble with --validity-second certificates) is deployed with
-TLS_MODE=acme. Reported: the whole deploy, the deploy step that waits for the certificate (the certs task starting,
-account, order, HTTP-01 through the proxy, issuance), and for each of --renewals renewals: the order-to-certificate
+TLS_MODE=acme. Reported: the whole deploy; the time to a first certificate (from the deploy step that creates db,
+proxy and certs to the end of the step that waits for a valid certificate: the certs task starting, the account,
+the order, HTTP-01 through the proxy, issuance); the first order alone (certs log); and for each of --renewals renewals: the order-to-certificate
 time in the certs service's log and the time until a new connection is served the new serial. Runs --rounds fresh
 deploys. Only 127.0.0.1 is targeted; the stack, its secrets/configs/volumes and the CA are removed.
 
@@ -100,8 +101,13 @@ def one_round(tag: str, validity: int, renewals: int) -> dict:
             ca = (Path(tmp) / "acme" / "ca-root.pem").read_text()
             outcome = executor.deploy(config.load("lab", env_dir=Path(tmp), environ={}), tag=tag, build=False,
                                       out=io.StringIO())
-            step = next(r for r in outcome.records if r.step.what.startswith(f"until {stack}_certs serves"))
-            result.update(deploy=outcome.seconds, first_certificate=step.seconds, renewal=[], served_after=[])
+            whats = [r.step.what for r in outcome.records]
+            first = whats.index("deploy db and proxy and certs")
+            last = next(i for i, w in enumerate(whats) if w.startswith(f"until {stack}_certs serves"))
+            events = log_times(stack)
+            result.update(deploy=outcome.seconds,
+                          first_certificate=sum(r.seconds for r in outcome.records[first:last + 1]),
+                          first_order=events[1][1] - events[0][1], renewal=[], served_after=[])
             for _ in range(renewals):
                 serial, before = served(https_port, ca), len(log_times(stack))
                 while len(log_times(stack)) < before + 2:
@@ -130,7 +136,8 @@ def main() -> None:
         print("round:", {k: (round(v, 1) if isinstance(v, float) else [round(x, 1) for x in v]) for k, v in r.items()})
     med = statistics.median
     print(f"median over {a.rounds} fresh deploys: deploy {med(r['deploy'] for r in rounds):.1f}s, "
-          f"first certificate step {med(r['first_certificate'] for r in rounds):.1f}s, renewal (order to certificate, "
+          f"first certificate {med(r['first_certificate'] for r in rounds):.1f}s after the base deploy started (the "
+          f"order itself {med(r['first_order'] for r in rounds):.1f}s), renewal (order to certificate, "
           f"1 s log resolution) {med(x for r in rounds for x in r['renewal']):.1f}s, new serial served "
           f"{med(x for r in rounds for x in r['served_after']):.1f}s after the renewal started")
 
