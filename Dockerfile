@@ -14,11 +14,16 @@ RUN apt-get update \
 # build-ca.pem exists only when `inv build` found PIP_CERT/SSL_CERT_FILE/REQUESTS_CA_BUNDLE on the host;
 # the glob keeps plain `docker build .` working without it. It is used here and never copied onward.
 # First the image contract's runtime (uWSGI, psycopg: djdeploy_django/requirements.lock), then the project's own.
-COPY djdeploy_django/requirements.lock build-ca.pem* /tmp/contract/
+# DJDEPLOY_EXTRAS=s3 (IMAGE_EXTRAS in .env) adds the contract's optional S3 uploads (django-storages, boto3):
+# every dependency is pinned with its hash in the lock (so pip checks hashes), --no-deps since Django comes next.
+ARG DJDEPLOY_EXTRAS=""
+COPY djdeploy_django/requirements*.lock build-ca.pem* /tmp/contract/
 RUN python3 -m venv /opt/venv \
  && if [ -f /tmp/contract/build-ca.pem ]; then export PIP_CERT=/tmp/contract/build-ca.pem; fi \
  && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --only-binary=:all: \
         --require-hashes -r /tmp/contract/requirements.lock \
+ && for extra in $DJDEPLOY_EXTRAS; do /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check \
+        --only-binary=:all: --no-deps -r "/tmp/contract/requirements-$extra.lock" || exit 1; done \
  && rm -rf /tmp/contract
 COPY project/requirements.lock build-ca.pem* /tmp/build/
 RUN if [ -f /tmp/build/build-ca.pem ]; then export PIP_CERT=/tmp/build/build-ca.pem; fi \
@@ -105,6 +110,7 @@ RUN DJANGO_SECRET_KEY="$(python3 -c 'import secrets; print(secrets.token_urlsafe
     DJANGO_ALLOWED_HOSTS=localhost DATABASE_URL='' \
     python manage.py collectstatic --noinput --verbosity 0 \
  && python -m compileall -q /app /opt/venv/lib/python3.13/site-packages/djdeploy_django \
+ && install -d -o 10001 -g 10001 -m 0755 /app/media \
  && chmod 0755 /usr/local/bin/docker-entrypoint.sh
 
 ARG APP_VERSION=dev

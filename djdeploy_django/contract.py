@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from djdeploy_django import CONTRACT_VERSION, env
+from djdeploy_django import CONTRACT_VERSION, env, storage
 from djdeploy_django.env import EnvError  # noqa: F401 - re-exported for settings modules
 
 # Outermost first: the version header wraps every answer (the health endpoint's too), and the health endpoint
@@ -77,6 +77,7 @@ def apply(ns: dict, environ=None) -> dict:
         ns["INSTALLED_APPS"] = apps + [POSTGRES_APP]
     ns["MIDDLEWARE"] = MIDDLEWARE + [m for m in ns.get("MIDDLEWARE", []) if m not in MIDDLEWARE]
     _static(ns)
+    storage.apply(ns, environ)   # uploads: S3 (AWS_STORAGE_BUCKET_NAME) or a volume (DJANGO_MEDIA_ROOT)
     _security(ns, environ)
     ns.setdefault("LOGGING", {
         "version": 1,

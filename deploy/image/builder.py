@@ -63,6 +63,7 @@ def context_files(root: Path = ROOT) -> list[str]:
 
 
 CONTRACT = "djdeploy_django"  # the image contract package: the Dockerfile copies this directory of the context
+EXTRAS = ("s3",)  # IMAGE_EXTRAS: optional parts of the contract, each a djdeploy_django/requirements-<extra>.lock
 
 
 def contract_dir(root: Path = ROOT) -> Path | None:
@@ -121,6 +122,12 @@ def plan(tag: str | None = None, build_args: dict | None = None, settings: dict 
     unknown = sorted(set(args) - {"APP_VERSION"})
     if unknown:
         raise ConfigError([f"build arg {name}: unknown; the Dockerfile accepts APP_VERSION only" for name in unknown])
+    extras = settings.get("IMAGE_EXTRAS", "").replace(",", " ").split()
+    bad = [e for e in extras if e not in EXTRAS]
+    if bad:
+        raise ConfigError([f"IMAGE_EXTRAS: unknown extra {e!r}; known: {', '.join(EXTRAS)}" for e in bad])
+    if extras:   # the contract's optional locks (djdeploy_django/requirements-<extra>.lock)
+        args["DJDEPLOY_EXTRAS"] = " ".join(dict.fromkeys(extras))
     return {"repository": repo, "tag": tag, "refs": [f"{repo}:{tag}", f"{repo}:latest"], "buildargs": args}
 
 

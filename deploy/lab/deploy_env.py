@@ -68,6 +68,16 @@ def lab_env_text(stack: str = "djlab", port: int = 8080, replicas: int = 2, extr
     return head + "".join(f"{k}={v}\n" for k, v in values.items())
 
 
+def s3_keys(bucket: str, endpoint: str = "http://s3:5000") -> dict:
+    """The deploy keys that put the app's uploads on the lab object store (deploy.lab.s3): its settings as app
+    variables, its credentials as app secrets (random 0600 files; moto accepts any). The app's network must
+    have the store attached as ``s3`` (deploy.lab.s3.connect_argv), and the image IMAGE_EXTRAS=s3."""
+    return {"APP_ENV_AWS_STORAGE_BUCKET_NAME": bucket, "APP_ENV_AWS_S3_ENDPOINT_URL": endpoint,
+            "APP_ENV_AWS_S3_REGION_NAME": "us-east-1", "APP_ENV_AWS_S3_ADDRESSING_STYLE": "path",
+            "APP_SECRET_AWS_ACCESS_KEY_ID_FILE": str(secret_file("s3_access_key_id")),
+            "APP_SECRET_AWS_SECRET_ACCESS_KEY_FILE": str(secret_file("s3_secret_access_key"))}
+
+
 def write_lab_env(env_dir: Path = DEPLOY_DIR, name: str = "lab", **kwargs) -> Path:
     path = Path(env_dir) / f"{name}.env"
     path.write_text(lab_env_text(**kwargs), encoding="utf-8")

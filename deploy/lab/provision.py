@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from deploy.core.errors import EngineUnavailable, ToolkitError
-from deploy.lab import acme, baseimage, host, paths, procs, registry, sshd, standins, state
+from deploy.lab import acme, baseimage, host, paths, procs, registry, s3, sshd, standins, state
 
 DEFAULT_BASE = "debian:13.7-slim"
 LAB_ID = str(paths.LAB_DIR)
@@ -102,6 +102,7 @@ def up(runner, say=print) -> dict:
     if _ensure_swarm(runner, cli):
         claim(swarm_initialized=True)
     claim(acme=acme.ensure(runner, acme.lab_spec(LAB_ID), say))
+    claim(s3=s3.ensure(runner, s3.lab_spec(LAB_ID), say=say))
     for name in missing_project_images(cli):
         say(f"note: {name} is named by the project but not present and the lab has no recipe for it")
     say(f"lab up in {time.monotonic() - started:.1f}s (registry {paths.REGISTRY}, ssh root@127.0.0.1:{paths.SSH_PORT})")
@@ -185,6 +186,7 @@ def status() -> list[tuple[str, bool, str]]:
         from deploy.core.runner import Runner
 
         rows.append(acme.status_row(Runner(ctx=Context(), echo=False), acme.lab_spec(LAB_ID)))
+        rows.append(s3.status_row(Runner(ctx=Context(), echo=False), s3.lab_spec(LAB_ID)))
     return rows
 
 

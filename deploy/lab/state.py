@@ -22,6 +22,7 @@ FIELDS = {
     "packages": [],              # Debian packages this lab installed (reported; never removed)
     "acme": None,                # the ACME CA (Pebble): its network, containers, directory URL (labelled;
                                  # `down` removes them with every other container/network of the lab label)
+    "s3": None,                  # the object store (moto): its network, container, endpoint, bucket (labelled)
 }
 
 

@@ -28,6 +28,7 @@ DEFAULTS = {
     # `inv smoke`: the page it fetches (200, links a hashed static file); SMOKE_TEXT (optional): a text it contains.
     "SMOKE_PATH": "/",
     **limits.DEFAULTS,                    # APP_/DB_ MEMORY, CPUS, CPU_SHARES, PIDS (the hardened runtime's limits)
+    "IMAGE_EXTRAS": "",                   # optional parts of the image contract, e.g. s3 (uploads on S3)
 }
 
 

@@ -20,13 +20,14 @@ from pathlib import Path
 from deploy.core.envfile import EnvValue, read_env_file
 from deploy.core.errors import ConfigError
 from deploy.core import project
-from deploy.ship import tls_config
+from deploy.ship import appsettings, database, tls_config
 from deploy.ship.validate import convert
 
 DEPLOY_DIR = Path(os.environ.get("DJDEPLOY_ENV_DIR") or project.ROOT / "deploy")  # where <env>.env files live
 ENV_PREFIX = "DJDEPLOY_"
-SECRET_KEYS = ("REGISTRY_PASSWORD", "DJANGO_SECRET_KEY", "POSTGRES_PASSWORD")
-REQUIRED = ("MANAGER_HOST", "STACK_NAME", "REGISTRY", "REGISTRY_USER", "DJANGO_ALLOWED_HOSTS") + SECRET_KEYS
+SECRET_KEYS = ("REGISTRY_PASSWORD", "DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "DATABASE_URL")
+REQUIRED = ("MANAGER_HOST", "STACK_NAME", "REGISTRY", "REGISTRY_USER", "DJANGO_ALLOWED_HOSTS", "REGISTRY_PASSWORD",
+            "DJANGO_SECRET_KEY")
 
 DEFAULTS = {
     "SSH_USER": "root",
@@ -50,13 +51,16 @@ DEFAULTS = {
     "CONVERGE_TIMEOUT": "300",        # rollout (or rollback) to finish, seconds
     "DJANGO_TRUSTED_PROXY": "",
     "ALLOW_DIRTY": "off",             # on: images of a -dirty tree may go here (the lab); else --allow-dirty
+    "DATABASE": "stack",              # stack: a Postgres service in the stack; external: DATABASE_URL (a secret)
+    "NETWORK": "",                    # an existing attachable overlay for this stack alone; default <STACK>_backend
+    "MEDIA_VOLUME": "off",            # on: uploads on a named volume shared by the replicas, all on the manager
     # Limits of each Swarm service (CIS Docker Benchmark 5.10-5.11, 5.28): memory, CPUs, processes.
     "APP_MEMORY": "512M", "APP_CPUS": "1", "APP_PIDS": "256",
     "DB_MEMORY": "1G", "DB_CPUS": "1", "DB_PIDS": "512",
     "PROXY_MEMORY": "256M", "PROXY_CPUS": "0.5", "PROXY_PIDS": "128",
     **tls_config.DEFAULTS,            # TLS_MODE, HTTPS_PORT, HSTS_*, TLS_*_FILE, ACME_*, TRUSTED_LB (issue 9)
 }
-KNOWN = set(REQUIRED) | set(DEFAULTS)
+KNOWN = set(REQUIRED) | set(DEFAULTS) | set(SECRET_KEYS)
 EXAMPLE_DIR = Path(__file__).resolve().parents[1]   # deploy/*.env.example: the committed examples
 # DJDEPLOY_* variables that are not deploy settings (the toolkit's own and the lab's): not reported as typos.
 TOOLKIT_VARIABLES = {"DJDEPLOY_ENV_DIR", "DJDEPLOY_PROJECT_DIR", "DJDEPLOY_RELEASE", "DJDEPLOY_SETTINGS_MODULE",
@@ -66,7 +70,7 @@ TOOLKIT_PREFIXES = ("DJDEPLOY_LAB_", "DJDEPLOY_CLUSTER_", "DJDEPLOY_TEST_", "DJD
 
 # A list of typed fields, like swarm.Paths (`duplicates` pairs them by shape only): different data, no shared code.
 @dataclass(frozen=True)
-class DeployConfig:
+class DeployConfig(tls_config.TlsFields):
     env: str
     source: str
     manager_host: str
@@ -107,35 +111,19 @@ class DeployConfig:
     proxy_memory: str
     proxy_cpus: str
     proxy_pids: int
-    tls_mode: str = "external"
-    https_port: int = 443
-    hsts_max_age: int = 3600
-    hsts_include_subdomains: bool = False
-    hsts_preload: bool = False
-    tls_cert_file: str = ""
-    tls_key_file: str = ""
-    tls_cert: str = ""
-    tls_key: str = ""
-    acme_directory: str = tls_config.LETSENCRYPT
-    acme_email: str = ""
-    acme_ca_root_file: str = ""
-    acme_ca_root: str = ""
-    acme_network: str = ""
-    trusted_lb: str = ""
-    edge_image: str = "djedge"
-    cert_sync_interval: int = 10
-    health_ca_file: str = ""
-
-    @property
-    def tls(self) -> bool:
-        """True when the stack's proxies terminate TLS (TLS_MODE acme or files)."""
-        return self.tls_mode in ("acme", "files")
+    database: str = "stack"
+    database_url: str = ""
+    network: str = ""
+    media_volume: bool = False
+    app_env: tuple = ()        # (NAME, value): APP_ENV_<NAME>
+    app_secrets: tuple = ()    # (NAME, value): APP_SECRET_<NAME>, mounted as <NAME>_FILE
 
     @property
     def secrets(self) -> tuple:
         """Values that must never be printed."""
-        return tuple(s for s in (self.registry_password, self.django_secret_key, self.postgres_password, self.tls_key)
-                     if s)
+        found = (self.registry_password, self.django_secret_key, self.postgres_password, self.database_url,
+                 self.tls_key)
+        return tuple(v for v in found + tuple(v for _, v in self.app_secrets) if v)
 
     @property
     def repository(self) -> str:
@@ -172,28 +160,47 @@ def load(env: str, env_dir: Path = DEPLOY_DIR, environ: dict | None = None, flag
     raw = dict(DEFAULTS)
     origin = {key: f"{path} (default {key})" for key in DEFAULTS}
     problems: list = []
-    _file_layer(path, raw, origin, problems)
-    _environment_layer(environ, raw, origin, problems)
+    app: dict = {}      # APP_ENV_* / APP_SECRET_* key -> (value, where)
+    _file_layer(path, raw, origin, problems, app)
+    _environment_layer(environ, raw, origin, problems, app)
     for key, val in (flags or {}).items():
         if val is not None:
             raw[key], origin[key] = str(val), f"flag for {key}"
-    for key in REQUIRED:
+    for key in REQUIRED + database.required(raw):
         if not raw.get(key, "").strip():
             problems.append(f"{origin[key]}: {key} is empty" if key in raw else f"{path}: {key} is required")
     _placeholders(raw, origin, problems)
     conf = convert(raw, origin, problems)
-    hosts = [h for h in conf["django_allowed_hosts"].split(",") if h]
-    conf.update(tls_config.convert(raw, lambda k: origin.get(k, k), problems, path.parent, hosts, conf))
-    if not raw["HEALTH_URL"] and conf["tls_mode"] in ("acme", "files"):
-        conf["health_url"] = f"https://{conf['manager_host']}:{conf['https_port']}/health/?ready=1"
+    conf.update(database.check(raw, origin, problems))
+    conf["app_env"], conf["app_secrets"] = appsettings.check(app, problems)
+    conf["media_volume"] = database.media_volume(raw, origin, conf["app_env"], problems)
+    appsettings.check_lengths(conf["stack_name"], conf["app_secrets"], app, problems)
+    tls_config.apply(raw, origin, problems, path.parent, conf)
     if problems:
         raise ConfigError(problems, source=str(path))
     return DeployConfig(env=env, source=str(path), **conf)
 
 
-def _file_layer(path: Path, raw: dict, origin: dict, problems: list) -> None:
+def _app_file_key(path: Path, key: str, ev: EnvValue, values: dict, problems: list, app: dict) -> None:
+    """APP_ENV_<NAME>, APP_SECRET_<NAME> or APP_SECRET_<NAME>_FILE (a path relative to the env file)."""
+    where = f"{path}:{ev.line}"
+    if key.startswith(appsettings.SECRET_PREFIX) and key.endswith("_FILE"):
+        if key[:-5] in values:
+            problems.append(f"{where}: set {key[:-5]} or {key}, not both")
+            return
+        secret = _read_secret_file(ev.value, path.parent, where, problems)
+        if secret is not None:
+            app[key[:-5]] = (secret, where)
+        return
+    app[key] = (ev.value, where)
+
+
+def _file_layer(path: Path, raw: dict, origin: dict, problems: list, app: dict) -> None:
     values = read_env_file(path)
     for key, ev in values.items():
+        if appsettings.is_app_key(key):
+            _app_file_key(path, key, ev, values, problems, app)
+            continue
         base = key[:-5] if key.endswith("_FILE") and key[:-5] in SECRET_KEYS else key
         if base not in KNOWN:
             problems.append(f"{path}:{ev.line}: unknown key {key} (a typo? see deploy/prod.env.example)")
@@ -209,11 +216,25 @@ def _file_layer(path: Path, raw: dict, origin: dict, problems: list) -> None:
         raw[base], origin[base] = ev.value, f"{path}:{ev.line}"
 
 
-def _environment_layer(environ, raw: dict, origin: dict, problems: list) -> None:
+def _app_environment(environ, name: str, key: str, problems: list, app: dict) -> None:
+    if key.startswith(appsettings.SECRET_PREFIX) and key.endswith("_FILE"):
+        if name[:-5] in environ:
+            problems.append(f"environment: set {name[:-5]} or {name}, not both")
+            return
+        secret = _read_secret_file(environ[name], Path.cwd(), f"environment {name}", problems)
+        if secret is not None:
+            app[key[:-5]] = (secret, f"environment {name}")
+        return
+    app[key] = (environ[name], f"environment {name}")
+
+
+def _environment_layer(environ, raw: dict, origin: dict, problems: list, app: dict) -> None:
     """``DJDEPLOY_<KEY>`` and, for secrets, ``DJDEPLOY_<KEY>_FILE`` (a path; relative to the current directory)."""
     for name in sorted(n for n in environ if n.startswith(ENV_PREFIX)):
         key = name[len(ENV_PREFIX):]
-        if key in KNOWN:
+        if appsettings.is_app_key(key):
+            _app_environment(environ, name, key, problems, app)
+        elif key in KNOWN:
             if key in SECRET_KEYS and f"{name}_FILE" in environ:
                 problems.append(f"environment: set {name} or {name}_FILE, not both")
                 continue

@@ -171,16 +171,22 @@ def _base_and_migrate_steps(cfg, rel, state, proxy_text) -> list:
     p = swarm.paths(cfg)
     from deploy.ship import edge_steps
 
-    only = ("db", "proxy", "certs") if cfg.proxy and cfg.tls else ("db", "proxy") if cfg.proxy else ("db",)
+    only = stackfile.base_services(cfg)   # no db service with DATABASE=external
     name = stackfile.proxy_config_name(cfg, proxy_text)
 
     def base(job):
         return stackfile.render(stackfile.stack_spec(cfg, job.pinned, rel.tag, rel.stamp, name, only=only))
 
-    return [put(f"the base stack file ({', '.join(only)})", p.base, base),
-            run(f"deploy {' and '.join(only)}", swarm.stack_deploy_cmd(cfg, p.base), hide=False),
-            _wait_running(cfg, "db", 1),
-            *edge_steps.certs_steps(cfg),
+    if only:
+        steps = [put(f"the base stack file ({', '.join(only)})", p.base, base),
+                 run(f"deploy {' and '.join(only)}", swarm.stack_deploy_cmd(cfg, p.base), hide=False)]
+    else:
+        make = run("create the stack's network", swarm.network_create_cmd(cfg), ok_output="already exists")
+        steps = [] if getattr(cfg, "network", "") else [make]
+    if "db" in only:
+        steps.append(_wait_running(cfg, "db", 1))
+    steps += edge_steps.certs_steps(cfg)
+    return steps + [
             put("the migration's environment", p.migrate_env, swarm.migrate_env(cfg)),
             run("migrate the database once (a one-off container of the new image)",
                 swarm.migrate_cmd(cfg, _pinned(cfg, rel, state)), action=actions.migrate, hide=False,

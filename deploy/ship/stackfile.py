@@ -11,12 +11,13 @@ import json
 from pathlib import Path
 from urllib.parse import quote as urlquote
 
-from deploy.ship import edge_stack
+from deploy.ship import appsettings, edge_stack
 
 PROXY_CFG = Path(__file__).resolve().parent / "proxy" / "haproxy.cfg"   # an example; deploy.ship.edge_cfg renders the real one
 APP_PORT = 8000          # container contract: uWSGI HTTP on :8000
 PROXY_PORT = 8080        # the proxy listens here inside its container
 DB_USER = DB_NAME = "app"
+MEDIA_ROOT = "/app/media"  # MEDIA_VOLUME=on: the volume's mount point (the image makes it, owned by uid 10001)
 # Health check timing for Swarm (the image's test command is kept; only the timing is overridden):
 # a new task is healthy ~2 s after uWSGI answers; a broken one is unhealthy after START + RETRIES*INTERVAL.
 # A 1 s interval costs one `python -m config.healthcheck` per task per second, and makes a rollout
@@ -37,7 +38,19 @@ def service(cfg, name: str) -> str:
 
 
 def network(cfg) -> str:
-    return f"{cfg.stack_name}_backend"
+    """The stack's overlay: its own ``<stack>_backend``, or the existing one NETWORK names."""
+    return getattr(cfg, "network", "") or f"{cfg.stack_name}_backend"
+
+
+def external_db(cfg) -> bool:
+    return getattr(cfg, "database", "stack") == "external"
+
+
+def base_services(cfg) -> tuple:
+    """What the base deploy (before the migration) starts: the db service (unless external), the proxy, and with
+    TLS at the proxy the certs service (a certificate must exist before any app change)."""
+    return (() if external_db(cfg) else ("db",)) + (("proxy",) if cfg.proxy else ()) + (
+        ("certs",) if cfg.proxy and getattr(cfg, "tls", False) else ())
 
 
 def digest8(content: str | bytes) -> str:
@@ -46,13 +59,19 @@ def digest8(content: str | bytes) -> str:
 
 
 def database_url(cfg) -> str:
+    if external_db(cfg):
+        return cfg.database_url
     return f"postgres://{DB_USER}:{urlquote(cfg.postgres_password, safe='')}@db:5432/{DB_NAME}"
 
 
 def secret_values(cfg) -> dict[str, str]:
-    """The app's secrets by their file name under /run/secrets."""
-    return {"django_secret_key": cfg.django_secret_key, "database_url": database_url(cfg),
-            "postgres_password": cfg.postgres_password, **edge_stack.secret_values(cfg)}
+    """The app's secrets by their file name under /run/secrets (app secrets: app_<name>)."""
+    values = {"django_secret_key": cfg.django_secret_key, "database_url": database_url(cfg)}
+    if not external_db(cfg):
+        values["postgres_password"] = cfg.postgres_password
+    values.update((appsettings.secret_key(name), value) for name, value in getattr(cfg, "app_secrets", ()))
+    values.update(edge_stack.secret_values(cfg))
+    return values
 
 
 def secret_names(cfg) -> dict[str, str]:
@@ -115,11 +134,19 @@ def _app(cfg, image: str, tag: str, release: str, parallelism: int) -> dict:
     env.update(edge_stack.app_environment(cfg))
     if cfg.django_trusted_proxy or not cfg.proxy:
         env["DJANGO_TRUSTED_PROXY"] = cfg.django_trusted_proxy or cfg.trusted_lb
+    secrets = ["django_secret_key", "database_url"]
+    for name, _ in getattr(cfg, "app_secrets", ()):   # APP_SECRET_<NAME>: the file's path, never the value
+        env[f"{name}_FILE"] = f"/run/secrets/{appsettings.secret_key(name)}"
+        secrets.append(appsettings.secret_key(name))
+    # APP_ENV_<NAME>: as NAME (the toolkit's names are refused); `$$` keeps `docker stack deploy` from
+    # interpolating a `$` in the value.
+    env.update((name, value.replace("$", "$$")) for name, value in getattr(cfg, "app_env", ()))
+    if getattr(cfg, "media_volume", False):          # uploads on the named volume, served by uWSGI under /media/
+        env.update(DJANGO_MEDIA_ROOT=MEDIA_ROOT, UWSGI_STATIC_MAP2="/media/=/app/")
     app = {
         "image": image,
         "environment": env,
-        "secrets": [{"source": "django_secret_key", "target": "django_secret_key"},
-                    {"source": "database_url", "target": "database_url"}],
+        "secrets": [{"source": key, "target": key} for key in secrets],
         "networks": ["backend"],
         "healthcheck": dict(HEALTH),
         "stop_grace_period": f"{cfg.stop_grace_period}s",
@@ -127,6 +154,9 @@ def _app(cfg, image: str, tag: str, release: str, parallelism: int) -> dict:
         "deploy": dict(_deploy_block(cfg, cfg.replicas, "start-first", parallelism),
                        placement={"preferences": [{"spread": "node.id"}]}),
     }
+    if getattr(cfg, "media_volume", False):   # a local volume is per node: every replica on the manager
+        app["volumes"] = [{"type": "volume", "source": "media", "target": MEDIA_ROOT}]
+        app["deploy"]["placement"] = {"constraints": ["node.role == manager"]}
     if not cfg.proxy:
         app["ports"] = _ports(cfg, APP_PORT)
     elif not cfg.django_trusted_proxy:  # X-Forwarded-Proto from the stack network only (edge_stack.trusted_proxy_cmd)
@@ -176,10 +206,14 @@ def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, onl
     still start-first, so still without downtime): going back to a known version is the urgent case."""
     from deploy.ship.swarm import paths
 
-    services = {"db": _db(cfg), "app": _app(cfg, image, tag, release, parallelism)}
-    spec = {"version": VERSION, "services": services,
-            "networks": {"backend": {"driver": "overlay", "attachable": True}},
-            "volumes": {"pgdata": {}},
+    services = {} if external_db(cfg) else {"db": _db(cfg)}
+    services["app"] = _app(cfg, image, tag, release, parallelism)
+    backend = {"driver": "overlay", "attachable": True}
+    if getattr(cfg, "network", ""):   # NETWORK: an existing overlay (e.g. where an external Postgres runs)
+        backend = {"external": True, "name": cfg.network}
+    spec = {"version": VERSION, "services": services, "networks": {"backend": backend},
+            "volumes": {**({} if external_db(cfg) else {"pgdata": {}}),
+                        **({"media": {}} if getattr(cfg, "media_volume", False) else {})},
             "secrets": {key: {"external": True, "name": name} for key, name in secret_names(cfg).items()}}
     if cfg.proxy:
         services["proxy"] = _proxy(cfg)
@@ -189,6 +223,8 @@ def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, onl
 
             edge_stack.apply(spec, cfg, edge_image.ref(cfg), _deploy_block(cfg, 1, "stop-first"),
                              harden=lambda svc: _with_limits(svc, cfg, "proxy"))
+    if not spec["volumes"]:
+        del spec["volumes"]
     if only is not None:
         spec["services"] = {k: v for k, v in services.items() if k in only}
     return spec

@@ -75,11 +75,22 @@ def stack_deploy_cmd(cfg, stack_file: str) -> list:
 
 
 def migrate_env(cfg) -> str:
-    """The one-off migration task's environment (uploaded with mode 0600, removed afterwards)."""
+    """The one-off migration task's environment (uploaded with mode 0600, removed afterwards): the app's
+    variables, and its secrets as NAME=value (``docker run`` cannot mount Swarm secrets; the contract reads
+    NAME or NAME_FILE)."""
     lines = {"DATABASE_URL": database_url(cfg), "DJANGO_SECRET_KEY": cfg.django_secret_key,
              "DJANGO_ALLOWED_HOSTS": cfg.django_allowed_hosts, "DATABASE_WAIT_TIMEOUT": "60",
              "DJANGO_MANAGEPY_MIGRATE": "off"}
+    lines.update(getattr(cfg, "app_env", ()))
+    lines.update(getattr(cfg, "app_secrets", ()))
     return "".join(f"{k}={v}\n" for k, v in lines.items())
+
+
+def network_create_cmd(cfg) -> list:
+    """The stack's overlay, made before the migration when no base service would make it (DATABASE=external
+    with PROXY=off). The namespace label makes `docker stack deploy` take it as the stack's own."""
+    return ["docker", "network", "create", "--driver", "overlay", "--attachable", "--label",
+            f"com.docker.stack.namespace={cfg.stack_name}", network(cfg)]
 
 
 def migrate_cmd(cfg, image: str) -> list:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.ship import certs
@@ -39,6 +40,37 @@ DEFAULTS = {
 FIELDS = ("tls_mode", "https_port", "hsts_max_age", "hsts_include_subdomains", "hsts_preload", "tls_cert_file",
           "tls_key_file", "tls_cert", "tls_key", "acme_directory", "acme_email", "acme_ca_root_file", "acme_ca_root",
           "acme_network", "trusted_lb", "edge_image", "cert_sync_interval", "health_ca_file")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsFields:
+    """The TLS part of deploy.ship.config.DeployConfig (its base class; keyword-only, with defaults)."""
+
+    tls_mode: str = "external"
+    https_port: int = 443
+    hsts_max_age: int = 3600
+    hsts_include_subdomains: bool = False
+    hsts_preload: bool = False
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    acme_directory: str = LETSENCRYPT
+    acme_email: str = ""
+    acme_ca_root_file: str = ""
+    acme_ca_root: str = ""
+    acme_network: str = ""
+    trusted_lb: str = ""
+    edge_image: str = "djedge"
+    cert_sync_interval: int = 10
+    health_ca_file: str = ""
+
+    @property
+    def tls(self) -> bool:
+        """True when the stack's proxies terminate TLS (TLS_MODE acme or files)."""
+        return self.tls_mode in ("acme", "files")
+
+
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 NET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -53,6 +85,14 @@ def _networks(value: str) -> list | None:
         return [ipaddress.ip_network(p.strip(), strict=False) for p in value.split(",") if p.strip()]
     except ValueError:
         return None
+
+
+def apply(raw: dict, origin: dict, problems: list, base: Path, conf: dict) -> None:
+    """Add the TLS fields to the converted values ``conf``; with TLS at the proxy the health URL is https."""
+    hosts = [h for h in conf["django_allowed_hosts"].split(",") if h]
+    conf.update(convert(raw, lambda k: origin.get(k, k), problems, base, hosts, conf))
+    if not raw["HEALTH_URL"] and conf["tls_mode"] in ("acme", "files"):
+        conf["health_url"] = f"https://{conf['manager_host']}:{conf['https_port']}/health/?ready=1"
 
 
 def convert(raw: dict, where, problems: list, base: Path, hosts: list[str], c: dict) -> dict:

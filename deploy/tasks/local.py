@@ -17,12 +17,19 @@ from deploy.tasks._base import task
 
 def _stack(c):
     """Validated settings (before any side effect) and a redacting Runner, after the compose/engine preflight."""
-    from deploy.local import compose, lifecycle, localenv
+    import dataclasses
+
+    from deploy.local import appsettings, compose, lifecycle, localenv
     from deploy.core.runner import Runner
 
-    settings = compose.StackSettings.from_values(localenv.load(), environ=os.environ)
-    runner = Runner(ctx=c, secrets=settings.secrets)
+    values = localenv.load()
+    settings = compose.StackSettings.from_values(values, environ=os.environ)
+    app_env, app_secrets = appsettings.collect(values, settings.root, os.environ)   # APP_ENV_*/APP_SECRET_* in .env
+    runner = Runner(ctx=c, secrets=settings.secrets + tuple(v for _, v in app_secrets))
     lifecycle.preflight(runner)
+    extra = appsettings.write(settings.root, app_env, app_secrets, settings.project)
+    if extra:  # the generated compose file passing them to the app (names and secret files, never values)
+        settings = dataclasses.replace(settings, files=settings.files + (extra,))
     return settings, runner
 
 

@@ -12,3 +12,4 @@ urlpatterns = [
 
 if settings.TEST_ENDPOINTS:  # off by default: only the image's own tests turn it on (see views.slow)
     urlpatterns.append(path("test/slow/", views.slow, name="slow"))
+    urlpatterns.append(path("test/upload/", views.upload, name="upload"))

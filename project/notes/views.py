@@ -1,9 +1,12 @@
+import socket
 import time
 
 from django import forms
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from .models import Note
@@ -49,3 +52,25 @@ def slow(request):
     print(f"slow request started ({seconds:g}s)", flush=True)  # tests wait for this line before `docker stop`
     time.sleep(seconds)
     return HttpResponse(f"slept {seconds:g}", content_type="text/plain")
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def upload(request):
+    """Test-only (DJANGO_TEST_ENDPOINTS=on): POST a file (field ``file``) into the uploads storage (MEDIA: S3 or
+    a volume, see djdeploy_django.storage) and get its stored name; GET ?name=uploads/... reads it back.
+    X-Served-By names the container that answered, so a test can read through another replica."""
+    if request.method == "POST":
+        upload = request.FILES.get("file")
+        if upload is None:
+            return HttpResponseBadRequest("no file field")
+        response = HttpResponse(default_storage.save(f"uploads/{upload.name}", upload), status=201,
+                                content_type="text/plain")
+    else:
+        name = request.GET.get("name", "")
+        if not name.startswith("uploads/") or not default_storage.exists(name):
+            return HttpResponse("not found", status=404, content_type="text/plain")
+        with default_storage.open(name) as fh:
+            response = HttpResponse(fh.read(), content_type="application/octet-stream")
+    response["X-Served-By"] = socket.gethostname()
+    return response
