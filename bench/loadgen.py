@@ -5,11 +5,15 @@ Threads send GET requests at a target total rate until ``seconds`` pass or ``sto
 X-App-Version values seen in order of first appearance.
 
     python bench/loadgen.py --port 8080 --rate 60 --seconds 20
+
+Over HTTPS (``tls``: an ssl.SSLContext; ``host_header`` is also the SNI name the certificate is verified for),
+it also records the serial of the certificate each new connection saw (``serials``, in order of appearance).
 """
 
 from __future__ import annotations
 
 import http.client
+import ssl
 import threading
 import time
 from collections import Counter
@@ -26,6 +30,7 @@ class Stats:
     order: list = field(default_factory=list)  # versions in order of first appearance
     errors: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    serials: list = field(default_factory=list)  # TLS: certificate serials seen, in order of first appearance
 
     @property
     def rate(self) -> float:
@@ -33,14 +38,35 @@ class Stats:
 
     def summary(self) -> str:
         return (f"sent={self.sent} ok={self.ok} failed={self.failed} non2xx={self.non2xx} rate={self.rate:.1f}/s "
-                f"versions={dict(self.versions)} order={self.order} errors={dict(self.errors)}")
+                f"versions={dict(self.versions)} order={self.order} errors={dict(self.errors)}"
+                + (f" serials={self.serials}" if self.serials else ""))
+
+
+class _TLSConnection(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1 with SNI (and verification) for another name."""
+
+    def __init__(self, port: int, name: str, context: ssl.SSLContext, timeout: float):
+        super().__init__("127.0.0.1", port, timeout=timeout, context=context)
+        self._name, self._ctx = name, context
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._ctx.wrap_socket(self.sock, server_hostname=self._name)
+
+
+def serial_of(sock) -> str:
+    from cryptography import x509
+
+    return format(x509.load_der_x509_certificate(sock.getpeercert(binary_form=True)).serial_number, "x")
 
 
 class LoadGenerator:
     def __init__(self, port: int, path: str = "/", rate: float = 60.0, seconds: float = 60.0, threads: int = 8,
-                 keepalive: bool = False, host_header: str = "127.0.0.1", timeout: float = 10.0):
+                 keepalive: bool = False, host_header: str = "127.0.0.1", timeout: float = 10.0,
+                 tls: ssl.SSLContext | None = None):
         self.port, self.path, self.rate, self.seconds = port, path, rate, seconds
         self.threads, self.keepalive, self.host_header, self.timeout = threads, keepalive, host_header, timeout
+        self.tls = tls
         self.stats = Stats()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -77,7 +103,7 @@ class LoadGenerator:
             next_at += interval
             try:
                 if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                    conn = self._connect()
                 conn.request("GET", self.path, headers={"Host": self.host_header,
                                                         "Connection": "keep-alive" if self.keepalive else "close"})
                 resp = conn.getresponse()
@@ -93,6 +119,18 @@ class LoadGenerator:
                 conn = None
         if conn is not None:
             conn.close()
+
+    def _connect(self):
+        if self.tls is None:
+            return http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+        name = self.host_header.rsplit(":", 1)[0]
+        conn = _TLSConnection(self.port, name, self.tls, self.timeout)
+        conn.connect()
+        serial = serial_of(conn.sock)
+        with self._lock:
+            if serial not in self.stats.serials:
+                self.stats.serials.append(serial)
+        return conn
 
     def start(self) -> "LoadGenerator":
         self._started = time.monotonic()

@@ -20,7 +20,7 @@ from pathlib import Path
 from deploy.core.envfile import EnvValue, read_env_file
 from deploy.core.errors import ConfigError
 from deploy.core import project
-from deploy.ship import appsettings, database
+from deploy.ship import appsettings, database, tls_config
 from deploy.ship.validate import convert
 
 DEPLOY_DIR = Path(os.environ.get("DJDEPLOY_ENV_DIR") or project.ROOT / "deploy")  # where <env>.env files live
@@ -60,6 +60,7 @@ DEFAULTS = {
     "PROXY_MEMORY": "256M", "PROXY_CPUS": "0.5", "PROXY_PIDS": "128",
     # Scheduled backups (deploy.ops.schedule): a `backup` service in the stack; retention of scheduled ones.
     "BACKUP_SCHEDULE": "off", "BACKUP_INTERVAL": "86400", "BACKUP_KEEP_DAILY": "7", "BACKUP_KEEP_WEEKLY": "4",
+    **tls_config.DEFAULTS,            # TLS_MODE, HTTPS_PORT, HSTS_*, TLS_*_FILE, ACME_*, TRUSTED_LB (issue 9)
 }
 KNOWN = set(REQUIRED) | set(DEFAULTS) | set(SECRET_KEYS)
 EXAMPLE_DIR = Path(__file__).resolve().parents[1]   # deploy/*.env.example: the committed examples
@@ -71,7 +72,7 @@ TOOLKIT_PREFIXES = ("DJDEPLOY_LAB_", "DJDEPLOY_CLUSTER_", "DJDEPLOY_TEST_", "DJD
 
 # A list of typed fields, like swarm.Paths (`duplicates` pairs them by shape only): different data, no shared code.
 @dataclass(frozen=True)
-class DeployConfig:
+class DeployConfig(tls_config.TlsFields):
     env: str
     source: str
     manager_host: str
@@ -126,7 +127,8 @@ class DeployConfig:
     @property
     def secrets(self) -> tuple:
         """Values that must never be printed."""
-        found = (self.registry_password, self.django_secret_key, self.postgres_password, self.database_url)
+        found = (self.registry_password, self.django_secret_key, self.postgres_password, self.database_url,
+                 self.tls_key)
         return tuple(v for v in found + tuple(v for _, v in self.app_secrets) if v)
 
     @property
@@ -179,6 +181,7 @@ def load(env: str, env_dir: Path = DEPLOY_DIR, environ: dict | None = None, flag
     conf["app_env"], conf["app_secrets"] = appsettings.check(app, problems)
     conf["media_volume"] = database.media_volume(raw, origin, conf["app_env"], problems)
     appsettings.check_lengths(conf["stack_name"], conf["app_secrets"], app, problems)
+    tls_config.apply(raw, origin, problems, path.parent, conf)
     if problems:
         raise ConfigError(problems, source=str(path))
     return DeployConfig(env=env, source=str(path), **conf)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from deploy.core.errors import CommandFailed, ToolkitError
 from deploy.core.runner import Runner
-from deploy.ship import actions, plan, registry, report, ssh, stackfile, state, swarm
+from deploy.ship import actions, edge_cfg, plan, registry, report, ssh, stackfile, state, swarm
 
 
 @dataclass
@@ -137,7 +137,7 @@ def _connected(cfg, remote, out, body):
 def ship(cfg, rel: plan.Release, run: Runner, *, dry_run: bool, out=sys.stdout, builder=None) -> Outcome:
     """Plan from the current state, print the plan; unless ``dry_run``, run it and print the timing table."""
     snapshot = state.read(cfg, run, rel.tag)
-    the_plan = plan.build_deploy_plan(cfg, rel, snapshot, stackfile.PROXY_CFG.read_text(encoding="utf-8"))
+    the_plan = plan.build_deploy_plan(cfg, rel, snapshot, edge_cfg.render(cfg))
     out.write(report.plan_text(the_plan, run.secrets))
     outcome = Outcome(image=cfg.image_ref(rel.tag), digest=snapshot.digest or "", plan=the_plan)
     if dry_run:

@@ -117,7 +117,9 @@ def build_deploy_plan(cfg, rel: Release, state: EnvState, proxy_text: str) -> Pl
     """Every step of a deploy (or, with ``rel.migrate`` off and no build, a rollback), in order:
     lock -> build and push -> the manager steps -> audit and unlock."""
     image = cfg.image_ref(rel.tag)
-    steps = _lock_steps(cfg, rel, state) + _image_steps(cfg, rel, state)
+    from deploy.ship import edge_steps
+
+    steps = _lock_steps(cfg, rel, state) + _image_steps(cfg, rel, state) + edge_steps.image_steps(cfg)
     steps += _upload_steps(cfg, rel, state, proxy_text)
     if rel.migrate:
         steps += _base_and_migrate_steps(cfg, rel, state, proxy_text)
@@ -169,6 +171,8 @@ def _upload_steps(cfg, rel, state, proxy_text) -> list:
 
 def _base_and_migrate_steps(cfg, rel, state, proxy_text) -> list:
     p = swarm.paths(cfg)
+    from deploy.ship import edge_steps
+
     only = stackfile.base_services(cfg)   # no db service with DATABASE=external
     name = stackfile.proxy_config_name(cfg, proxy_text)
 
@@ -183,6 +187,7 @@ def _base_and_migrate_steps(cfg, rel, state, proxy_text) -> list:
         steps = [] if getattr(cfg, "network", "") else [make]
     if "db" in only:
         steps.append(_wait_running(cfg, "db", 1))
+    steps += edge_steps.certs_steps(cfg)
     return steps + [
             put("the migration's environment", p.migrate_env, swarm.migrate_env(cfg)),
             *deploy_steps.steps(cfg, rel, state),  # the migration-safety check and the pre-migrate backup
@@ -207,7 +212,10 @@ def _wait_running(cfg, name: str, replicas: int) -> Step:
 def _rollout_steps(cfg, rel, state) -> list:
     p = swarm.paths(cfg)
     svc = stackfile.service(cfg, "app")
-    steps = [run("roll out the app (stack deploy)", swarm.stack_deploy_cmd(cfg, p.stack), hide=False)]
+    from deploy.ship import edge_steps
+
+    steps = edge_steps.trusted_proxy_steps(cfg)
+    steps.append(run("roll out the app (stack deploy)", swarm.stack_deploy_cmd(cfg, p.stack), hide=False))
     if state.app is None:
         steps.append(_wait_running(cfg, "app", cfg.replicas))
     else:

@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from urllib.parse import quote as urlquote
 
-from deploy.ship import appsettings
+from deploy.ship import appsettings, edge_stack
 
-PROXY_CFG = Path(__file__).resolve().parent / "proxy" / "haproxy.cfg"
+PROXY_CFG = Path(__file__).resolve().parent / "proxy" / "haproxy.cfg"   # an example; deploy.ship.edge_cfg renders the real one
 APP_PORT = 8000          # container contract: uWSGI HTTP on :8000
 PROXY_PORT = 8080        # the proxy listens here inside its container
 DB_USER = DB_NAME = "app"
@@ -47,8 +47,10 @@ def external_db(cfg) -> bool:
 
 
 def base_services(cfg) -> tuple:
-    """What the base deploy (before the migration) starts: the db service (unless external) and the proxy."""
-    return (() if external_db(cfg) else ("db",)) + (("proxy",) if cfg.proxy else ())
+    """What the base deploy (before the migration) starts: the db service (unless external), the proxy, and with
+    TLS at the proxy the certs service (a certificate must exist before any app change)."""
+    return (() if external_db(cfg) else ("db",)) + (("proxy",) if cfg.proxy else ()) + (
+        ("certs",) if cfg.proxy and getattr(cfg, "tls", False) else ())
 
 
 def digest8(content: str | bytes) -> str:
@@ -68,6 +70,7 @@ def secret_values(cfg) -> dict[str, str]:
     if not external_db(cfg):
         values["postgres_password"] = cfg.postgres_password
     values.update((appsettings.secret_key(name), value) for name, value in getattr(cfg, "app_secrets", ()))
+    values.update(edge_stack.secret_values(cfg))
     return values
 
 
@@ -128,8 +131,9 @@ def _app(cfg, image: str, tag: str, release: str, parallelism: int) -> dict:
         "DJANGO_MANAGEPY_MIGRATE": "off",   # migrations run once, before the rollout (a plan step)
         "DJDEPLOY_RELEASE": release,        # every deploy is an update, so convergence is always observable
     }
-    if cfg.django_trusted_proxy:
-        env["DJANGO_TRUSTED_PROXY"] = cfg.django_trusted_proxy
+    env.update(edge_stack.app_environment(cfg))
+    if cfg.django_trusted_proxy or not cfg.proxy:
+        env["DJANGO_TRUSTED_PROXY"] = cfg.django_trusted_proxy or cfg.trusted_lb
     secrets = ["django_secret_key", "database_url"]
     for name, _ in getattr(cfg, "app_secrets", ()):   # APP_SECRET_<NAME>: the file's path, never the value
         env[f"{name}_FILE"] = f"/run/secrets/{appsettings.secret_key(name)}"
@@ -155,6 +159,8 @@ def _app(cfg, image: str, tag: str, release: str, parallelism: int) -> dict:
         app["deploy"]["placement"] = {"constraints": ["node.role == manager"]}
     if not cfg.proxy:
         app["ports"] = _ports(cfg, APP_PORT)
+    elif not cfg.django_trusted_proxy:  # X-Forwarded-Proto from the stack network only (edge_stack.trusted_proxy_cmd)
+        app["env_file"] = [edge_stack.app_env_file(cfg.remote_dir)]
     return _with_limits(app, cfg, "app")
 
 
@@ -216,6 +222,11 @@ def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, onl
     if cfg.proxy:
         services["proxy"] = _proxy(cfg)
         spec["configs"] = {"haproxy_cfg": {"name": proxy_cfg_name, "file": paths(cfg).proxy_cfg}}
+        if cfg.tls:
+            from deploy.ship import edge_image
+
+            edge_stack.apply(spec, cfg, edge_image.ref(cfg), _deploy_block(cfg, 1, "stop-first"),
+                             harden=lambda svc: _with_limits(svc, cfg, "proxy"))
     if not spec["volumes"]:
         del spec["volumes"]
     if only is not None:

@@ -8,8 +8,12 @@ when Swarm later rolls the update back.
 
 from __future__ import annotations
 
+import http.client
+import socket
+import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from deploy.ship import swarm
@@ -74,8 +78,32 @@ def running(cfg, run: Runner, name: str, replicas: int) -> int:
                        f"{' (' + '; '.join(sorted(set(errors))[:3]) + ')' if errors else ''}; check `inv logs --env {cfg.env}`")
 
 
-def probe(url: str, host: str, timeout: float = 3.0) -> tuple[int, str]:
-    """(status, X-App-Version) of one GET; (0, reason) when it cannot connect."""
+def probe_https(url: str, host: str, cafile: str = "", timeout: float = 3.0) -> tuple[int, str]:
+    """One GET over HTTPS to the URL's address with SNI and Host ``host``: the certificate must verify for
+    ``host`` against ``cafile`` (default: the system's CAs). (0, reason) when it cannot connect or verify."""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or 443
+    try:
+        context = ssl.create_default_context(cafile=cafile or None)
+        sock = context.wrap_socket(socket.create_connection((parts.hostname, port), timeout=timeout),
+                                   server_hostname=host)
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn.sock = sock
+        try:
+            conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
+                         headers={"Host": host if port == 443 else f"{host}:{port}"})
+            resp = conn.getresponse()
+            return resp.status, resp.headers.get("X-App-Version", "")
+        finally:
+            conn.close()
+    except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
+        return 0, str(exc)
+
+
+def probe(url: str, host: str, timeout: float = 3.0, cafile: str = "") -> tuple[int, str]:
+    """(status, X-App-Version) of one GET; (0, reason) when it cannot connect. https: see probe_https."""
+    if url.startswith("https://"):
+        return probe_https(url, host, cafile, timeout)
     req = urllib.request.Request(url, headers={"Host": host})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -91,7 +119,8 @@ def health(cfg, version: str) -> int:
     deadline, streak, last, polls = time.monotonic() + HEALTH_TIMEOUT, 0, None, 0
     while time.monotonic() < deadline:
         polls += 1
-        last = probe(cfg.health_url, cfg.health_host)
+        last = probe(cfg.health_url, cfg.health_host, cafile=cfg.health_ca_file) if cfg.health_ca_file else \
+            probe(cfg.health_url, cfg.health_host)
         streak = streak + 1 if last == (200, version) else 0
         if streak >= HEALTH_STREAK:
             return polls

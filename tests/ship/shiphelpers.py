@@ -1,7 +1,10 @@
-"""Lab fixtures for the ship tests: a unique stack on the lab manager, its env file, real app images.
+"""Lab fixtures for the ship tests: a unique stack on the lab manager, its env file, real app images, and its own
+ACME CA (a Pebble + challtestsrv of this session, validating HTTP-01 on the stack's HTTP port, 120-second
+certificates so that renewals happen during the tests). The stack serves https://djlab.test:<https port>;
+clients reach it on 127.0.0.1 with SNI/Host djlab.test and trust the session CA's root.
 
 Everything created carries the stack name (djtest<hex>) or the label djdeploy.test=ship and is removed
-in finalizers: the stack, its secrets, configs, volume and network, the remote dir, local image tags.
+in finalizers: the stack, its secrets, configs, volumes and networks, the remote dir, local image tags, the CA.
 """
 
 from __future__ import annotations
@@ -11,9 +14,12 @@ import os
 import re
 import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import http.client
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -40,7 +46,7 @@ def lab_problem() -> str | None:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
         except OSError:
-            return f"the lab {what} does not answer on 127.0.0.1:{port} (run `inv lab.up --deploy`)"
+            return f"the lab {what} does not answer on 127.0.0.1:{port} (run `inv lab.up`)"
     return None
 
 
@@ -73,12 +79,13 @@ def remove_stack(stack: str) -> None:
             docker(kind, "rm", *sorted(set(ids)), check=False)
     for c in docker("ps", "-aq", "--filter", f"label=djdeploy.stack={stack}", check=False).stdout.split():
         docker("rm", "-f", c, check=False)
-    docker("volume", "rm", f"{stack}_pgdata", check=False)
+    for volume in ("pgdata", "certs"):
+        docker("volume", "rm", f"{stack}_{volume}", check=False)
     subprocess.run(["rm", "-rf", f"/var/lib/djdeploy/{stack}"], check=False)
 
 
 def dump_logs(stack: str) -> None:
-    for svc in ("app", "proxy", "db"):
+    for svc in ("app", "proxy", "certs", "db"):
         out = docker("service", "ps", "--no-trunc", f"{stack}_{svc}", check=False)
         print(f"--- docker service ps {stack}_{svc}\n{out.stdout}{out.stderr}")
         try:  # `docker service logs` of engine 20.10 sometimes hangs: bounded
@@ -88,16 +95,34 @@ def dump_logs(stack: str) -> None:
             print(f"--- logs {stack}_{svc}: docker service logs did not finish within 30s")
 
 
-class Env:
-    """One lab deploy environment for this test session."""
+HOST = "djlab.test"   # the lab deploy's host name (deploy.lab.deploy_env.HOST_NAME)
 
-    def __init__(self, tmp: Path):
+
+def local_runner():
+    from invoke import Context
+
+    from deploy.core.runner import Runner
+
+    return Runner(ctx=Context(), echo=False)
+
+
+class Env:
+    """One lab deploy environment for this test session (HTTPS with certificates from its own Pebble)."""
+
+    def __init__(self, tmp: Path, validity: int = 120):
+        from deploy.lab import acme, acme_env
+
         self.stack = "djtest" + secrets.token_hex(3)
-        self.port = free_port()
+        self.port, self.https_port = free_port(), free_port()
         self.dir = tmp
         self.key_file = tmp / "django_secret_key"
         self.key_file.write_text(secrets.token_urlsafe(50))
         self.key_file.chmod(0o600)
+        self.acme = acme.AcmeSpec(prefix=self.stack, labels=(("djdeploy.test", "ship"),), http_port=self.port,
+                                  validity=validity)
+        self.ca_record = acme.ensure(local_runner(), self.acme, say=lambda line: None)
+        self.tls = acme_env.connect(local_runner(), self.acme, tmp / "acme")
+        self.ca_root = (tmp / "acme" / "ca-root.pem").read_text()
         self.extra = {"DJANGO_SECRET_KEY_FILE": str(self.key_file), "CONVERGE_TIMEOUT": "180"}
         self.write()
         self.tags: list[str] = []
@@ -106,7 +131,20 @@ class Env:
         from deploy.lab import deploy_env
 
         self.extra.update(extra)
-        deploy_env.write_lab_env(self.dir, name="lab", stack=self.stack, port=self.port, extra=self.extra)
+        deploy_env.write_lab_env(self.dir, name="lab", stack=self.stack, port=self.port, https_port=self.https_port,
+                                 tls=self.tls, extra=self.extra)
+
+    def tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cadata=self.ca_root)
+
+    def remove_ca(self) -> None:
+        from deploy.lab import acme, acme_env
+
+        for name in (self.acme.pebble, self.acme.challtestsrv):
+            out = docker("logs", "--tail", "30", name, check=False)
+            print(f"--- logs {name}\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
+        acme_env.disconnect(local_runner(), self.acme)
+        acme.remove(local_runner(), self.acme)
 
     def cfg(self):
         from deploy.ship import config
@@ -133,6 +171,7 @@ def env(lab, tmp_path_factory, request):
             dump_logs(e.stack)
     finally:
         remove_stack(e.stack)
+        e.remove_ca()
     from deploy.lab import paths
 
     for tag in e.tags:
@@ -162,39 +201,61 @@ def build_derived(base: str, tag: str, dockerfile: str, files: dict | None = Non
     return f"djapp:{tag}"
 
 
-class Site:
-    """A browser-like client of the deployed app on 127.0.0.1:<port>. The app's CSRF cookie is marked
-    Secure (production settings), so it is carried by hand over this plain-HTTP loopback test."""
+class LoopbackHTTPS(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1 whatever the URL's host; SNI and certificate verification use the URL's host."""
 
-    def __init__(self, port: int):
-        self.base = f"http://127.0.0.1:{port}"
+    def connect(self):
+        sock = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+class _Handler(urllib.request.HTTPSHandler):
+    def https_open(self, req):
+        return self.do_open(LoopbackHTTPS, req, context=self._context)
+
+
+class Site:
+    """A browser-like client of the deployed app at https://djlab.test:<https port>/, connecting to 127.0.0.1 and
+    verifying the certificate against the session CA's root. Cookies are carried by hand."""
+
+    def __init__(self, env):
+        self.base = f"https://{HOST}:{env.https_port}"
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _Handler(context=env.tls_context()))
 
     def get(self, path="/", headers=None):
-        req = urllib.request.Request(self.base + path, headers=headers or {})
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with self.opener.open(urllib.request.Request(self.base + path, headers=headers or {}), timeout=10) as resp:
             return resp.status, resp.headers.get("X-App-Version"), resp.read().decode()
 
-    def add_note(self, text: str) -> None:
-        with urllib.request.urlopen(self.base + "/", timeout=10) as resp:
+    def post_note(self, text: str, headers: dict | None = None) -> int:
+        """POST a note with a valid CSRF cookie and token; ``headers`` replace the browser's Origin (HTTP status)."""
+        with self.opener.open(self.base + "/", timeout=10) as resp:
             page = resp.read().decode()
             cookie = re.search(r"csrftoken=([^;]+)", resp.headers.get("Set-Cookie", "")).group(1)
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
         body = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "text": text}).encode()
-        req = urllib.request.Request(self.base + "/", data=body, headers={"Cookie": f"csrftoken={cookie}"})
-        with urllib.request.urlopen(req, timeout=10) as resp:  # follows the redirect to /
-            assert resp.status == 200, resp.status
+        sent = {"Cookie": f"csrftoken={cookie}", "Origin": self.base} if headers is None else \
+            {"Cookie": f"csrftoken={cookie}", **headers}
+        try:
+            with self.opener.open(urllib.request.Request(self.base + "/", data=body, headers=sent), timeout=10) as resp:
+                return resp.status  # 200 after following the redirect to /
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    def add_note(self, text: str) -> None:
+        assert self.post_note(text) == 200
         assert text in self.get("/")[2]
 
     def admin_login(self, username: str, password: str) -> str:
         """POST the admin login form (with its CSRF token); return the page it answers with."""
-        with urllib.request.urlopen(self.base + "/admin/login/", timeout=10) as resp:
+        with self.opener.open(self.base + "/admin/login/", timeout=10) as resp:
             page = resp.read().decode()
             cookie = re.search(r"csrftoken=([^;]+)", resp.headers.get("Set-Cookie", "")).group(1)
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
         body = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": username, "password": password,
                                        "next": "/admin/"}).encode()
-        req = urllib.request.Request(self.base + "/admin/login/", data=body, headers={"Cookie": f"csrftoken={cookie}"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        req = urllib.request.Request(self.base + "/admin/login/", data=body,
+                                     headers={"Cookie": f"csrftoken={cookie}", "Origin": self.base})
+        with self.opener.open(req, timeout=10) as resp:
             assert resp.status == 200, resp.status
             return resp.read().decode()
 

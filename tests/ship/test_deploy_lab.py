@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from shiphelpers import Site, build_derived, docker, free_port
+from shiphelpers import HOST, Site, build_derived, docker, free_port
 from loadgen import LoadGenerator
 
 pytestmark = [pytest.mark.lab, pytest.mark.engine]
@@ -47,9 +47,12 @@ def audit_lines(env) -> list[str]:
 
 
 def loads(env, seconds=300):
-    """Two generators (keep-alive and not): about 70 requests/s on 127.0.0.1 in total."""
-    return [LoadGenerator(env.port, "/", rate=40, seconds=seconds, keepalive=True).start(),
-            LoadGenerator(env.port, "/", rate=30, seconds=seconds, keepalive=False).start()]
+    """Two generators over HTTPS (keep-alive and not): about 70 requests/s on 127.0.0.1 in total."""
+    host = f"{HOST}:{env.https_port}"
+    return [LoadGenerator(env.https_port, "/", rate=40, seconds=seconds, keepalive=True, host_header=host,
+                          tls=env.tls_context()).start(),
+            LoadGenerator(env.https_port, "/", rate=30, seconds=seconds, keepalive=False, host_header=host,
+                          tls=env.tls_context()).start()]
 
 
 def stop(gens):
@@ -68,7 +71,7 @@ def test_v1_deploy_serves_v1(env):
     outcome = executor.deploy(cfg, tag=v1, build=True, out=out)
     print(out.getvalue())
     assert outcome.result == "ok" and outcome.digest.startswith("sha256:")
-    site = Site(env.port)
+    site = Site(env)
     status, version, _ = site.get("/")
     assert (status, version) == (200, v1)
     site.add_note("note-before-v2")
@@ -107,7 +110,7 @@ def test_swarm_containers_run_hardened_and_the_app_still_serves_pages_static_fil
 def test_remote_files_are_private_and_migration_env_is_gone(env):
     base = f"/var/lib/djdeploy/{env.stack}"
     assert os.stat(base).st_mode & 0o777 == 0o700
-    for name in ("stack.yml", "stack-base.yml", "haproxy.cfg"):
+    for name in ("stack.yml", "stack-base.yml", "haproxy.cfg", "trusted-proxy.env"):
         assert os.stat(f"{base}/{name}").st_mode & 0o777 == 0o600, name
     assert not os.path.exists(f"{base}/migrate.env")
 

@@ -22,7 +22,7 @@ def write_env(tmp_path, extra: str = "") -> None:
         f"MANAGER_HOST=127.0.0.1\nSSH_PORT=2222\nSSH_KEY={tmp_path}/id\nKNOWN_HOSTS={tmp_path}/kh\n"
         "REGISTRY=127.0.0.1:5000\nREGISTRY_USER=lab\nREGISTRY_PASSWORD=regsecret\nSTACK_NAME=djt\n"
         f"DJANGO_SECRET_KEY={KEY}\nPOSTGRES_PASSWORD=pgsecret\nDJANGO_ALLOWED_HOSTS=127.0.0.1\nPUBLISHED_PORT=18080\n"
-        "PUBLISH_MODE=host\nENDPOINT_MODE=dnsrr\n" + extra)
+        "PUBLISH_MODE=host\nENDPOINT_MODE=dnsrr\nTLS_MODE=external\nTRUSTED_LB=192.0.2.1\n" + extra)
 
 
 def make_cfg(tmp_path, extra: str = ""):

@@ -39,7 +39,8 @@ def test_valid_file_loads_with_defaults(tmp_path):
     assert (cfg.publish_mode, cfg.endpoint_mode, cfg.proxy) == ("ingress", "vip", True)
     assert cfg.django_allowed_hosts == "shop.example.com,www.example.com"
     assert cfg.health_host == "shop.example.com"
-    assert cfg.health_url == "http://manager.example.com:80/health/?ready=1"
+    assert cfg.health_url == "https://manager.example.com:443/health/?ready=1"  # TLS_MODE=acme by default
+    assert (cfg.tls_mode, cfg.tls, cfg.https_port, cfg.hsts_max_age) == ("acme", True, 443, 3600)
     assert cfg.remote_dir == "/var/lib/djdeploy/shop"
     assert cfg.image_ref("abc1234") == "registry.example.com/djapp:abc1234"
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -124,7 +125,7 @@ def test_unparsable_line_and_unknown_key(tmp_path):
 
 
 def test_proxy_off_with_host_mode_needs_one_replica(tmp_path):
-    path = write(tmp_path, PROXY="off", PUBLISH_MODE="host", REPLICAS="2")
+    path = write(tmp_path, PROXY="off", PUBLISH_MODE="host", REPLICAS="2", TLS_MODE="external", TRUSTED_LB="10.0.0.1")
     assert problems(tmp_path) == [
         f"{path}:11: PROXY=off with PUBLISH_MODE=host admits one app task per node and no start-first update; "
         "use PROXY=on (or PUBLISH_MODE=ingress where the routing mesh works)"]
@@ -164,7 +165,7 @@ def test_committed_examples_cover_every_required_key():
     for name in ("prod.env.example", "staging.env.example", "lab.env.example"):
         text = (config.DEPLOY_DIR / name).read_text()
         keys = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line and not line.startswith("#")}
-        keys = {k[:-5] if k.endswith("_FILE") else k for k in keys}
+        keys = {k[:-5] if k.endswith("_FILE") and k[:-5] in config.SECRET_KEYS else k for k in keys}
         assert set(config.REQUIRED) <= keys, name
         assert keys <= config.KNOWN, name
 

@@ -37,6 +37,9 @@ BASE = [f"[manager] put the base stack file (db, proxy): {D}/stack-base.yml (mod
         "[manager] check back up the database if migrations are pending (pg_dump -Fc, checksum sidecar): "
         f"into {D}/backups, reason pre-migrate"]
 RM = f"[manager] run remove the migration's environment: rm -f {D}/migrate.env"
+TRUSTED = ("[manager] run write the stack network's subnet as the app's DJANGO_TRUSTED_PROXY: sh -c 'set -e; umask 077; "
+           "s=\"$(docker network inspect --format \"{{range .IPAM.Config}}{{.Subnet}},{{end}}\" \"$1\")\"; [ -n \"$s\" ]; "
+           f"printf \"DJANGO_TRUSTED_PROXY=%s\\n\" \"${{s%,}}\" > \"$2\"' trusted-proxy djt_backend {D}/trusted-proxy.env")
 ROLLOUT = (f"[manager] run roll out the app (stack deploy): docker --config {D}/docker stack deploy --with-registry-auth "
            f"--compose-file {D}/stack.yml djt")
 WAIT_NEW_APP = ("[manager] poll until djt_app runs 2 healthy task(s): poll `docker service ps --filter "
@@ -95,14 +98,14 @@ def known(cfg):
 def test_fresh_environment_builds_creates_every_secret_and_waits_for_the_new_service(cfg):
     assert lines(cfg, release(), plan.EnvState()) == [
         LOCK, CONFIRM + FRESH_STATE, BUILD, PUSH, stack("v2", PUSHED), PROXY, LOGIN, *secrets(cfg), *BASE,
-        migrate("v2", PUSHED), RM, ROLLOUT, WAIT_NEW_APP, WAIT_PROXY, health("v2"), FINISH]
+        migrate("v2", PUSHED), RM, TRUSTED, ROLLOUT, WAIT_NEW_APP, WAIT_PROXY, health("v2"), FINISH]
 
 
 def test_redeploy_of_a_new_tag_creates_no_secret_and_waits_for_the_update(cfg):
     state = plan.EnvState(app=("completed", "T1"), secrets=frozenset(secret_names(cfg).values()))
     assert lines(cfg, release(), state) == [
         LOCK, CONFIRM + "app service exists (completed), 3 stack secret(s), image tag not in the registry", BUILD,
-        PUSH, stack("v2", PUSHED), PROXY, LOGIN, *BASE, migrate("v2", PUSHED), RM, ROLLOUT, WAIT_UPDATE, WAIT_PROXY,
+        PUSH, stack("v2", PUSHED), PROXY, LOGIN, *BASE, migrate("v2", PUSHED), RM, TRUSTED, ROLLOUT, WAIT_UPDATE, WAIT_PROXY,
         health("v2"), FINISH]
 
 
@@ -115,13 +118,13 @@ def test_redeploy_with_a_rotated_secret_creates_only_that_one(cfg):
 
 def test_rollback_has_no_build_no_base_no_migration_and_pins_the_registry_digest(cfg):
     assert lines(cfg, release("rollback", "v1", build=False, migrate=False), known(cfg)) == [
-        LOCK, CONFIRM + KNOWN_STATE, stack("v1", DIGEST), PROXY, LOGIN, ROLLOUT, WAIT_UPDATE, WAIT_PROXY, health("v1"),
+        LOCK, CONFIRM + KNOWN_STATE, stack("v1", DIGEST), PROXY, LOGIN, TRUSTED, ROLLOUT, WAIT_UPDATE, WAIT_PROXY, health("v1"),
         FINISH]
 
 
 def test_deploy_with_image_skips_build_and_push_and_pins_the_registry_digest(cfg):
     assert lines(cfg, release(build=False), known(cfg)) == [
-        LOCK, CONFIRM + KNOWN_STATE, stack("v2", DIGEST), PROXY, LOGIN, *BASE, migrate("v2", DIGEST), RM, ROLLOUT,
+        LOCK, CONFIRM + KNOWN_STATE, stack("v2", DIGEST), PROXY, LOGIN, *BASE, migrate("v2", DIGEST), RM, TRUSTED, ROLLOUT,
         WAIT_UPDATE, WAIT_PROXY, health("v2"), FINISH]
 
 
@@ -169,7 +172,7 @@ def test_dry_run_prints_exactly_the_plan_and_changes_nothing(cfg, offline, monke
     out = io.StringIO()
     outcome = executor.deploy(cfg, tag="v2", build=False, dry_run=True, out=out, remote=remote(cfg, manager))
     expected = [LOCK, CONFIRM + KNOWN_STATE, stack("v2", DIGEST), PROXY, LOGIN, *BASE, migrate("v2", DIGEST), RM,
-                ROLLOUT, WAIT_UPDATE, WAIT_PROXY, health("v2"), FINISH]
+                TRUSTED, ROLLOUT, WAIT_UPDATE, WAIT_PROXY, health("v2"), FINISH]
     assert out.getvalue().splitlines() == [
         f"plan: {len(expected)} steps (deploy 127.0.0.1:5000/djapp:v2 to lab; state: {KNOWN_STATE})",
         *[f"{n:>3}. {line}" for n, line in enumerate(expected, 1)],
@@ -189,5 +192,5 @@ def test_dry_run_of_a_rollback_names_the_previous_tag_from_the_audit_log(cfg, of
     manager = FakeManager([("audit.log", Result(stdout=audit))], app=True, secrets=secret_names(cfg).values())
     out = io.StringIO()
     outcome = executor.rollback(cfg, dry_run=True, out=out, remote=remote(cfg, manager))
-    assert out.getvalue().splitlines()[0].startswith("plan: 10 steps (rollback 127.0.0.1:5000/djapp:v1 to lab;")
+    assert out.getvalue().splitlines()[0].startswith("plan: 11 steps (rollback 127.0.0.1:5000/djapp:v1 to lab;")
     assert outcome.plan.steps[2].line() == stack("v1", DIGEST)

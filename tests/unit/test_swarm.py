@@ -17,7 +17,9 @@ def cfg(**over):
                 endpoint_mode="vip", proxy=True, proxy_image="haproxy:3.0-trixie", postgres_image="postgres:17-trixie",
                 stop_grace_period=30, health_host="shop.example.com", django_trusted_proxy="",
                 app_memory="512M", app_cpus="1", app_pids=256, db_memory="1G", db_cpus="1", db_pids=512,
-                proxy_memory="256M", proxy_cpus="0.5", proxy_pids=128)
+                proxy_memory="256M", proxy_cpus="0.5", proxy_pids=128, tls_mode="external",
+                tls=False, trusted_lb="192.0.2.7", https_port=443, hsts_max_age=3600, hsts_include_subdomains=False,
+                hsts_preload=False, tls_cert="", tls_key="", acme_ca_root="", acme_network="", cert_sync_interval=10)
     base.update(over)
     return SimpleNamespace(**base)
 

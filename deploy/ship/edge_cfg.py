@@ -1,0 +1,159 @@
+"""The front proxy's configuration (HAProxy 3.0), rendered from a validated DeployConfig. Pure: text in, text out.
+
+The proxy finds the app's tasks through Docker's DNS (tasks.app), health-checks them with an allowed Host,
+and retries a request that meets a task going away on another one (zero-downtime rollouts).
+With TLS at the proxy (TLS_MODE acme or files):
+  - HTTP (container port 8080) answers 301 to https for every path except /.well-known/acme-challenge/,
+    which goes to the certs service (HTTP-01 works whichever node the CA reaches);
+  - HTTPS (container port 8443): TLS 1.2+, Mozilla "intermediate" ciphers, HTTP/2, HSTS, and
+    X-Forwarded-Proto set by the proxy (a client's value is overwritten);
+  - the certificate starts as a placeholder and is installed into the RUNNING process by the sync program
+    (edge-agent sync: `set ssl cert` + `commit ssl cert` on the admin socket): renewal without a reload.
+TLS_MODE=external: HTTP only; X-Forwarded-Proto is kept from TRUSTED_LB sources and set to http otherwise.
+"""
+
+from __future__ import annotations
+
+HTTP_PORT, HTTPS_PORT = 8080, 8443       # inside the proxy container
+CERTS_PORT = 8081                        # the certs service: challenges, bundle, status
+CERT_PATH = "/tmp/edge/site.pem"         # the placeholder at start; replaced in memory by the sync program
+ADMIN_SOCKET = "/tmp/edge/admin.sock"
+CHALLENGE = "/.well-known/acme-challenge/"
+# Mozilla's "intermediate" profile (ssl-config.mozilla.org, guidelines 5.7) for HAProxy.
+CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+           "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+           "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305")
+CIPHERSUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+TLS_OPTIONS = "prefer-client-ciphers no-sslv3 no-tlsv10 no-tlsv11 no-tls-tickets"
+
+# Maintenance mode (`inv maintenance on` runs service <stack>_maintenance): while it has a healthy task, every
+# request but the health check gets its page.
+MAINTENANCE_RULE = "    use_backend maintenance if { nbsrv(maintenance) gt 0 } !{ path_beg /health/ }"
+MAINTENANCE_BACKEND = """backend maintenance
+    retry-on conn-failure empty-response
+    option httpchk
+    http-check send meth GET uri /maintenance-health ver HTTP/1.1 hdr Host maintenance
+    http-check expect status 200
+    default-server check inter 1s fastinter 500ms downinter 1s fall 1 rise 1 init-addr none resolvers docker resolve-prefer ipv4
+    server-template maintenance 1 "tasks.maintenance:8080"
+"""
+RESOLVERS = """resolvers docker
+    nameserver dns 127.0.0.11:53
+    accepted_payload_size 8192
+    resolve_retries 3
+    timeout resolve 1s
+    timeout retry 1s
+    hold valid 1s
+    hold obsolete 0s
+    hold nx 1s
+    hold refused 1s
+    hold timeout 1s
+    hold other 1s
+"""
+DEFAULTS = """defaults
+    mode http
+    log global
+    option dontlognull
+    timeout connect 2s
+    timeout client 30s
+    timeout server 60s
+    timeout http-request 10s
+    timeout http-keep-alive 10s
+    timeout queue 10s
+    # One request per server connection: a task that drains never holds an idle pooled connection.
+    option http-server-close
+    # A request that cannot reach a task (refused, reset, empty reply, 503 while draining) is
+    # retried on another task (redispatch); non-idempotent requests only on connection failure.
+    retries 3
+    option redispatch 1
+    retry-on conn-failure empty-response 503
+"""
+
+
+def hsts(cfg) -> str:
+    value = f"max-age={cfg.hsts_max_age}"
+    if cfg.hsts_include_subdomains:
+        value += "; includeSubDomains"
+    if cfg.hsts_preload:
+        value += "; preload"
+    return value
+
+
+def redirect_location(cfg) -> str:
+    """https on the same host name (the client's port dropped), on HTTPS_PORT unless it is 443."""
+    port = "" if cfg.https_port == 443 else f":{cfg.https_port}"
+    return f"https://%[req.hdr(host),field(1,:)]{port}%[url]"
+
+
+def global_section(cfg) -> str:
+    lines = ["global", "    log stdout format raw local0 notice", "    maxconn 4096", "    hard-stop-after 20s"]
+    if cfg.tls:
+        lines += [f"    stats socket {ADMIN_SOCKET} mode 600 level admin",
+                  "    ssl-default-bind-curves X25519:prime256v1:secp384r1",
+                  f"    ssl-default-bind-ciphers {CIPHERS}",
+                  f"    ssl-default-bind-ciphersuites {CIPHERSUITES}",
+                  f"    ssl-default-bind-options {TLS_OPTIONS}",
+                  "    tune.ssl.default-dh-param 2048"]
+    return "\n".join(lines) + "\n"
+
+
+def sync_program(cfg) -> str:
+    """The certificate sync process, started and restarted by HAProxy's master (master-worker mode)."""
+    return ("program certsync\n"
+            f"    command edge-agent sync --from http://tasks.certs:{CERTS_PORT}/bundle --cert {CERT_PATH} "
+            f"--socket {ADMIN_SOCKET} --interval {cfg.cert_sync_interval}\n")
+
+
+def frontends(cfg) -> str:
+    if not cfg.tls:
+        trusted = " ".join(p.strip() for p in cfg.trusted_lb.split(",") if p.strip())
+        lines = ["frontend web", f"    bind :{HTTP_PORT}",
+                 "    http-request disable-l7-retry if !METH_GET !METH_HEAD"]
+        if trusted:
+            lines += [f"    acl from_lb src {trusted}",
+                      "    http-request set-header X-Forwarded-Proto http if !from_lb || !{ req.hdr(x-forwarded-proto) -m found }"]
+        else:
+            lines += ["    http-request set-header X-Forwarded-Proto http"]
+        return "\n".join(lines + [MAINTENANCE_RULE, "    default_backend app"]) + "\n"
+    return (f"frontend http\n"
+            f"    bind :{HTTP_PORT}\n"
+            f"    acl acme_challenge path_beg {CHALLENGE}\n"
+            f"    http-request redirect location {redirect_location(cfg)} code 301 unless acme_challenge\n"
+            f"    use_backend certs if acme_challenge\n"
+            f"\n"
+            f"frontend https\n"
+            f"    bind :{HTTPS_PORT} ssl crt {CERT_PATH} alpn h2,http/1.1\n"
+            f"    http-request set-header X-Forwarded-Proto https\n"
+            f"    http-request disable-l7-retry if !METH_GET !METH_HEAD\n"
+            f"    http-response set-header Strict-Transport-Security \"{hsts(cfg)}\"\n"
+            f"{MAINTENANCE_RULE}\n"
+            f"    default_backend app\n")
+
+
+def backends(cfg) -> str:
+    slots = cfg.replicas * 2 + 2
+    text = ("backend app\n"
+            "    balance roundrobin\n"
+            "    option httpchk\n"
+            f"    http-check send meth GET uri /health/ ver HTTP/1.1 hdr Host \"{cfg.health_host}\"\n"
+            "    http-check expect status 200\n"
+            "    default-server check inter 1s fastinter 500ms downinter 1s fall 1 rise 1 init-addr none "
+            "resolvers docker resolve-prefer ipv4\n"
+            f"    server-template app {slots} \"tasks.app:8000\"\n")
+    text += "\n" + MAINTENANCE_BACKEND
+    if cfg.tls:
+        text += ("\nbackend certs\n"
+                 "    default-server init-addr none resolvers docker resolve-prefer ipv4\n"
+                 f"    server-template certs 2 \"tasks.certs:{CERTS_PORT}\"\n")
+    return text
+
+
+def render(cfg) -> str:
+    """The whole haproxy.cfg for ``cfg``."""
+    # The same text for TLS_MODE acme and files: switching the source of certificates never restarts a proxy.
+    head = f"# Rendered by deploy.ship.edge_cfg for stack {cfg.stack_name}; do not edit.\n"
+    parts = [head + global_section(cfg)]
+    if cfg.tls:
+        parts.append(sync_program(cfg))
+    parts += [RESOLVERS, DEFAULTS, frontends(cfg), backends(cfg)]
+    return "\n".join(parts)

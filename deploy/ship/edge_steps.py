@@ -1,0 +1,98 @@
+"""The edge's steps of a deploy: the edge image, the app's trusted-proxy subnet, and the certificate wait.
+
+``wait_certs`` runs after the base deploy (db, proxy, certs) and BEFORE the migration and any app change: it
+polls the certs service's status until it serves a valid certificate for exactly this deploy's configuration
+(``edge_stack.config_id``). A CA that refuses (failed validation, rate limit) or cannot be reached fails the
+deploy with the CA's reason; the proxies keep serving the certificate they have.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from deploy.core.errors import ToolkitError
+from deploy.core.runner import quote
+from deploy.ship import edge_image, edge_stack, plan, stackfile, swarm
+from deploy.ship.wait import POLL, quiet
+
+
+def image_steps(cfg) -> list:
+    """Build and push the edge image when the registry lacks its recipe's tag (a local step, before SSH work)."""
+    if not (cfg.proxy and cfg.tls):
+        return []
+    return [plan.Step(plan.BUILD, plan.LOCAL, f"the edge image {edge_image.ref(cfg)} unless the registry has it",
+                      detail=f"FROM {cfg.proxy_image}, deploy/ship/edge (tag = hash of the recipe)",
+                      action=ensure_image)]
+
+
+def ensure_image(job, step) -> str:
+    return edge_image.ensure(job.cfg, out=job.out)
+
+
+def certs_steps(cfg) -> list:
+    """After the base deploy (db, proxy, certs), before the migration: wait for a valid certificate."""
+    if not (cfg.proxy and cfg.tls):
+        return []
+    cmd = edge_stack.certs_status_cmd(cfg)
+    return [plan.poll(f"until {stackfile.service(cfg, 'certs')} serves a valid certificate for this configuration "
+                      f"(a CA refusal fails here, before any app change)", wait_certs,
+                      detail=f"poll `{quote(cmd)}` up to {cfg.converge_timeout:g}s")]
+
+
+def trusted_proxy_steps(cfg) -> list:
+    """The app trusts X-Forwarded-Proto from the stack network's subnet only (written to its env_file)."""
+    if not cfg.proxy or cfg.django_trusted_proxy:
+        return []
+    return [plan.run("write the stack network's subnet as the app's DJANGO_TRUSTED_PROXY",
+                     edge_stack.trusted_proxy_cmd(cfg, stackfile.network(cfg)))]
+
+
+FAILURES = 2   # consecutive failed orders (the certs service retries after ACME_RETRY_MIN) that fail the deploy
+
+
+def parse_status(text: str) -> dict | None:
+    try:
+        status = json.loads(text)
+    except ValueError:
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def verdict(cfg, status: dict | None) -> tuple[str, str]:
+    """Pure: ('wait'|'ok'|'warn'|'fail', message) for one status reading of the certs service."""
+    want = edge_stack.config_id(cfg)
+    if not status or status.get("config_id") != want:
+        return "wait", "the certs service has not started this configuration yet"
+    names = ",".join(status.get("names") or []) or "-"
+    if status.get("valid"):
+        if status.get("error"):
+            return "warn", (f"serving certificate serial {status.get('serial')} ({names}); its renewal is failing "
+                            f"and is retried: {status['error']}")
+        return "ok", f"serving certificate serial {status.get('serial')} ({names})"
+    if status.get("error") and status.get("failures", 1) >= FAILURES:
+        what = cfg.acme_directory if cfg.tls_mode == "acme" else "the certificate files"
+        return "fail", (f"no valid certificate for {','.join(edge_stack.cert_names(cfg))} from {what}: "
+                        f"{status['error']}")
+    if status.get("error"):
+        return "wait", f"the certs service retries after: {status['error']}"
+    return "wait", "the certs service is getting its first certificate"
+
+
+def wait_certs(job, step) -> str:
+    cfg, run = job.cfg, job.manager
+    cmd = edge_stack.certs_status_cmd(cfg)
+    ask, deadline, message, polls = quiet(run), time.monotonic() + cfg.converge_timeout, "no status yet", 0
+    while time.monotonic() < deadline:
+        polls += 1
+        res = ask.run(cmd, hide=True, check=False, timeout=30)
+        state, message = verdict(cfg, parse_status(res.stdout) if res.ok else None)
+        if state in ("ok", "warn"):
+            job.out.write(f"  {stackfile.service(cfg, 'certs')}: {'warning: ' if state == 'warn' else ''}{message}\n")
+            return f"{polls} polls; {message}"
+        if state == "fail":
+            raise ToolkitError(f"{message}; nothing was rolled out: {cfg.env} keeps serving the previous version "
+                               f"(and its certificate); see `docker service logs {stackfile.service(cfg, 'certs')}`")
+        time.sleep(POLL)
+    raise ToolkitError(f"timed out after {cfg.converge_timeout:g}s waiting for a certificate ({message}); nothing was "
+                       f"rolled out; see `docker service logs {stackfile.service(cfg, 'certs')}`")

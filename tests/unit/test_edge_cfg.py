@@ -1,0 +1,124 @@
+"""deploy.ship.edge_cfg: the front proxy's configuration, exact lines for each TLS mode."""
+
+from types import SimpleNamespace
+
+from deploy.ship import edge_cfg
+
+
+def cfg(**over):
+    base = dict(stack_name="shop", tls_mode="acme", tls=True, https_port=443, hsts_max_age=3600,
+                hsts_include_subdomains=False, hsts_preload=False, cert_sync_interval=10, replicas=3,
+                health_host="shop.example.com", trusted_lb="")
+    base.update(over)
+    return SimpleNamespace(**base)
+
+
+def section(text: str, head: str) -> list[str]:
+    """The lines of the section starting with ``head`` (up to the next blank line)."""
+    lines = text.splitlines()
+    start = lines.index(head)
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    return lines[start:end]
+
+
+def test_tls_global_section_is_mozilla_intermediate_with_an_admin_socket():
+    assert section(edge_cfg.render(cfg()), "global") == [
+        "global",
+        "    log stdout format raw local0 notice",
+        "    maxconn 4096",
+        "    hard-stop-after 20s",
+        "    stats socket /tmp/edge/admin.sock mode 600 level admin",
+        "    ssl-default-bind-curves X25519:prime256v1:secp384r1",
+        "    ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:"
+        "ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305",
+        "    ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256",
+        "    ssl-default-bind-options prefer-client-ciphers no-sslv3 no-tlsv10 no-tlsv11 no-tls-tickets",
+        "    tune.ssl.default-dh-param 2048",
+    ]
+
+
+def test_http_frontend_redirects_everything_but_the_acme_challenge():
+    assert section(edge_cfg.render(cfg()), "frontend http") == [
+        "frontend http",
+        "    bind :8080",
+        "    acl acme_challenge path_beg /.well-known/acme-challenge/",
+        "    http-request redirect location https://%[req.hdr(host),field(1,:)]%[url] code 301 unless acme_challenge",
+        "    use_backend certs if acme_challenge",
+    ]
+
+
+def test_the_redirect_names_a_non_default_https_port():
+    text = edge_cfg.render(cfg(https_port=8443))
+    assert ("    http-request redirect location https://%[req.hdr(host),field(1,:)]:8443%[url] code 301 "
+            "unless acme_challenge") in text.splitlines()
+
+
+def test_https_frontend_tls_h2_forwarded_proto_and_hsts():
+    assert section(edge_cfg.render(cfg()), "frontend https") == [
+        "frontend https",
+        "    bind :8443 ssl crt /tmp/edge/site.pem alpn h2,http/1.1",
+        "    http-request set-header X-Forwarded-Proto https",
+        "    http-request disable-l7-retry if !METH_GET !METH_HEAD",
+        '    http-response set-header Strict-Transport-Security "max-age=3600"',
+        "    use_backend maintenance if { nbsrv(maintenance) gt 0 } !{ path_beg /health/ }",
+        "    default_backend app",
+    ]
+
+
+def test_hsts_include_subdomains_and_preload_only_when_asked():
+    assert edge_cfg.hsts(cfg()) == "max-age=3600"
+    assert edge_cfg.hsts(cfg(hsts_include_subdomains=True, hsts_max_age=600)) == "max-age=600; includeSubDomains"
+    assert edge_cfg.hsts(cfg(hsts_include_subdomains=True, hsts_preload=True, hsts_max_age=31536000)) == \
+        "max-age=31536000; includeSubDomains; preload"
+
+
+def test_certificate_sync_program_and_certs_backend():
+    text = edge_cfg.render(cfg(cert_sync_interval=2))
+    assert section(text, "program certsync") == [
+        "program certsync",
+        "    command edge-agent sync --from http://tasks.certs:8081/bundle --cert /tmp/edge/site.pem "
+        "--socket /tmp/edge/admin.sock --interval 2",
+    ]
+    assert section(text, "backend certs") == [
+        "backend certs",
+        "    default-server init-addr none resolvers docker resolve-prefer ipv4",
+        '    server-template certs 2 "tasks.certs:8081"',
+    ]
+
+
+def test_app_backend_finds_tasks_by_dns_with_health_checks_and_retries():
+    text = edge_cfg.render(cfg())
+    assert section(text, "backend app") == [
+        "backend app",
+        "    balance roundrobin",
+        "    option httpchk",
+        '    http-check send meth GET uri /health/ ver HTTP/1.1 hdr Host "shop.example.com"',
+        "    http-check expect status 200",
+        "    default-server check inter 1s fastinter 500ms downinter 1s fall 1 rise 1 init-addr none resolvers docker "
+        "resolve-prefer ipv4",
+        '    server-template app 8 "tasks.app:8000"',
+    ]
+    for line in ("    retries 3", "    option redispatch 1", "    retry-on conn-failure empty-response 503",
+                 "    nameserver dns 127.0.0.11:53"):
+        assert line in text.splitlines()
+
+
+def test_acme_and_files_render_the_same_text():
+    """Switching the source of certificates must not restart a proxy (its config is unchanged)."""
+    assert edge_cfg.render(cfg(tls_mode="acme")) == edge_cfg.render(cfg(tls_mode="files"))
+
+
+def test_external_mode_is_http_only_and_keeps_forwarded_proto_from_the_load_balancers_only():
+    text = edge_cfg.render(cfg(tls_mode="external", tls=False, trusted_lb="10.1.0.0/16, 192.0.2.7"))
+    assert section(text, "frontend web") == [
+        "frontend web",
+        "    bind :8080",
+        "    http-request disable-l7-retry if !METH_GET !METH_HEAD",
+        "    acl from_lb src 10.1.0.0/16 192.0.2.7",
+        "    http-request set-header X-Forwarded-Proto http if !from_lb || !{ req.hdr(x-forwarded-proto) -m found }",
+        "    use_backend maintenance if { nbsrv(maintenance) gt 0 } !{ path_beg /health/ }",
+        "    default_backend app",
+    ]
+    for absent in ("ssl", "certsync", "backend certs", "Strict-Transport-Security", "stats socket"):
+        assert absent not in text
