@@ -34,6 +34,8 @@ FILES = "docker-compose.yml:tests/ops/compose.labels.yml"
 class Local:
     """A private compose project driven through the real `inv` command line."""
 
+    tls = None  # plain HTTP on 127.0.0.1 (shiphelpers.Site)
+
     def __init__(self, backups: Path):
         self.project = f"djops{OWNER}"
         self.port = ship.free_port()
@@ -84,12 +86,13 @@ def labenv(tmp_path_factory, request):
 
     e = ship.Env(tmp_path_factory.mktemp("opsenv"))
     try:
+        e.tls = None  # plain HTTP (TLS_MODE=external): the operations under test do not depend on TLS
         e.write(REPLICAS="2")
         out = io.StringIO()
         e.v1 = e.tag("v1")
         outcome = executor.deploy(e.cfg(), tag=e.v1, build=True, out=out)
         assert outcome.result == "ok", out.getvalue()
-        e.site = ship.Site(e.port)
+        e.site = ship.Site(e)
         yield e
         if request.session.testsfailed:
             ship.dump_logs(e.stack)

@@ -159,7 +159,7 @@ def test_maintenance_on_and_off_under_load(labenv):
         resp = conn.getresponse()
         assert (resp.status, resp.getheader("Retry-After")) == (503, "120")
         assert "Back at noon" in resp.read().decode()
-        assert ship.Site(e.port).get("/health/?ready=1")[0] == 200
+        assert ship.Site(e).get("/health/?ready=1")[0] == 200
         during = len(load.results)
         out = inv(e, "maintenance", "off", "--env", "lab")
         assert out.returncode == 0, out.stdout + out.stderr
@@ -171,7 +171,7 @@ def test_maintenance_on_and_off_under_load(labenv):
     assert not [r for r in results if r[0] == "error"], "failed requests at the switch"
     assert kinds <= {(200, None), (503, "120")}, kinds
     assert (503, "120") in kinds and results[-1] == (200, None) and during > 0
-    assert ship.Site(e.port).get("/")[0] == 200
+    assert ship.Site(e).get("/")[0] == 200
 
 
 def deploy_derived(e, name, base_tag, files, *flags):
@@ -209,7 +209,7 @@ def test_full_disk_on_the_manager_stops_the_deploy_before_migrating(labenv):
     import subprocess
 
     e = labenv
-    serving = ship.Site(e.port).get("/")[1]
+    serving = ship.Site(e).get("/")[1]
     d = f"/var/lib/djdeploy/{e.stack}/backups"
     os.makedirs(d, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12k,mode=0700", "tmpfs", d], check=True)
@@ -222,7 +222,7 @@ def test_full_disk_on_the_manager_stops_the_deploy_before_migrating(labenv):
         assert os.listdir(d) == []
     finally:
         subprocess.run(["umount", d], check=False)
-    assert ship.Site(e.port).get("/")[1] == serving and audit_last(e).endswith("result=failed")
+    assert ship.Site(e).get("/")[1] == serving and audit_last(e).endswith("result=failed")
     shown = inv(e, "manage", "--env", "lab", "--", "showmigrations", "notes")
     assert "0003_add_more" not in shown.stdout and not os.path.exists(f"/var/lib/djdeploy/{e.stack}/lock")
 
@@ -235,13 +235,13 @@ def test_column_dropping_migration_is_refused_then_allowed_after_a_backup(labenv
     assert out.returncode == 1
     assert ("error: refusing to migrate lab: migration notes.0003_drop_extra drops column note.extra; the running "
             "release still uses it during the rolling update. Nothing was migrated or rolled out.") in out.stderr
-    assert ship.Site(e.port).get("/")[1] == STATE["v3"] and backups_on_manager(e) == before
+    assert ship.Site(e).get("/")[1] == STATE["v3"] and backups_on_manager(e) == before
     v5, out = deploy_derived(e, "v5", e.v1, files, "--allow-unsafe-migrations")
     assert out.returncode == 0
     new = sorted(set(backups_on_manager(e)) - set(before))
     assert len(new) == 1 and meta(e, new[0])["reason"] == "pre-migrate"
     assert "notes.0003_drop_extra" not in meta(e, new[0])["migrations"]
-    assert f"backup={new[0]} result=ok" in audit_last(e) and ship.Site(e.port).get("/")[1] == v5
+    assert f"backup={new[0]} result=ok" in audit_last(e) and ship.Site(e).get("/")[1] == v5
 
 
 def test_restore_of_a_backup_older_than_the_schema_is_refused(labenv):
@@ -264,10 +264,10 @@ def test_rollback_below_the_applied_migrations_names_them_and_needs_yes(labenv):
                                   "applied migration(s) notes.0002_add_extra, notes.0003_drop_extra (a rollback does "
                                   "not undo migrations); nothing was changed. If that release works on this schema, "
                                   "pass --yes")
-    assert ship.Site(e.port).get("/")[1] != e.v1
+    assert ship.Site(e).get("/")[1] != e.v1
     out = inv(e, "rollback", "--env", "lab", "--to", e.v1, "--yes")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    assert ship.Site(e.port).get("/")[1] == e.v1 and "ops-env-note-kept" in e.site.notes()
+    assert ship.Site(e).get("/")[1] == e.v1 and "ops-env-note-kept" in e.site.notes()
 
 
 def test_prune_keeps_rollback_targets_and_removes_the_rest(labenv):
@@ -287,6 +287,6 @@ def test_prune_keeps_rollback_targets_and_removes_the_rest(labenv):
     assert not os.path.exists(f"/var/lib/djdeploy/{e.stack}/lock")
     back = inv(e, "rollback", "--env", "lab", "--to", tags["v5"])
     assert back.returncode == 0, back.stdout[-2000:] + back.stderr[-2000:]
-    assert ship.Site(e.port).get("/")[1] == tags["v5"]
+    assert ship.Site(e).get("/")[1] == tags["v5"]
     back = inv(e, "rollback", "--env", "lab", "--to", e.v1, "--yes")
-    assert back.returncode == 0 and ship.Site(e.port).get("/")[1] == e.v1
+    assert back.returncode == 0 and ship.Site(e).get("/")[1] == e.v1

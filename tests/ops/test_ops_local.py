@@ -14,7 +14,7 @@ pytestmark = pytest.mark.engine
 
 
 def notes(local) -> str:
-    return ship.Site(local.port).notes()
+    return ship.Site(local).notes()
 
 
 def delete_notes(local) -> None:
@@ -27,7 +27,7 @@ def backup_name(out) -> str:
 
 
 def test_round_trip_notes_come_back(local):
-    site = ship.Site(local.port)
+    site = ship.Site(local)
     site.add_note("ops-local-note-1")
     out = local.inv("db.backup")
     name = backup_name(out)
@@ -46,7 +46,7 @@ def test_round_trip_notes_come_back(local):
 
 
 def test_corrupt_and_missing_backups_change_nothing(local):
-    site = ship.Site(local.port)
+    site = ship.Site(local)
     site.add_note("ops-local-note-2")
     name = backup_name(local.inv("db.backup"))
     site.add_note("ops-local-note-after")
@@ -73,7 +73,7 @@ def test_corrupt_and_missing_backups_change_nothing(local):
 def test_full_disk_leaves_no_backup(local, tmp_path):
     small = tmp_path / "small"
     small.mkdir()
-    ship.Site(local.port).add_note("x" * 500)
+    ship.Site(local).add_note("x" * 500)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12k,mode=0700", "tmpfs", str(small)], check=True)
     try:
         out = local.inv("db.backup", check=False, DJDEPLOY_BACKUP_DIR=str(small))

@@ -85,4 +85,4 @@ def test_loop_takes_a_backup_when_due_and_applies_retention(local, tmp_path):
         assert [n for n in os.listdir(d) if n.endswith("-v9.dump")] == [fresh]
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-    assert ship.Site(local.port).get("/")[0] == 200
+    assert ship.Site(local).get("/")[0] == 200

@@ -219,6 +219,10 @@ class Site:
     verifying the certificate against the session CA's root. Cookies are carried by hand."""
 
     def __init__(self, env):
+        if env.tls is None:  # a plain-HTTP environment (TLS_MODE=external, no TLS in the lab): tests/ops
+            self.base = f"http://127.0.0.1:{env.port}"
+            self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            return
         self.base = f"https://{HOST}:{env.https_port}"
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _Handler(context=env.tls_context()))
 
