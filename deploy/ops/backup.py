@@ -99,7 +99,7 @@ def _oneoff(t, script: str, args: list, *, role: str, mount: bool = True) -> lis
         argv += ["--user", t.user]
     if mount:
         argv += ["--volume", f"{t.backup_dir}:{MOUNT}"]
-    argv += ["--env", "PGHOST=db", "--env", f"PGUSER={t.db_user}", "--env", f"PGDATABASE={t.db_name}",
+    argv += ["--env", f"PGHOST={t.db_host}", "--env", f"PGPORT={t.db_port}", "--env", f"PGUSER={t.db_user}", "--env", f"PGDATABASE={t.db_name}",
              "--env", f"MIGRATIONS_SQL={MIGRATIONS_SQL}", "--entrypoint", "sh", t.postgres_image, "-c", script, role]
     return argv + list(args)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from deploy.core import project
 
@@ -26,6 +27,8 @@ class Target:
     password: str = field(repr=False)
     user: str = ""           # --user for one-off containers (local: the developer, so backups stay theirs)
     remote_dir: str = ""     # env only: the deploy dir on the manager (lock, audit log)
+    db_host: str = "db"      # the stack's own db service; DATABASE=external: the managed Postgres's host
+    db_port: str = "5432"
 
     @property
     def local(self) -> bool:
@@ -62,7 +65,11 @@ def from_env(cfg) -> Target:
     """A Swarm environment: the stack's attachable overlay network, backups beside the audit log."""
     from deploy.ship import stackfile, swarm
 
+    where = dict(db_user=stackfile.DB_USER, db_name=stackfile.DB_NAME, password=cfg.postgres_password)
+    if cfg.database == "external":  # the managed Postgres of DATABASE_URL, reached from the stack's network
+        url = urlsplit(cfg.database_url)
+        where = dict(db_user=unquote(url.username or ""), db_name=url.path.lstrip("/"),
+                     password=unquote(url.password or ""), db_host=url.hostname or "", db_port=str(url.port or 5432))
     return Target(env=cfg.env, label=cfg.stack_name, network=stackfile.network(cfg),
                   backup_dir=swarm.paths(cfg).dir + "/backups", postgres_image=cfg.postgres_image,
-                  db_user=stackfile.DB_USER, db_name=stackfile.DB_NAME, password=cfg.postgres_password,
-                  remote_dir=swarm.paths(cfg).dir)
+                  remote_dir=swarm.paths(cfg).dir, **where)

@@ -61,12 +61,12 @@ class Site:
 
 def test_dump_command_is_a_one_off_postgres_container_on_the_stack_network():
     argv = backup.dump_cmd(T, NAME, "2026-12-01T09:17:00Z", "abc1234", "manual")
-    assert argv[:18] == ["docker", "run", "--rm", "-i", "--network", "djx_default", "--label", "djdeploy.stack=djx",
+    assert argv[:20] == ["docker", "run", "--rm", "-i", "--network", "djx_default", "--label", "djdeploy.stack=djx",
                          "--label", "djdeploy.role=backup", "--user", "1000:1000", "--volume", "/b:/backups",
-                         "--env", "PGHOST=db", "--env", "PGUSER=djapp"]
-    assert argv[18:24] == ["--env", "PGDATABASE=djapp", "--env", f"MIGRATIONS_SQL={SQL}", "--entrypoint", "sh"]
-    assert argv[24:27] == ["postgres:17-trixie", "-c", backup.DUMP_SCRIPT]
-    assert argv[27:] == ["backup", NAME, "2026-12-01T09:17:00Z", "abc1234", "manual"]
+                         "--env", "PGHOST=db", "--env", "PGPORT=5432", "--env", "PGUSER=djapp"]
+    assert argv[20:26] == ["--env", "PGDATABASE=djapp", "--env", f"MIGRATIONS_SQL={SQL}", "--entrypoint", "sh"]
+    assert argv[26:29] == ["postgres:17-trixie", "-c", backup.DUMP_SCRIPT]
+    assert argv[29:] == ["backup", NAME, "2026-12-01T09:17:00Z", "abc1234", "manual"]
     assert "pw-secret" not in " ".join(argv)
 
 
@@ -228,3 +228,19 @@ def test_failed_restore_is_one_line_and_maintenance_ends():
 def test_listing():
     site = Site([("list", Result(stdout=META + "\n"))])
     assert [m.name for m in backups.listing(site)] == [NAME]
+
+
+def test_an_external_database_is_dumped_from_its_own_host_with_the_password_on_stdin_only():
+    from types import SimpleNamespace
+
+    from deploy.ops import target
+
+    cfg = SimpleNamespace(env="prod", stack_name="shop", remote_dir="", postgres_image="postgres:17-trixie",
+                          postgres_password="", database="external", network="", replicas=2,
+                          database_url="postgres://shop%40eu:p%2Fw@pg.example.com:6432/shopdb")
+    t = target.from_env(cfg)
+    assert (t.db_host, t.db_port, t.db_user, t.db_name, t.password) == ("pg.example.com", "6432", "shop@eu", "shopdb",
+                                                                         "p/w")
+    argv = backup.dump_cmd(t, NAME, "2026-12-01T09:17:00Z", "abc1234", "pre-migrate")
+    assert ["--env", "PGHOST=pg.example.com", "--env", "PGPORT=6432", "--env", "PGUSER=shop@eu"] == argv[12:18]
+    assert "p/w" not in " ".join(argv)
