@@ -93,7 +93,9 @@ def check_name(name: str) -> str:
 
 
 def _oneoff(t, script: str, args: list, *, role: str, mount: bool = True) -> list:
-    argv = ["docker", "run", "--rm", "-i", "--network", t.network, "--label", f"djdeploy.stack={t.label}",
+    # on an environment the client config the deploy logged in with: the Postgres image may live in a private registry
+    config = ["--config", t.docker_config] if t.docker_config else []
+    argv = ["docker", *config, "run", "--rm", "-i", "--network", t.network, "--label", f"djdeploy.stack={t.label}",
             "--label", f"djdeploy.role={role}"]
     if t.user:
         argv += ["--user", t.user]

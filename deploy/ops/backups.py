@@ -41,7 +41,8 @@ def _failure(t, exc: CommandFailed) -> str:
     elif "No space left on device" in tail or "could not write" in tail:
         why = f"the disk holding {t.backup_dir} is full"
     else:
-        lines = [line for line in tail.splitlines() if line.strip()]
+        # the docker CLI ends its errors with a hint line ("See 'docker run --help'."): the reason is before it
+        lines = [line for line in tail.splitlines() if line.strip() and not line.startswith("See 'docker")]
         why = lines[-1].strip() if lines else f"exit {exc.exit_code}"
     return (f"backup of {t.what} failed: {why}; no backup was written (partial files removed); "
             f"free space or fix the cause, then `inv db.backup{t.flag}`")

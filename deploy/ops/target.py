@@ -29,6 +29,7 @@ class Target:
     remote_dir: str = ""     # env only: the deploy dir on the manager (lock, audit log)
     db_host: str = "db"      # the stack's own db service; DATABASE=external: the managed Postgres's host
     db_port: str = "5432"
+    docker_config: str = ""  # env only: the client config the deploy logged in to the registry with
 
     @property
     def local(self) -> bool:
@@ -72,4 +73,4 @@ def from_env(cfg) -> Target:
                      password=unquote(url.password or ""), db_host=url.hostname or "", db_port=str(url.port or 5432))
     return Target(env=cfg.env, label=cfg.stack_name, network=stackfile.network(cfg),
                   backup_dir=swarm.paths(cfg).dir + "/backups", postgres_image=cfg.postgres_image,
-                  remote_dir=swarm.paths(cfg).dir, **where)
+                  remote_dir=swarm.paths(cfg).dir, docker_config=swarm.paths(cfg).docker_config, **where)

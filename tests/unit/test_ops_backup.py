@@ -235,12 +235,13 @@ def test_an_external_database_is_dumped_from_its_own_host_with_the_password_on_s
 
     from deploy.ops import target
 
-    cfg = SimpleNamespace(env="prod", stack_name="shop", remote_dir="", postgres_image="postgres:17-trixie",
+    cfg = SimpleNamespace(env="prod", stack_name="shop", remote_dir="/var/lib/djdeploy/shop", postgres_image="postgres:17-trixie",
                           postgres_password="", database="external", network="", replicas=2,
                           database_url="postgres://shop%40eu:p%2Fw@pg.example.com:6432/shopdb")
     t = target.from_env(cfg)
     assert (t.db_host, t.db_port, t.db_user, t.db_name, t.password) == ("pg.example.com", "6432", "shop@eu", "shopdb",
                                                                          "p/w")
     argv = backup.dump_cmd(t, NAME, "2026-12-01T09:17:00Z", "abc1234", "pre-migrate")
-    assert ["--env", "PGHOST=pg.example.com", "--env", "PGPORT=6432", "--env", "PGUSER=shop@eu"] == argv[12:18]
+    assert argv[:4] == ["docker", "--config", "/var/lib/djdeploy/shop/docker", "run"]  # the deploy's registry login
+    assert ["--env", "PGHOST=pg.example.com", "--env", "PGPORT=6432", "--env", "PGUSER=shop@eu"] == argv[14:20]
     assert "p/w" not in " ".join(argv)
