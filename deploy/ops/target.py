@@ -67,7 +67,7 @@ def from_env(cfg) -> Target:
     from deploy.ship import stackfile, swarm
 
     where = dict(db_user=stackfile.DB_USER, db_name=stackfile.DB_NAME, password=cfg.postgres_password)
-    if cfg.database == "external":  # the managed Postgres of DATABASE_URL, reached from the stack's network
+    if getattr(cfg, "database", "stack") == "external":  # the managed Postgres of DATABASE_URL, reached from the stack's network
         url = urlsplit(cfg.database_url)
         where = dict(db_user=unquote(url.username or ""), db_name=url.path.lstrip("/"),
                      password=unquote(url.password or ""), db_host=url.hostname or "", db_port=str(url.port or 5432))

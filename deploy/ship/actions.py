@@ -51,13 +51,23 @@ def value(item, job):
     return item(job) if callable(item) else item
 
 
+# Swarm refuses a service update whose spec changed since the client read it (another update of the same service
+# in between): transient, and the stack/service commands that meet it are idempotent, so they are run again.
+OUT_OF_SEQUENCE = "update out of sequence"
+RETRIES = 3
+
+
 def run_step(job: Job, step, argv=None) -> str:
     """A RUN step: the command, its stdin, its timeout; ``ok_output`` tolerated, ``fail`` as the error."""
-    res = job.runner(step.where).run(list(argv or step.argv), stdin=value(step.stdin, job), hide=step.hide,
-                                     check=False, timeout=job.cfg.command_timeout)
+    for attempt in range(RETRIES + 1):
+        res = job.runner(step.where).run(list(argv or step.argv), stdin=value(step.stdin, job), hide=step.hide,
+                                         check=False, timeout=job.cfg.command_timeout)
+        output = (res.stderr + "\n" + res.stdout).strip()
+        if res.ok or OUT_OF_SEQUENCE not in output or attempt == RETRIES:
+            break
+        time.sleep(1 + attempt)
     if res.ok:
-        return ""
-    output = (res.stderr + "\n" + res.stdout).strip()
+        return f"ran again {attempt}x ({OUT_OF_SEQUENCE})" if attempt else ""
     if step.ok_output and step.ok_output in output:
         return step.ok_output
     tail = "\n".join((res.stderr or res.stdout).strip().splitlines()[-10:])
