@@ -153,8 +153,9 @@ def _upload_steps(cfg, rel, state, proxy_text) -> list:
     name = stackfile.proxy_config_name(cfg, proxy_text)
     parallelism = 1 if rel.migrate else 0  # a rollback replaces every task at once, still start-first
 
-    def stack(job):
-        return stackfile.render(stackfile.stack_spec(cfg, job.pinned, rel.tag, rel.stamp, name, parallelism=parallelism))
+    def stack(job):  # the app alone: the rollout's `stack deploy` updates one service, so a rerun is safe
+        return stackfile.render(stackfile.stack_spec(cfg, job.pinned, rel.tag, rel.stamp, name, only=("app",),
+                                                     parallelism=parallelism))
 
     steps = [put(f"the stack file (app image {pinned})", p.stack, stack)]
     if cfg.proxy:
@@ -228,4 +229,19 @@ def _rollout_steps(cfg, rel, state) -> list:
     steps.append(check(f"that {cfg.health_url} (Host: {cfg.health_host}) serves X-App-Version {rel.tag}",
                        actions.check_health, where=LOCAL,
                        detail=f"{HEALTH_STREAK} answers in a row 200 with that version, up to {HEALTH_TIMEOUT:g}s"))
-    return steps
+    return steps + _backup_service_steps(cfg, rel)
+
+
+def _backup_service_steps(cfg, rel) -> list:
+    """BACKUP_SCHEDULE=on: the backup service names its dumps after the release the database now serves, so it is
+    updated after the rollout (its own stack file: each `stack deploy` touches one service)."""
+    if not getattr(cfg, "backup_schedule", False):
+        return []
+    p = swarm.paths(cfg)
+
+    def stack(job):
+        return stackfile.render(stackfile.stack_spec(cfg, job.pinned, rel.tag, rel.stamp, "-", only=("backup",)))
+
+    return [put("the backup service's stack file", p.backup, stack),
+            run("deploy the scheduled backups (release label of this release)", swarm.stack_deploy_cmd(cfg, p.backup),
+                hide=False)]

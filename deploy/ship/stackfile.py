@@ -231,6 +231,9 @@ def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, onl
         del spec["volumes"]
     if only is not None:
         spec["services"] = {k: v for k, v in services.items() if k in only}
+        used = {c["source"] for svc in spec["services"].values() for c in svc.get("configs", ())}
+        if not used & set(spec.get("configs", {})):
+            spec.pop("configs", None)   # stack deploy creates every declared config: only the kept services' ones
     return spec
 
 

@@ -25,6 +25,7 @@ class Paths:
     owner: str
     stack: str
     base: str
+    backup: str
     proxy_cfg: str
     migrate_env: str
     audit: str
@@ -35,6 +36,7 @@ class Paths:
 def paths(cfg) -> Paths:
     d = cfg.remote_dir.rstrip("/")
     return Paths(dir=d, lock=f"{d}/lock", owner=f"{d}/lock/owner", stack=f"{d}/stack.yml", base=f"{d}/stack-base.yml",
+                 backup=f"{d}/stack-backup.yml",
                  proxy_cfg=f"{d}/haproxy.cfg", migrate_env=f"{d}/migrate.env", audit=f"{d}/audit.log",
                  steps=f"{d}/steps.jsonl", docker_config=f"{d}/docker")
 

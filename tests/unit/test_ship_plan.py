@@ -194,3 +194,35 @@ def test_dry_run_of_a_rollback_names_the_previous_tag_from_the_audit_log(cfg, of
     outcome = executor.rollback(cfg, dry_run=True, out=out, remote=remote(cfg, manager))
     assert out.getvalue().splitlines()[0].startswith("plan: 11 steps (rollback 127.0.0.1:5000/djapp:v1 to lab;")
     assert outcome.plan.steps[2].line() == stack("v1", DIGEST)
+
+
+def stack_file(cfg, rel, name):
+    import json
+
+    step = [s for s in plan.build_deploy_plan(cfg, rel, known(cfg), PROXY_TEXT).steps if s.path.endswith(name)][0]
+    return json.loads(step.content(type("J", (), {"pinned": "img@" + DIGEST})()))
+
+
+def test_the_rollout_stack_file_holds_the_app_alone_so_a_rerun_of_its_stack_deploy_touches_nothing_else(cfg):
+    # Swarm's transient "update out of sequence" on another service made the whole stack deploy run again, which
+    # re-applied the app's identical spec: Swarm then resets the app's UpdateStatus (and its rollback target).
+    spec = stack_file(cfg, release(build=False), "/stack.yml")
+    assert list(spec["services"]) == ["app"] and "configs" not in spec
+    assert sorted(stack_file(cfg, release(build=False), "/stack-base.yml")["services"]) == ["db", "proxy"]
+    assert "configs" in stack_file(cfg, release(build=False), "/stack-base.yml")
+
+
+def test_scheduled_backups_are_deployed_after_the_health_check_in_their_own_stack_file(cfg):
+    import dataclasses
+
+    on = dataclasses.replace(cfg, backup_schedule=True)
+    steps = lines(on, release(build=False), known(on))
+    assert steps[-4:] == [
+        health("v2"),
+        f"[manager] put the backup service's stack file: {D}/stack-backup.yml (mode 0600)",
+        "[manager] run deploy the scheduled backups (release label of this release): docker --config "
+        f"{D}/docker stack deploy --with-registry-auth --compose-file {D}/stack-backup.yml djt", FINISH]
+    spec = stack_file(on, release(build=False), "/stack-backup.yml")
+    assert list(spec["services"]) == ["backup"] and spec["services"]["backup"]["environment"]["RELEASE"] == "v2"
+    assert "backup" not in stack_file(on, release(build=False), "/stack.yml")["services"]
+    assert lines(cfg, release(build=False), known(cfg))[-2:] == [health("v2"), FINISH]
