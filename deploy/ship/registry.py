@@ -28,7 +28,8 @@ def base_url(registry: str) -> str:
     return f"{scheme}://{registry}"
 
 
-def _request(cfg, path: str, method: str = "GET", timeout: float = 5.0):
+def request(cfg, path: str, method: str = "GET", timeout: float = 5.0):
+    """One authenticated Registry API v2 request (Accept: every manifest type); raises urllib's errors."""
     req = urllib.request.Request(base_url(cfg.registry) + path, method=method)
     token = base64.b64encode(f"{cfg.registry_user}:{cfg.registry_password}".encode()).decode()
     req.add_header("Authorization", f"Basic {token}")
@@ -39,7 +40,7 @@ def _request(cfg, path: str, method: str = "GET", timeout: float = 5.0):
 def check(cfg, timeout: float = 5.0) -> None:
     """Raise ToolkitError unless the registry answers and accepts the credentials."""
     try:
-        with _request(cfg, "/v2/", timeout=timeout):
+        with request(cfg, "/v2/", timeout=timeout):
             return
     except urllib.error.HTTPError as exc:
         if exc.code == 401:
@@ -55,7 +56,7 @@ def check(cfg, timeout: float = 5.0) -> None:
 def manifest_digest(cfg, tag: str) -> str | None:
     """The digest of ``<repository>:<tag>`` in the registry, or None when the tag does not exist."""
     try:
-        with _request(cfg, f"/v2/{cfg.app_image}/manifests/{tag}", method="HEAD") as resp:
+        with request(cfg, f"/v2/{cfg.app_image}/manifests/{tag}", method="HEAD") as resp:
             return resp.headers.get("Docker-Content-Digest") or ""
     except urllib.error.HTTPError as exc:
         if exc.code == 404:

@@ -34,7 +34,7 @@ def maintenance(c, mode, env, message="", retry_after=300):
             "keep": "how many of the last successful releases stay as rollback targets (default 3)",
             "dry_run": "print what would be removed and remove nothing"})
 def prune(c, env, keep=3, dry_run=False):
-    """Remove unused app images, stopped task containers and unused secrets/configs of ENV (under the lock)."""
+    """Remove old releases' images on every node and in the registry, stopped tasks, unused secrets/configs."""
     from deploy.ship import config, executor, ssh
 
     if not str(keep).isdigit() or int(keep) < 1:
@@ -45,6 +45,19 @@ def prune(c, env, keep=3, dry_run=False):
 
     try:
         owner = f"{executor.who()} action=prune since={executor.actions.now()}\n"
-        pruning.prune(cfg, run, int(keep), bool(dry_run), owner)
+        pruning.prune(cfg, run, int(keep), bool(dry_run), owner, gc=_lab_gc(cfg))
     finally:
         run.ctx.close()
+
+
+def _lab_gc(cfg):
+    """The lab registry's garbage collection when ENV pushes to this machine's lab registry, else None."""
+    from deploy.lab import registry_gc
+
+    if not registry_gc.applies(cfg.registry):
+        return None
+    from invoke import Context
+
+    from deploy.core.runner import Runner
+
+    return lambda expected, out: registry_gc.collect(Runner(ctx=Context(), echo=False, out=out), expected, out)

@@ -1,0 +1,76 @@
+"""Garbage collection of the lab registry after `inv prune` deleted manifests (the lab runs it; any other
+registry's GC is its operator's job).
+
+``docker-registry garbage-collect <config>`` (distribution 2.8) deletes every blob no manifest names. Run
+while the registry serves, it races with a push in flight: a layer already uploaded whose manifest is not yet
+pushed counts as unreferenced. So it first runs with ``--dry-run`` and goes on only if every blob it would
+delete is one the deleted manifests named, or is older than RECENT seconds (a leftover, not a push in
+progress); otherwise it says why it skipped and changes nothing. The lab's config has no blob-descriptor
+cache, so the running registry does not keep answering for deleted blobs. Freed bytes are measured on the
+storage directory (the blob files' sizes).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from deploy.lab import paths, registry
+
+RECENT = 600.0
+ELIGIBLE = re.compile(r"blob eligible for deletion: (sha256:[0-9a-f]{64})")
+
+
+def applies(registry_address: str) -> bool:
+    """True for this machine's lab registry (its config file is here)."""
+    return registry_address == paths.REGISTRY and registry.CONFIG.exists()
+
+
+def gc_argv(dry_run: bool) -> list:
+    return [registry.EXE, "garbage-collect", *(["--dry-run"] if dry_run else []), str(registry.CONFIG)]
+
+
+def blob_file(digest: str, data: Path | None = None) -> Path:
+    hexa = digest.partition(":")[2]
+    return (data or registry.DATA) / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexa[:2] / hexa / "data"
+
+
+def eligible(output: str) -> list:
+    return sorted(set(ELIGIBLE.findall(output)))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _young(path: Path, now: float) -> bool:
+    try:
+        return now - path.stat().st_mtime < RECENT
+    except OSError:
+        return False
+
+
+def collect(runner, expected: set, out, now=time.time) -> tuple[int, int]:
+    """Run the GC (after the dry-run check); returns (blobs removed, bytes freed)."""
+    from deploy.ops.prune_nodes import human
+
+    dry = runner.run(gc_argv(True), hide=True, timeout=120)
+    found = eligible(dry.stdout + dry.stderr)
+    moment = now()
+    busy = [d for d in found if d not in expected and _young(blob_file(d), moment)]
+    if busy:
+        out.write(f"lab registry garbage collection skipped: {len(busy)} unreferenced blob(s) younger than "
+                  f"{RECENT / 60:.0f} min that prune did not free (a push may be in progress); "
+                  "run `inv prune` again later\n")
+        return 0, 0
+    sizes = {d: _size(blob_file(d)) for d in found}
+    if found:
+        runner.run(gc_argv(False), hide=True, timeout=300)
+    removed = [d for d in found if not blob_file(d).exists()]
+    freed = sum(sizes[d] for d in removed)
+    out.write(f"lab registry garbage collection: removed {len(removed)} blob(s), freed {human(freed)}\n")
+    return len(removed), freed
