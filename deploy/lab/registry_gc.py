@@ -3,9 +3,11 @@ registry's GC is its operator's job).
 
 ``docker-registry garbage-collect <config>`` (distribution 2.8) deletes every blob no manifest names. Run
 while the registry serves, it races with a push in flight: a layer already uploaded whose manifest is not yet
-pushed counts as unreferenced. So it first runs with ``--dry-run`` and goes on only if every blob it would
-delete is one the deleted manifests named, or is older than RECENT seconds (a leftover, not a push in
-progress); otherwise it says why it skipped and changes nothing. The lab's config has no blob-descriptor
+pushed counts as unreferenced. So it goes on only when no push is in flight: no upload is being written (a
+``_uploads/<id>/data`` file changed in the last UPLOADING seconds; an aborted upload's stale one does not
+count), and its ``--dry-run`` finds no blob to delete that the deleted manifests did not name and that is
+younger than RECENT seconds (a push between its last layer and its manifest); older ones are leftovers and
+go too. Otherwise it says why it skipped and changes nothing. The lab's config has no blob-descriptor
 cache, so the running registry does not keep answering for deleted blobs. Freed bytes are measured on the
 storage directory (the blob files' sizes).
 """
@@ -18,7 +20,8 @@ from pathlib import Path
 
 from deploy.lab import paths, registry
 
-RECENT = 600.0
+RECENT = 60.0      # a push's last layer to its manifest: well under a second on loopback
+UPLOADING = 600.0  # an upload file untouched this long is an aborted push, not one in flight
 ELIGIBLE = re.compile(r"blob eligible for deletion: (sha256:[0-9a-f]{64})")
 
 
@@ -47,25 +50,34 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _young(path: Path, now: float) -> bool:
+def _young(path: Path, now: float, seconds: float = RECENT) -> bool:
     try:
-        return now - path.stat().st_mtime < RECENT
+        return now - path.stat().st_mtime < seconds
     except OSError:
         return False
+
+
+def uploading(now: float, data: Path | None = None) -> int:
+    """How many uploads are being written now (any repository)."""
+    root = (data or registry.DATA) / "docker" / "registry" / "v2" / "repositories"
+    return sum(1 for f in root.glob("**/_uploads/*/data") if _young(f, now, UPLOADING))
 
 
 def collect(runner, expected: set, out, now=time.time) -> tuple[int, int]:
     """Run the GC (after the dry-run check); returns (blobs removed, bytes freed)."""
     from deploy.ops.prune_nodes import human
 
+    moment = now()
+    if uploading(moment):
+        out.write(f"lab registry garbage collection skipped: {uploading(moment)} upload(s) in progress; "
+                  "run `inv prune` again later\n")
+        return 0, 0
     dry = runner.run(gc_argv(True), hide=True, timeout=120)
     found = eligible(dry.stdout + dry.stderr)
-    moment = now()
     busy = [d for d in found if d not in expected and _young(blob_file(d), moment)]
     if busy:
         out.write(f"lab registry garbage collection skipped: {len(busy)} unreferenced blob(s) younger than "
-                  f"{RECENT / 60:.0f} min that prune did not free (a push may be in progress); "
-                  "run `inv prune` again later\n")
+                  f"{RECENT:.0f}s that prune did not free (a push may be in progress); run `inv prune` again later\n")
         return 0, 0
     sizes = {d: _size(blob_file(d)) for d in found}
     if found:

@@ -8,10 +8,11 @@ node, each with that node's /var/run/docker.sock mounted, running ``python3`` of
 so never itself a prune candidate). The script (SCRIPT, stdlib only) speaks the Engine API on the socket:
   - removes the stack's stopped (exited/dead) task containers: nothing running, nothing about to start;
   - for images of the app's repository: removes an image only if one of its references (tag or digest) is a
-    release this environment deployed that is no rollback target, none of its tags is anything else (a kept
-    release, another environment's tag), its digest is neither kept nor used by any service of the swarm,
-    and no remaining container uses it. References of other repositories (a laptop's build tag) stay; the
-    image is then only untagged. ``DELETE /images`` without force also refuses anything in use;
+    release this environment deployed that is no rollback target, none of its tags is anything else, its
+    digest is neither kept nor used by any service of the swarm, and no remaining container uses it. An image
+    that also carries another tag (a kept release built identically, another environment's tag) only loses
+    the old tags; references of other repositories (a laptop's build tag) stay, so such an image is only
+    untagged. ``DELETE /images`` without force also refuses anything in use;
   - prints one line ``DJDEPLOY-PRUNE {json}`` (node, images, containers, the node's layer storage before and
     after from /system/df), collected by ``docker service logs --raw``.
 The job is removed whatever happens. Nodes that are down or drained get no task and are named as not pruned.
@@ -50,7 +51,9 @@ def decide(img, busy):
     tags, digests = refs(img, "RepoTags", ":"), refs(img, "RepoDigests", "@")
     if not (tags & set(P["remove_tags"]) or digests & set(P["remove_digests"])):
         return None
-    if tags - set(P["remove_tags"]) or digests & set(P["keep_digests"]) or img["Id"] in busy:
+    if tags - set(P["remove_tags"]):  # the image stays for its other tags: only the old names go
+        return "untag" if tags & set(P["remove_tags"]) else "kept"
+    if digests & set(P["keep_digests"]) or img["Id"] in busy:
         return "kept"
     return "remove"
 name = api("GET", "/info")[1]["Name"]
@@ -68,7 +71,9 @@ for img in api("GET", "/images/json")[1]:
         continue
     ours = sorted(t for t in img.get("RepoTags") or [] if t.rpartition(":")[0] == P["repo"])
     ours += sorted(d for d in img.get("RepoDigests") or [] if d.rpartition("@")[0] == P["repo"])
-    if verdict == "remove" and not P["dry_run"]:
+    if verdict == "untag":
+        ours = [t for t in ours if t.rpartition(":")[2] in P["remove_tags"]]
+    if verdict in ("remove", "untag") and not P["dry_run"]:
         codes = [api("DELETE", "/images/" + r)[0] for r in ours]
         verdict = "kept" if 409 in codes else "removed" if api("GET", "/images/" + img["Id"] + "/json")[0] == 404 else "untagged"
     result["images"].append([ours[0] if ours else img["Id"], img["Size"], verdict])
@@ -167,15 +172,18 @@ def run_job(cfg, run, image: str, data: str, timeout: float, sleep=time.sleep, c
 def report(results: list, tasks: str, nodes: str, dry_run: bool, out) -> int:
     """Per node: what was (or would be) removed and the layer storage freed. Returns the nodes pruned."""
     verb = "would remove" if dry_run else "removed"
+    words = {"remove": "would remove", "removed": "removed", "untag": "would untag", "untagged": "untagged",
+             "kept": "kept"}
     for r in sorted(results, key=lambda r: r["node"]):
-        gone = [i for i in r["images"] if i[2] in ("remove", "removed", "untagged")]
-        kept = [i for i in r["images"] if i[2] == "kept"]
+        images = sorted(r["images"], key=lambda i: (i[2] == "kept", i[0]))
+        gone = sum(1 for i in images if i[2] in ("remove", "removed"))
+        untag = sum(1 for i in images if i[2] in ("untag", "untagged"))
         freed = "" if dry_run else f", freed {human(r['before'] - r['after'])} (layers {human(r['before'])} -> {human(r['after'])})"
-        out.write(f"node {r['node']}: {verb} {len(gone)} image(s), {r['containers']} stopped task container(s){freed}\n")
-        for ref, size, verdict in gone:
-            out.write(f"  {'untagged' if verdict == 'untagged' else verb} {ref} ({human(size)})\n")
-        for ref, _, _ in kept:
-            out.write(f"  kept {ref} (in use or another release's)\n")
+        out.write(f"node {r['node']}: {verb} {gone} image(s) and {untag} tag(s), {r['containers']} stopped task "
+                  f"container(s){freed}\n")
+        for ref, size, verdict in images:
+            why = " (in use, or the digest of a kept release)" if verdict == "kept" else ""
+            out.write(f"  {words[verdict]} {ref} ({human(size)}){why}\n")
     for line in tasks.splitlines():
         node, _, rest = line.partition("\t")
         state, _, error = rest.partition("\t")

@@ -9,6 +9,7 @@ import http.client
 import os
 import re
 import secrets
+import shutil
 import time
 import urllib.parse
 
@@ -270,21 +271,86 @@ def test_rollback_below_the_applied_migrations_names_them_and_needs_yes(labenv):
     assert ship.Site(e).get("/")[1] == e.v1 and "ops-env-note-kept" in e.site.notes()
 
 
-def test_prune_keeps_rollback_targets_and_removes_the_rest(labenv):
+def own_blobs(cfg, tag) -> list:
+    """The blob files on the lab registry's disk that only tag's image has: its manifest and its config."""
+    import json
+
+    from deploy.lab import registry_gc
+    from deploy.ship import registry
+
+    digest = registry.manifest_digest(cfg, tag)
+    with registry.request(cfg, f"/v2/{cfg.app_image}/manifests/{digest}") as resp:
+        config = json.loads(resp.read())["config"]["digest"]
+    return [registry_gc.blob_file(digest), registry_gc.blob_file(config)]
+
+
+def blobs_bytes() -> int:
+    from deploy.lab import registry
+
+    root = registry.DATA / "docker" / "registry" / "v2" / "blobs"
+    return sum(f.stat().st_size for f in root.rglob("data"))
+
+
+def test_prune_refused_while_a_deploy_holds_the_lock(labenv):
+    e = labenv
+    lock = f"/var/lib/djdeploy/{e.stack}/lock"
+    os.mkdir(lock)
+    try:
+        with open(f"{lock}/owner", "w") as fh:
+            fh.write("alice@laptop pid=7 action=deploy since=2026-12-01T00:00:00Z\n")
+        out = inv(e, "prune", "--env", "lab", "--keep", "1")
+    finally:
+        shutil.rmtree(lock)
+    assert out.returncode == 1 and out.stderr.strip() == (
+        f"error: prune refused: the deploy lock {lock} is held by: alice@laptop pid=7 action=deploy "
+        "since=2026-12-01T00:00:00Z; wait for that deploy to finish (or `inv unlock --env lab` if it is stale)")
+
+
+def test_prune_keeps_rollback_targets_and_removes_the_rest_on_the_node_and_in_the_registry(labenv):
     from deploy.lab import paths
+    from deploy.ops import prune_registry
 
     e = labenv
+    cfg = e.cfg()
     tags = {t.rsplit("-", 1)[1]: t for t in e.tags}
+    old = [tags[n] for n in tags if n not in ("v1", "v5")]  # v2 v3 v4 (and `full` when it ran)
+    for tag in old:  # the laptop's build tags: in the lab, the laptop and the manager share one engine
+        ship.docker("rmi", f"djapp:{tag}", check=False)
+    before_tags = set(prune_registry.tags(cfg))
+    digests = prune_registry.digests(cfg, sorted(before_tags))
+    # A digest goes only if every tag on it is an old one: v4 (refused) is built exactly like v5 (kept), so they
+    # are one image; another environment's identical build would share a digest too.
+    shared = [t for t in old if any(d == digests[t] and u not in old for u, d in digests.items())]
+    deleted = [t for t in old if t not in shared]
+    assert set(e.tags) <= before_tags and deleted
     dry = inv(e, "prune", "--env", "lab", "--keep", "2", "--dry-run")
-    assert dry.returncode == 0 and f"would remove image {paths.REGISTRY}/djapp:{tags['v2']}" in dry.stdout
+    print(dry.stdout[-3000:], dry.stderr[-2000:])
+    assert dry.returncode == 0 and f"would remove {paths.REGISTRY}/djapp:{deleted[0]}" in dry.stdout
+    assert "would delete djapp:" in dry.stdout and set(prune_registry.tags(cfg)) == before_tags
+    assert ship.docker("image", "inspect", f"{paths.REGISTRY}/djapp:{deleted[0]}", check=False).returncode == 0
+    gone_files = [f for tag in deleted for f in own_blobs(cfg, tag)]
+    kept_files = [f for tag in (e.v1, tags["v5"]) for f in own_blobs(cfg, tag)]
+    bytes_before = blobs_bytes()
     out = inv(e, "prune", "--env", "lab", "--keep", "2")
     print(out.stdout[-3000:], out.stderr[-2000:])
     assert out.returncode == 0 and f"keeping releases: {e.v1}, {tags['v5']}" in out.stdout
-    for name in ("v2", "v3", "v4"):
-        assert ship.docker("image", "inspect", f"{paths.REGISTRY}/djapp:{tags[name]}", check=False).returncode == 1
-    for name in ("v1", "v5"):
-        assert ship.docker("image", "inspect", f"{paths.REGISTRY}/djapp:{tags[name]}", check=False).returncode == 0
+    node = re.search(r"^node (\S+): removed (\d+) image\(s\) and \d+ tag\(s\), \d+ stopped task container\(s\), "
+                     r"freed", out.stdout, re.M)
+    assert node and int(node.group(2)) >= 1, out.stdout
+    for tag in old:  # removed, or (an image a kept release shares) untagged
+        assert ship.docker("image", "inspect", f"{paths.REGISTRY}/djapp:{tag}", check=False).returncode == 1
+    for tag in (e.v1, tags["v5"]):
+        assert ship.docker("image", "inspect", f"{paths.REGISTRY}/djapp:{tag}", check=False).returncode == 0
+    after_tags = set(prune_registry.tags(cfg))
+    assert before_tags - after_tags == set(deleted), "prune deleted another tag than this environment's old ones"
+    assert {e.v1, tags["v5"], *shared} <= after_tags  # a digest a kept release points to is never deleted
+    gc = re.search(r"^lab registry garbage collection: removed (\d+) blob\(s\), freed (.+)$", out.stdout, re.M)
+    assert gc and int(gc.group(1)) > 0, out.stdout
+    assert not [f for f in gone_files if f.exists()] and all(f.exists() for f in kept_files)
+    print(f"registry blobs: {bytes_before} -> {blobs_bytes()} bytes")
+    assert blobs_bytes() < bytes_before
     assert not os.path.exists(f"/var/lib/djdeploy/{e.stack}/lock")
+    assert ship.docker("service", "ls", "-q", "--filter", f"name={e.stack}_prune").stdout.strip() == ""
     back = inv(e, "rollback", "--env", "lab", "--to", tags["v5"])
     assert back.returncode == 0, back.stdout[-2000:] + back.stderr[-2000:]
     assert ship.Site(e).get("/")[1] == tags["v5"]

@@ -56,5 +56,17 @@ def test_gc_is_skipped_when_a_recent_blob_is_not_ours(data):
     m, out = gc_manager([OURS, NEW], []), io.StringIO()
     assert registry_gc.collect(Runner(ctx=m, out=io.StringIO()), {OURS}, out) == (0, 0)
     assert len(m.commands()) == 1 and registry_gc.blob_file(OURS).exists()
-    assert out.getvalue() == ("lab registry garbage collection skipped: 1 unreferenced blob(s) younger than 10 min "
+    assert out.getvalue() == ("lab registry garbage collection skipped: 1 unreferenced blob(s) younger than 60s "
                               "that prune did not free (a push may be in progress); run `inv prune` again later\n")
+
+
+def test_gc_is_skipped_while_an_upload_is_written_but_not_for_an_aborted_one(data):
+    upload = data / "docker/registry/v2/repositories/lab/postgres/_uploads/u1/data"
+    upload.parent.mkdir(parents=True)
+    upload.write_bytes(b"partial")
+    m, out = gc_manager([OURS], [OURS]), io.StringIO()
+    assert registry_gc.collect(Runner(ctx=m, out=io.StringIO()), {OURS}, out) == (0, 0)
+    assert m.commands() == [] and out.getvalue() == (
+        "lab registry garbage collection skipped: 1 upload(s) in progress; run `inv prune` again later\n")
+    os.utime(upload, (1000, 1000))  # untouched for long: an aborted push
+    assert registry_gc.collect(Runner(ctx=m, out=io.StringIO()), {OURS}, io.StringIO()) == (1, 3000)

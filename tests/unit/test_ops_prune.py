@@ -70,7 +70,7 @@ def test_prune_runs_the_job_on_every_node_removes_objects_then_registry_manifest
     assert sorted(reg.deleted) == [digest(2), digest(3)] and len(collected) == 1 and digest(2) in collected[0]
     assert out.getvalue().splitlines() == [
         "keeping releases: v1, v4 (and whatever a service uses)",
-        "node n1: removed 1 image(s), 2 stopped task container(s), freed 149.0 MB (layers 3.0 GB -> 2.9 GB)",
+        "node n1: removed 1 image(s) and 0 tag(s), 2 stopped task container(s), freed 149.0 MB (layers 3.0 GB -> 2.9 GB)",
         "  removed 127.0.0.1:5000/djapp:v2 (149.0 MB)",
         "removing 1 unused secret(s): djt_db_0", "removing 1 unused config(s): djt_haproxy_1",
         f"registry {reg.address}: deleting djapp:v2 (sha256:222222222222)",

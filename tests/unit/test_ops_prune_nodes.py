@@ -72,10 +72,10 @@ def test_run_job_waits_collects_every_nodes_line_and_always_removes_the_job(cfg)
     out = io.StringIO()
     assert prune_nodes.report(results, got + "n4\tRejected 1 second ago\tNo such image: img\n", nodes, False, out) == 2
     assert out.getvalue().splitlines() == [
-        "node n1: removed 1 image(s), 2 stopped task container(s), freed 149.0 MB (layers 3.0 GB -> 2.9 GB)",
-        f"  removed {REPO}:v2 (149.0 MB)", f"  kept {REPO}:v3 (in use or another release's)",
-        "node n2: removed 1 image(s), 2 stopped task container(s), freed 149.0 MB (layers 3.0 GB -> 2.9 GB)",
-        f"  removed {REPO}:v2 (149.0 MB)", f"  kept {REPO}:v3 (in use or another release's)",
+        "node n1: removed 1 image(s) and 0 tag(s), 2 stopped task container(s), freed 149.0 MB (layers 3.0 GB -> 2.9 GB)",
+        f"  removed {REPO}:v2 (149.0 MB)", f"  kept {REPO}:v3 (151.0 MB) (in use, or the digest of a kept release)",
+        "node n2: removed 1 image(s) and 0 tag(s), 2 stopped task container(s), freed 149.0 MB (layers 3.0 GB -> 2.9 GB)",
+        f"  removed {REPO}:v2 (149.0 MB)", f"  kept {REPO}:v3 (151.0 MB) (in use, or the digest of a kept release)",
         "node n4: not pruned (Rejected: No such image: img)",
         "node n3: not pruned (the node is down, active)"]
 
@@ -183,15 +183,17 @@ def test_the_node_script_removes_only_unused_candidates_of_the_repository(tmp_pa
     (result,), eng = run_script(tmp_path, cfg, dry_run=False)
     assert [c for c in eng.calls if c[0] == "DELETE"] == [
         ("DELETE", "/containers/c-old"), ("DELETE", f"/images/{REPO}:djt-v2"), ("DELETE", f"/images/{REPO}@sha256:d2"),
-        ("DELETE", f"/images/{REPO}@sha256:d3"), ("DELETE", f"/images/{REPO}:djt-v6")]
+        ("DELETE", f"/images/{REPO}@sha256:d3"), ("DELETE", f"/images/{REPO}:djt-v4"),
+        ("DELETE", f"/images/{REPO}:djt-v6")]
     assert result == {"node": "node-a", "containers": 1, "before": 3800, "after": 3500, "images": [
         [f"{REPO}:djt-v2", 100, "removed"], [f"{REPO}@sha256:d3", 200, "removed"],
-        [f"{REPO}:djt-v4", 300, "kept"], [f"{REPO}:djt-v6", 500, "untagged"], [f"{REPO}:djt-v7", 600, "kept"]]}
+        [f"{REPO}:djt-v4", 300, "untagged"], [f"{REPO}:djt-v6", 500, "untagged"], [f"{REPO}:djt-v7", 600, "kept"]]}
+    assert eng.images["sha256:i4"]["RepoTags"] == [f"{REPO}:other-h1"]  # another environment's tag stays
     assert "sha256:i5" in eng.images and "sha256:x" in eng.images
 
 
 def test_the_node_script_dry_run_sends_no_delete(tmp_path, cfg):
     (result,), eng = run_script(tmp_path, cfg, dry_run=True)
     assert not [c for c in eng.calls if c[0] == "DELETE"]
-    assert [i[2] for i in result["images"]] == ["remove", "remove", "kept", "remove", "kept"]
+    assert [i[2] for i in result["images"]] == ["remove", "remove", "untag", "remove", "kept"]
     assert (result["before"], result["after"], result["containers"]) == (3800, 3800, 1)
