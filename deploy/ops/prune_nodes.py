@@ -75,7 +75,8 @@ for img in api("GET", "/images/json")[1]:
         ours = [t for t in ours if t.rpartition(":")[2] in P["remove_tags"]]
     if verdict in ("remove", "untag") and not P["dry_run"]:
         codes = [api("DELETE", "/images/" + r)[0] for r in ours]
-        verdict = "kept" if 409 in codes else "removed" if api("GET", "/images/" + img["Id"] + "/json")[0] == 404 else "untagged"
+        still = api("GET", "/images/" + img["Id"] + "/json")[0] != 404
+        verdict = "kept" if 409 in codes else "untagged" if still else "removed"
     result["images"].append([ours[0] if ours else img["Id"], img["Size"], verdict])
 if not P["dry_run"]:
     result["after"] = api("GET", "/system/df")[1]["LayersSize"]
@@ -178,7 +179,8 @@ def report(results: list, tasks: str, nodes: str, dry_run: bool, out) -> int:
         images = sorted(r["images"], key=lambda i: (i[2] == "kept", i[0]))
         gone = sum(1 for i in images if i[2] in ("remove", "removed"))
         untag = sum(1 for i in images if i[2] in ("untag", "untagged"))
-        freed = "" if dry_run else f", freed {human(r['before'] - r['after'])} (layers {human(r['before'])} -> {human(r['after'])})"
+        freed = "" if dry_run else (f", freed {human(r['before'] - r['after'])} "
+                                    f"(layers {human(r['before'])} -> {human(r['after'])})")
         out.write(f"node {r['node']}: {verb} {gone} image(s) and {untag} tag(s), {r['containers']} stopped task "
                   f"container(s){freed}\n")
         for ref, size, verdict in images:

@@ -32,9 +32,9 @@ def maintenance(c, mode, env, message="", retry_after=300):
 
 @task(help={"env": "the environment (deploy/<env>.env)",
             "keep": "how many of the last successful releases stay as rollback targets (default 3)",
-            "dry_run": "print what would be removed and remove nothing"})
+            "dry_run": "print what would be removed (on each node, in the registry) and remove nothing"})
 def prune(c, env, keep=3, dry_run=False):
-    """Remove old releases' images on every node and in the registry, stopped tasks, unused secrets/configs."""
+    """Remove old releases on every node and in the registry (GC: lab registry only), stopped tasks, unused secrets."""
     from deploy.ship import config, executor, ssh
 
     if not str(keep).isdigit() or int(keep) < 1:

@@ -217,3 +217,39 @@ def test_postgres_data_survived_everything(cenv):
     for i in cenv.spec.numbers:
         status, version, body = get(cenv.spec.app_port(i), "/")
         assert (status, version) == (200, STATE["v3"]) and "note-before-v2" in body
+
+
+def stack_images(spec, i: int, digests: set) -> set:
+    """The image IDs on node i that are releases of this stack (pulled by digest: no tag)."""
+    out = node_docker(spec, i, "image", "ls", "--digests", "--format", "{{.ID}}\t{{.Digest}}",
+                      "127.0.0.1:5000/djapp", check=False).stdout
+    return {line.split("\t")[0] for line in out.splitlines() if line.partition("\t")[2] in digests}
+
+
+def stopped_tasks(spec, i: int, stack: str) -> list:
+    return node_docker(spec, i, "ps", "-aq", "--filter", "status=exited", "--filter",
+                       f"label=com.docker.stack.namespace={stack}", check=False).stdout.split()
+
+
+def test_prune_frees_the_old_release_on_every_node_and_in_the_registry(cenv):
+    from deploy.ops import prune_registry
+
+    assert "v3" in STATE, "needs the earlier steps"
+    spec, cfg = cenv.spec, cenv.cfg()
+    digests = prune_registry.digests(cfg, [STATE[n] for n in ("v1", "v2", "v3")])
+    old, kept = {digests[STATE["v1"]]}, {digests[STATE["v2"]], digests[STATE["v3"]]}
+    before = {i: (stack_images(spec, i, old), stack_images(spec, i, kept)) for i in spec.numbers}
+    had_v1 = [i for i in spec.numbers if before[i][0]]
+    assert len(had_v1) >= 2, before  # v1's four replicas ran on several nodes
+    res = cenv.inv("prune", "--env", "cluster", "--keep", "2", timeout=600)
+    print(res.stdout[-4000:], res.stderr[-2000:])
+    assert res.returncode == 0 and f"keeping releases: {STATE['v3']}, {STATE['v2']}" in res.stdout
+    for i in spec.numbers:
+        line = re.search(rf"^node {spec.node(i)}: removed (\d+) image\(s\)", res.stdout, re.M)
+        assert line and int(line.group(1)) == len(before[i][0]), f"node {i}: {res.stdout[-3000:]}"
+        assert stack_images(spec, i, old) == set() and stack_images(spec, i, kept) == before[i][1]
+        assert stopped_tasks(spec, i, cenv.stack) == [], f"node {i} still has stopped tasks of the stack"
+    print("images of the old release per node before -> after:", {i: len(before[i][0]) for i in spec.numbers}, "-> 0")
+    assert STATE["v1"] not in prune_registry.tags(cfg)
+    for i in spec.numbers:
+        assert get(spec.app_port(i), "/")[:2] == (200, STATE["v3"])
