@@ -98,6 +98,9 @@ def delete(cfg, digest: str) -> None:
 
 def prune(cfg, remove: set, used_digests: set, dry_run: bool, out) -> set:
     """Delete (or, dry run, list) the manifests of ``remove``'s tags; returns the blobs they named."""
+    if not remove:
+        out.write(f"registry {cfg.registry}: no old release of this environment to delete\n")
+        return set()
     every = tags(cfg)
     todo = plan(digests(cfg, every), set(remove), used_digests)
     verb = "would delete" if dry_run else "deleting"

@@ -104,3 +104,9 @@ def test_an_unknown_repository_has_no_tags_and_the_operator_note(tmp_path):
     assert prune_registry.operator_note(cfg) == (
         f"registry {reg.address}: the deleted manifests' blobs stay on its disk until its garbage collection runs; "
         "that is the registry operator's job (distribution: `registry garbage-collect <config>` with pushes paused)\n")
+
+
+def test_nothing_to_delete_asks_the_registry_nothing(cfg, reg):
+    out = io.StringIO()
+    assert prune_registry.prune(cfg, set(), set(), False, out) == set() and reg.requests == []
+    assert out.getvalue() == f"registry {reg.address}: no old release of this environment to delete\n"
