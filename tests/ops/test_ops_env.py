@@ -284,11 +284,11 @@ def own_blobs(cfg, tag) -> list:
     return [registry_gc.blob_file(digest), registry_gc.blob_file(config)]
 
 
-def blobs_bytes() -> int:
+def blob_sizes() -> dict:
+    """{blob file: bytes} of the lab registry's storage."""
     from deploy.lab import registry
 
-    root = registry.DATA / "docker" / "registry" / "v2" / "blobs"
-    return sum(f.stat().st_size for f in root.rglob("data"))
+    return {f: f.stat().st_size for f in (registry.DATA / "docker" / "registry" / "v2" / "blobs").rglob("data")}
 
 
 def test_prune_refused_while_a_deploy_holds_the_lock(labenv):
@@ -326,11 +326,11 @@ def test_prune_keeps_rollback_targets_and_removes_the_rest_on_the_node_and_in_th
     dry = inv(e, "prune", "--env", "lab", "--keep", "2", "--dry-run")
     print(dry.stdout[-3000:], dry.stderr[-2000:])
     assert dry.returncode == 0 and f"would remove {paths.REGISTRY}/djapp:{deleted[0]}" in dry.stdout
-    assert "would delete djapp:" in dry.stdout and set(prune_registry.tags(cfg)) == before_tags
+    assert "would delete djapp:" in dry.stdout and before_tags <= set(prune_registry.tags(cfg))
     assert ship.docker("image", "inspect", f"{paths.REGISTRY}/djapp:{deleted[0]}", check=False).returncode == 0
     gone_files = [f for tag in deleted for f in own_blobs(cfg, tag)]
     kept_files = [f for tag in (e.v1, tags["v5"]) for f in own_blobs(cfg, tag)]
-    bytes_before = blobs_bytes()
+    sizes_before = blob_sizes()
     out = inv(e, "prune", "--env", "lab", "--keep", "2")
     print(out.stdout[-3000:], out.stderr[-2000:])
     assert out.returncode == 0 and f"keeping releases: {e.v1}, {tags['v5']}" in out.stdout
@@ -341,14 +341,17 @@ def test_prune_keeps_rollback_targets_and_removes_the_rest_on_the_node_and_in_th
         assert ship.docker("image", "inspect", f"{paths.REGISTRY}/djapp:{tag}", check=False).returncode == 1
     for tag in (e.v1, tags["v5"]):
         assert ship.docker("image", "inspect", f"{paths.REGISTRY}/djapp:{tag}", check=False).returncode == 0
-    after_tags = set(prune_registry.tags(cfg))
+    after_tags = set(prune_registry.tags(cfg))  # (other test runs may push meanwhile: compare what was there)
     assert before_tags - after_tags == set(deleted), "prune deleted another tag than this environment's old ones"
     assert {e.v1, tags["v5"], *shared} <= after_tags  # a digest a kept release points to is never deleted
     gc = re.search(r"^lab registry garbage collection: removed (\d+) blob\(s\), freed (.+)$", out.stdout, re.M)
     assert gc and int(gc.group(1)) > 0, out.stdout
     assert not [f for f in gone_files if f.exists()] and all(f.exists() for f in kept_files)
-    print(f"registry blobs: {bytes_before} -> {blobs_bytes()} bytes")
-    assert blobs_bytes() < bytes_before
+    sizes_after = blob_sizes()
+    still = sum(size for path, size in sizes_before.items() if path in sizes_after)
+    print(f"registry blobs: {sum(sizes_before.values())} -> {sum(sizes_after.values())} bytes in all; "
+          f"the blobs there before prune: {sum(sizes_before.values())} -> {still}")
+    assert sum(sizes_before.values()) - still >= sum(sizes_before[f] for f in gone_files) > 0
     assert not os.path.exists(f"/var/lib/djdeploy/{e.stack}/lock")
     assert ship.docker("service", "ls", "-q", "--filter", f"name={e.stack}_prune").stdout.strip() == ""
     back = inv(e, "rollback", "--env", "lab", "--to", tags["v5"])
