@@ -52,12 +52,22 @@ def test_gc_runs_when_every_eligible_blob_is_ours_or_old_and_reports_the_bytes(d
     assert out.getvalue() == "lab registry garbage collection: removed 2 blob(s), freed 3.7 kB\n"
 
 
-def test_gc_is_skipped_when_a_recent_blob_is_not_ours(data):
-    m, out = gc_manager([OURS, NEW], []), io.StringIO()
-    assert registry_gc.collect(Runner(ctx=m, out=io.StringIO()), {OURS}, out) == (0, 0)
-    assert len(m.commands()) == 1 and registry_gc.blob_file(OURS).exists()
-    assert out.getvalue() == ("lab registry garbage collection skipped: 1 unreferenced blob(s) younger than 60s "
-                              "that prune did not free (a push may be in progress); run `inv prune` again later\n")
+def test_a_recent_blob_that_is_not_ours_is_waited_for_once_then_gc_goes_on_or_skips(data):
+    slept = []
+    clock = iter([registry_gc.blob_file(NEW).stat().st_mtime + 10, 10**10])
+    m, out = gc_manager([OURS, NEW], [OURS, NEW]), io.StringIO()
+    assert registry_gc.collect(Runner(ctx=m, out=io.StringIO()), {OURS}, out, now=lambda: next(clock),
+                               sleep=slept.append) == (2, 3050)
+    assert slept == [51.0] and out.getvalue() == (
+        "lab registry garbage collection: 1 recent unreferenced blob(s) prune did not free; waiting 51s for a push "
+        "that may be in flight\nlab registry garbage collection: removed 2 blob(s), freed 3.0 kB\n")
+    m, out = gc_manager([OURS, OLD], []), io.StringIO()
+    os.utime(registry_gc.blob_file(OLD))  # young again at every look: a push that keeps going
+    assert registry_gc.collect(Runner(ctx=m, out=io.StringIO()), {OURS}, out, sleep=lambda s: None) == (0, 0)
+    assert len(m.commands()) == 2 and registry_gc.blob_file(OLD).exists()  # two dry runs, no GC
+    assert out.getvalue().splitlines()[-1] == (
+        "lab registry garbage collection skipped: 1 unreferenced blob(s) younger than 60s that prune did not free "
+        "(a push may be in progress); run `inv prune` again later")
 
 
 def test_gc_is_skipped_while_an_upload_is_written_but_not_for_an_aborted_one(data):
