@@ -11,8 +11,9 @@ so never itself a prune candidate). The script (SCRIPT, stdlib only) speaks the 
     release this environment deployed that is no rollback target, none of its tags is anything else, its
     digest is neither kept nor used by any service of the swarm, and no remaining container uses it. An image
     that also carries another tag (a kept release built identically, another environment's tag) only loses
-    the old tags; references of other repositories (a laptop's build tag) stay, so such an image is only
-    untagged. ``DELETE /images`` without force also refuses anything in use;
+    the old tags; references of other repositories (a laptop's build tag) stay, and a parent of another image
+    (the classic builder's intermediate) stays too, so such an image is only untagged. ``DELETE /images``
+    without force also refuses anything in use;
   - prints one line ``DJDEPLOY-PRUNE {json}`` (node, images, containers, the node's layer storage before and
     after from /system/df), collected by ``docker service logs --raw``.
 The job is removed whatever happens. Nodes that are down or drained get no task and are named as not pruned.
@@ -55,23 +56,25 @@ def decide(img, busy):
         return "untag" if tags & set(P["remove_tags"]) else "kept"
     if digests & set(P["keep_digests"]) or img["Id"] in busy:
         return "kept"
-    return "remove"
+    return "untag" if img["Id"] in parents else "remove"  # a parent of another image stays, untagged
 name = api("GET", "/info")[1]["Name"]
 before = api("GET", "/system/df")[1]["LayersSize"]
 labels = {"label": ["com.docker.stack.namespace=" + P["stack"]], "status": ["exited", "dead"]}
 stopped = api("GET", "/containers/json", {"all": "1", "filters": json.dumps(labels)})[1]
 gone = {c["Id"] for c in stopped}
 busy = {c["ImageID"] for c in api("GET", "/containers/json", {"all": "1"})[1] if c["Id"] not in gone}
+images = api("GET", "/images/json")[1]
+parents = {i.get("ParentId") for i in images} - {"", None}
 result = {"node": name, "containers": len(stopped), "images": [], "before": before, "after": before}
 for c in stopped if not P["dry_run"] else []:
     api("DELETE", "/containers/" + c["Id"])
-for img in api("GET", "/images/json")[1]:
+for img in images:
     verdict = decide(img, busy)
     if verdict is None:
         continue
     ours = sorted(t for t in img.get("RepoTags") or [] if t.rpartition(":")[0] == P["repo"])
     ours += sorted(d for d in img.get("RepoDigests") or [] if d.rpartition("@")[0] == P["repo"])
-    if verdict == "untag":
+    if verdict == "untag" and refs(img, "RepoTags", ":") - set(P["remove_tags"]):
         ours = [t for t in ours if t.rpartition(":")[2] in P["remove_tags"]]
     if verdict in ("remove", "untag") and not P["dry_run"]:
         codes = [api("DELETE", "/images/" + r)[0] for r in ours]

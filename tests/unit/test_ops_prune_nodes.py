@@ -107,7 +107,9 @@ IMAGES = [
     {"Id": "sha256:i6", "RepoTags": [f"{REPO}:djt-v6", "djapp:djt-v6"], "RepoDigests": [], "Size": 500},
     {"Id": "sha256:i7", "RepoTags": [f"{REPO}:djt-v7"], "RepoDigests": [], "Size": 600},  # a running container's
     {"Id": "sha256:x", "RepoTags": ["127.0.0.1:5000/djedge:djt-v2"], "RepoDigests": [], "Size": 700},
+    {"Id": "sha256:i3p", "RepoTags": [f"{REPO}:djt-v3"], "RepoDigests": [], "Size": 800},  # the parent of i5
 ]
+IMAGES[3]["ParentId"] = "sha256:i3p"
 CONTAINERS = [{"Id": "c-run", "ImageID": "sha256:i7"}, {"Id": "c-old", "ImageID": "sha256:i2"}]
 
 
@@ -156,7 +158,8 @@ class Engine(socketserver.ThreadingUnixStreamServer):
                 for img in eng.images.values():
                     img["RepoTags"] = [t for t in img["RepoTags"] if t != ref]
                     img["RepoDigests"] = [d for d in img["RepoDigests"] if d != ref]
-                eng.images = {k: v for k, v in eng.images.items() if v["RepoTags"] or v["RepoDigests"]}
+                parents = {i.get("ParentId") for i in eng.images.values()}
+                eng.images = {k: v for k, v in eng.images.items() if v["RepoTags"] or v["RepoDigests"] or k in parents}
                 return self._json(200, [])
 
         return H
@@ -184,10 +187,12 @@ def test_the_node_script_removes_only_unused_candidates_of_the_repository(tmp_pa
     assert [c for c in eng.calls if c[0] == "DELETE"] == [
         ("DELETE", "/containers/c-old"), ("DELETE", f"/images/{REPO}:djt-v2"), ("DELETE", f"/images/{REPO}@sha256:d2"),
         ("DELETE", f"/images/{REPO}@sha256:d3"), ("DELETE", f"/images/{REPO}:djt-v4"),
-        ("DELETE", f"/images/{REPO}:djt-v6")]
-    assert result == {"node": "node-a", "containers": 1, "before": 3800, "after": 3500, "images": [
+        ("DELETE", f"/images/{REPO}:djt-v6"), ("DELETE", f"/images/{REPO}:djt-v3")]
+    assert result == {"node": "node-a", "containers": 1, "before": 4600, "after": 4300, "images": [
         [f"{REPO}:djt-v2", 100, "removed"], [f"{REPO}@sha256:d3", 200, "removed"],
-        [f"{REPO}:djt-v4", 300, "untagged"], [f"{REPO}:djt-v6", 500, "untagged"], [f"{REPO}:djt-v7", 600, "kept"]]}
+        [f"{REPO}:djt-v4", 300, "untagged"], [f"{REPO}:djt-v6", 500, "untagged"], [f"{REPO}:djt-v7", 600, "kept"],
+        [f"{REPO}:djt-v3", 800, "untagged"]]}
+    assert eng.images["sha256:i3p"]["RepoTags"] == []  # still there for its child, untagged
     assert eng.images["sha256:i4"]["RepoTags"] == [f"{REPO}:other-h1"]  # another environment's tag stays
     assert "sha256:i5" in eng.images and "sha256:x" in eng.images
 
@@ -195,5 +200,5 @@ def test_the_node_script_removes_only_unused_candidates_of_the_repository(tmp_pa
 def test_the_node_script_dry_run_sends_no_delete(tmp_path, cfg):
     (result,), eng = run_script(tmp_path, cfg, dry_run=True)
     assert not [c for c in eng.calls if c[0] == "DELETE"]
-    assert [i[2] for i in result["images"]] == ["remove", "remove", "untag", "remove", "kept"]
-    assert (result["before"], result["after"], result["containers"]) == (3800, 3800, 1)
+    assert [i[2] for i in result["images"]] == ["remove", "remove", "untag", "remove", "kept", "untag"]
+    assert (result["before"], result["after"], result["containers"]) == (4600, 4600, 1)
