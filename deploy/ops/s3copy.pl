@@ -10,7 +10,8 @@
 #         apply the retention to PREFIX/scheduled/ (same rule as the local loop). Exit 1 after any ERROR line.
 #   list  print the keys under PREFIX/ (for `inv db.backups`); credentials on stdin (S3_CREDENTIALS=stdin).
 #   get   KEY: print the object (a copy's bytes; the lab test reads the bucket with it).
-#   sign  print the Authorization header for the given request (unit tests check it against botocore).
+#   doomed NAME...: the scheduled names the retention drops; sign: the Authorization header of a request
+#         (both for the unit tests: the retention rule, and SigV4 against AWS's published examples).
 #
 # Environment: S3_ENDPOINT (http[s]://host[:port]), S3_BUCKET, S3_PREFIX, S3_REGION, KEEP_DAILY, KEEP_WEEKLY;
 # credentials from /run/secrets/backup_s3_access_key_id and backup_s3_secret_access_key (never the environment).
@@ -222,6 +223,10 @@ if ($cmd eq 'get') {     # KEY: the object's bytes on stdout (streamed)
     binmode STDOUT;
     my $res = request('GET', $ARGV[0] // '', {}, data_callback => sub { print STDOUT $_[0] });
     if (!$res->{success}) { print STDERR failure($res), "\n"; exit 2 }
+    exit 0;
+}
+if ($cmd eq 'doomed') {  # NAME...: which of these scheduled backups the retention drops (unit tests)
+    print "$_\n" for doomed(sort { $b cmp $a } @ARGV);
     exit 0;
 }
 if ($cmd eq 'sign') {    # METHOD PATH QUERY AMZDATE HASH ID SECRET REGION name=value...
