@@ -5,7 +5,8 @@ The backup service (deploy.ops.schedule) runs ``s3copy.pl sync`` after every rou
 first and sidecar last, and the daily/weekly retention applies to ``<prefix>/scheduled/``. A failed round logs
 ``backup: ERROR ...`` and the next one (BACKUP_POLL, at most 60 s later) retries; local files are never
 touched. The client is Perl with core modules (in the official postgres image and the lab's stand-in alike);
-the credentials are Swarm secrets (files under /run/secrets), and on stdin for the one-off ``list``.
+the credentials are Swarm secrets (files under /run/secrets), and on stdin (after the script) for the one-off
+``list``.
 Pure builders only.
 """
 
@@ -37,18 +38,20 @@ def secrets(cfg) -> list:
 
 def list_cmd(cfg, t) -> list:
     """The keys under the prefix, from a one-off container of the Postgres image on the stack's network (where
-    the store answers, e.g. the lab's ``http://s3:5000``); the two credentials come on stdin."""
+    the store answers, e.g. the lab's ``http://s3:5000``). The script and then the two credentials come on stdin
+    (``list_stdin``): argv stays short and holds no secret."""
     argv = ["docker", "--config", t.docker_config, "run", "--rm", "-i", "--network", t.network,
             "--label", f"djdeploy.stack={t.label}", "--label", "djdeploy.role=offsite-list",
             "--env", "S3_CREDENTIALS=stdin"]
     for key, value in environment(cfg).items():
         if key != "S3_SCRIPT":
             argv += ["--env", f"{key}={value}"]
-    return argv + ["--entrypoint", "perl", t.postgres_image, "-e", script(), "list"]
+    return argv + ["--entrypoint", "perl", t.postgres_image, "-", "list"]
 
 
 def list_stdin(cfg) -> str:
-    return f"{cfg.backup_s3_access_key_id}\n{cfg.backup_s3_secret_access_key}\n"
+    """``perl -`` reads the program up to ``__END__``; the script then reads the credentials from the rest."""
+    return f"{script()}\n__END__\n{cfg.backup_s3_access_key_id}\n{cfg.backup_s3_secret_access_key}\n"
 
 
 def copies(prefix: str, keys_text: str) -> set:

@@ -121,8 +121,8 @@ def test_list_command_and_its_parsing(tmp_path):
                     "--label", "djdeploy.stack=djt", "--label", "djdeploy.role=offsite-list",
                     "--env", "S3_CREDENTIALS=stdin", "--env", "S3_ENDPOINT=http://s3:5000",
                     "--env", "S3_BUCKET=djt-backups", "--env", "S3_PREFIX=backups/djt", "--env", "S3_REGION=us-east-1",
-                    "--entrypoint", "perl", "postgres:17-trixie", "-e", offsite.script(), "list"]
-    assert offsite.list_stdin(cfg) == "AKIDTEST\ns3-very-secret\n"
+                    "--entrypoint", "perl", "postgres:17-trixie", "-", "list"]
+    assert offsite.list_stdin(cfg) == offsite.script() + "\n__END__\nAKIDTEST\ns3-very-secret\n"
     assert "s3-very-secret" not in " ".join(argv)
     keys = ("backups/djt/scheduled/20261201T000000Z-v1.dump\nbackups/djt/scheduled/20261201T000000Z-v1.dump.meta\n"
             "backups/djt/manual/20261130T000000Z-v0.dump.meta\nbackups/djt/scheduled/20261129T000000Z-v0.dump\n"
@@ -149,7 +149,7 @@ def test_listing_through_the_runner_and_the_offsite_column(tmp_path):
     cfg = cfg_on(tmp_path)
     site = FakeSite(cfg, Result(stdout="backups/djt/scheduled/20261201T091700Z-abc1234.dump.meta\n"))
     assert offsite.listing(site) == {"20261201T091700Z-abc1234.dump"}
-    assert site.calls[0][1] == "AKIDTEST\ns3-very-secret\n"
+    assert site.calls[0][1].endswith("\n__END__\nAKIDTEST\ns3-very-secret\n")
     failing = FakeSite(cfg, Result(stdout="", stderr="cannot reach http://s3:5000: refused\n", exited=2))
     assert offsite.listing(failing) == "cannot reach http://s3:5000: refused"
     metas = [backup.Meta("20261201T091700Z-abc1234.dump", "", "abc1234", "manual", 10, "a" * 64, ()),
@@ -281,3 +281,15 @@ def test_sync_against_a_refusing_store_and_a_corrupt_local_backup(tmp_path, stor
     assert out.stdout == (f"backup: ERROR off-site copy of {name} skipped: the local file does not match its "
                           "sidecar (size or sha256)\n")
     assert [s[0] for s in Store.seen] == ["GET"]
+
+
+def test_the_one_off_list_reads_script_then_credentials_from_stdin(store):
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(backup_s3_access_key_id="AKIDTEST", backup_s3_secret_access_key="secret")
+    env = {"PATH": os.environ["PATH"], "S3_CREDENTIALS": "stdin", "S3_ENDPOINT": f"http://127.0.0.1:{store}",
+           "S3_BUCKET": "b", "S3_PREFIX": "backups/djt", "S3_REGION": "us-east-1"}
+    out = subprocess.run(["perl", "-", "list"], input=offsite.list_stdin(cfg), text=True, capture_output=True,
+                         env=env, timeout=60)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "", "")
+    assert Store.seen[0][2].startswith("AWS4-HMAC-SHA256 Credential=AKIDTEST/")
