@@ -15,7 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().with_name("s3copy.pl")
-SECRETS = ("backup_s3_access_key_id", "backup_s3_secret_access_key")
+# Swarm secret keys (and file names under /run/secrets): no longer than django_secret_key, so they fit Docker's
+# 64-character secret names (<stack>_<key>_<10 hex>) wherever the toolkit's own secrets do.
+SECRETS = ("backup_s3_key_id", "backup_s3_secret")
 
 
 def script() -> str:

@@ -14,7 +14,7 @@
 #         (both for the unit tests: the retention rule, and SigV4 against AWS's published examples).
 #
 # Environment: S3_ENDPOINT (http[s]://host[:port]), S3_BUCKET, S3_PREFIX, S3_REGION, KEEP_DAILY, KEEP_WEEKLY;
-# credentials from /run/secrets/backup_s3_access_key_id and backup_s3_secret_access_key (never the environment).
+# credentials from /run/secrets/backup_s3_key_id and backup_s3_secret (never the environment).
 use strict;
 use warnings;
 use Digest::SHA qw(sha256_hex hmac_sha256 hmac_sha256_hex);
@@ -55,7 +55,7 @@ sub credentials {
     if (($ENV{S3_CREDENTIALS} // '') eq 'stdin') {
         @KEYS = map { my $l = <STDIN> // ''; $l =~ s/\s+$//; $l } 1 .. 2;
     } else {
-        for my $f ('/run/secrets/backup_s3_access_key_id', '/run/secrets/backup_s3_secret_access_key') {
+        for my $f ('/run/secrets/backup_s3_key_id', '/run/secrets/backup_s3_secret') {
             open(my $fh, '<', $f) or return ();
             local $/; my $v = <$fh>; $v =~ s/^\s+|\s+$//g; push @KEYS, $v;
         }

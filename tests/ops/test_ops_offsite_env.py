@@ -60,7 +60,7 @@ def test_scheduled_and_manual_backups_reach_the_bucket_and_db_backups_shows_it(l
         out = env_inv(e, "deploy", "--env", "lab", "--image", serving)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
         svc = ship.docker("service", "inspect", f"{e.stack}_backup").stdout
-        assert "lab-secret" not in svc and "AKIDLAB" not in svc and "backup_s3_secret_access_key" in svc
+        assert "lab-secret" not in svc and "AKIDLAB" not in svc and "backup_s3_secret" in svc
         scheduled = wait_for("a scheduled copy", lambda: [k for k in bucket.keys(prefix)
                                                           if "/scheduled/" in k and k.endswith(".meta")], 180, e)
         took = env_inv(e, "db.backup", "--env", "lab")

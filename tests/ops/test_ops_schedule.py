@@ -184,8 +184,7 @@ def test_offsite_copy_with_retention_in_the_bucket_and_an_unreachable_store(loca
         bucket.put_backup(f"{prefix}/manual/20200101T000000Z-m.dump", b"m", "reason=manual\n")
         cfg = loop_cfg(offsite=True, backup_s3_endpoint=s3.endpoint_url(), backup_s3_bucket="djops-backups",
                        backup_s3_prefix=prefix, backup_s3_region="us-east-1")
-        start_loop(local, tmp_path, cfg, name, {"backup_s3_access_key_id": "AKIDLAB",
-                                                  "backup_s3_secret_access_key": "lab-secret"})
+        start_loop(local, tmp_path, cfg, name, {"backup_s3_key_id": "AKIDLAB", "backup_s3_secret": "lab-secret"})
 
         def logs() -> str:
             return subprocess.run(["docker", "logs", name], capture_output=True, text=True).stdout

@@ -95,20 +95,21 @@ def test_the_backup_service_gets_the_store_and_its_credentials_as_secrets_only(t
         "http://s3:5000", "djt-backups", "backups/djt", "us-east-1")
     assert env["S3_SCRIPT"] == offsite.script().replace("$", "$$")    # the stack file interpolates $
     assert svc["secrets"] == [{"source": "postgres_password", "target": "postgres_password"},
-                              {"source": "backup_s3_access_key_id", "target": "backup_s3_access_key_id"},
-                              {"source": "backup_s3_secret_access_key", "target": "backup_s3_secret_access_key"}]
+                              {"source": "backup_s3_key_id", "target": "backup_s3_key_id"},
+                              {"source": "backup_s3_secret", "target": "backup_s3_secret"}]
     assert 'perl -e "$$S3_SCRIPT" sync' in svc["entrypoint"][2]
     spec = stackfile.stack_spec(cfg, "img", "v1", "r", "p")
     names = stackfile.secret_names(cfg)
-    assert spec["secrets"]["backup_s3_secret_access_key"] == {"external": True,
-                                                             "name": names["backup_s3_secret_access_key"]}
+    assert spec["secrets"]["backup_s3_secret"] == {"external": True,
+                                                             "name": names["backup_s3_secret"]}
+    assert all(len(names[k]) <= len(names["django_secret_key"]) for k in offsite.SECRETS)  # Docker's 64 fit as well
     text = stackfile.render(spec)
     assert "s3-very-secret" not in text and "AKIDTEST" not in text
-    assert stackfile.secret_values(cfg)["backup_s3_access_key_id"] == "AKIDTEST"
+    assert stackfile.secret_values(cfg)["backup_s3_key_id"] == "AKIDTEST"
     off = make_cfg(tmp_path, "BACKUP_SCHEDULE=on\n")
     plain = schedule.service(off, "v1")
     assert not any(k.startswith("S3_") for k in plain["environment"]) and len(plain["secrets"]) == 1
-    assert "backup_s3_access_key_id" not in stackfile.secret_values(off)
+    assert "backup_s3_key_id" not in stackfile.secret_values(off)
 
 
 def test_list_command_and_its_parsing(tmp_path):
