@@ -294,3 +294,63 @@ def test_the_one_off_list_reads_script_then_credentials_from_stdin(store):
                          env=env, timeout=60)
     assert (out.returncode, out.stdout, out.stderr) == (0, "", "")
     assert Store.seen[0][2].startswith("AWS4-HMAC-SHA256 Credential=AKIDTEST/")
+
+
+class Keeper(Store):
+    """Lists ``keys`` (in S3's XML), accepts PUTs and DELETEs, records every request."""
+
+    keys: list = []
+
+    def do_GET(self):  # noqa: N802
+        self.seen.append(("GET", self.path))
+        body = ("<ListBucketResult><IsTruncated>false</IsTruncated>"
+                + "".join(f"<Contents><Key>{k}</Key></Contents>" for k in self.keys) + "</ListBucketResult>").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_PUT(self):  # noqa: N802
+        self.seen.append(("PUT", self.path))
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_DELETE(self):  # noqa: N802
+        self.seen.append(("DELETE", self.path))
+        self.send_response(204)
+        self.end_headers()
+
+
+def test_sync_uploads_what_is_missing_and_applies_the_retention_in_the_bucket(tmp_path):
+    local = backups_dir(tmp_path)              # manual, not in the bucket yet
+    s = "backups/djt/scheduled/"
+    Keeper.keys = [f"{s}20261201T000000Z-a.dump", f"{s}20261201T000000Z-a.dump.meta",      # newest: kept
+                   f"{s}20261130T000000Z-b.dump", f"{s}20261130T000000Z-b.dump.meta",      # day 2: kept
+                   f"{s}20261129T000000Z-c.dump", f"{s}20261129T000000Z-c.dump.meta",      # beyond: removed
+                   f"{s}20261128T000000Z-d.dump",                       # a half copy, no local file: removed
+                   "backups/djt/manual/20200101T000000Z-m.dump", "backups/djt/manual/20200101T000000Z-m.dump.meta"]
+    Keeper.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Keeper)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {"BACKUP_DIR": str(tmp_path), "S3_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
+               "S3_BUCKET": "b", "S3_PREFIX": "backups/djt", "S3_REGION": "us-east-1", "KEEP_DAILY": "2",
+               "KEEP_WEEKLY": "1"}
+        out = perl("sync", env=env)
+    finally:
+        server.shutdown()
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert Keeper.seen[:3] == [("GET", "/b?list-type=2&prefix=backups%2Fdjt%2F"),
+                               ("PUT", f"/b/backups/djt/manual/{local}"), ("PUT", f"/b/backups/djt/manual/{local}.meta")]
+    assert sorted(Keeper.seen[3:]) == [("DELETE", f"/b/{s}20261128T000000Z-d.dump"),
+                                       ("DELETE", f"/b/{s}20261129T000000Z-c.dump"),
+                                       ("DELETE", f"/b/{s}20261129T000000Z-c.dump.meta")]
+    c = [p for _, p in Keeper.seen[3:] if "-c." in p]
+    assert c == [f"/b/{s}20261129T000000Z-c.dump.meta", f"/b/{s}20261129T000000Z-c.dump"]   # the sidecar first
+    assert out.stdout.splitlines()[0] == (f"backup: off-site copy {local} -> s3://b/backups/djt/manual/{local} "
+                                          f"(sha256 {hashlib.sha256(b'dump bytes').hexdigest()[:12]})")
+    assert sorted(out.stdout.splitlines()[1:]) == ["backup: off-site retention removed 20261128T000000Z-d.dump",
+                                                   "backup: off-site retention removed 20261129T000000Z-c.dump"]
+    assert sorted(os.listdir(tmp_path)) == [local, f"{local}.meta"]
