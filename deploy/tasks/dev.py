@@ -24,7 +24,7 @@ def test_plan(fast: bool, real: bool, keyword: str | None, extra: str | None) ->
         plan.append(base + ["-m", f"not ({REAL})"])
     if not fast:
         plan.append([sys.executable, "-m", "invoke", "lab.up", "--deploy"])
-        plan.append(base + ["-m", REAL])
+        plan.append(base + ["-m", REAL, "--durations=30"])  # the slowest real-engine tests, for the CI budget
     return plan
 
 

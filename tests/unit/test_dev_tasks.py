@@ -22,7 +22,7 @@ def test_plan_whole_suite_runs_fast_tests_first():
     assert plan == [
         [py, "-m", "pytest", "-m", f"not ({REAL})"],
         [py, "-m", "invoke", "lab.up", "--deploy"],
-        [py, "-m", "pytest", "-m", REAL],
+        [py, "-m", "pytest", "-m", REAL, "--durations=30"],
     ]
 
 
