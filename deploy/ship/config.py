@@ -20,12 +20,12 @@ from pathlib import Path
 from deploy.core.envfile import EnvValue, read_env_file
 from deploy.core.errors import ConfigError
 from deploy.core import project
-from deploy.ship import appsettings, database, tls_config
+from deploy.ship import appsettings, database, offsite_config, tls_config
 from deploy.ship.validate import convert
 
 DEPLOY_DIR = Path(os.environ.get("DJDEPLOY_ENV_DIR") or project.ROOT / "deploy")  # where <env>.env files live
 ENV_PREFIX = "DJDEPLOY_"
-SECRET_KEYS = ("REGISTRY_PASSWORD", "DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "DATABASE_URL")
+SECRET_KEYS = ("REGISTRY_PASSWORD", "DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "DATABASE_URL", *offsite_config.SECRET_KEYS)
 REQUIRED = ("MANAGER_HOST", "STACK_NAME", "REGISTRY", "REGISTRY_USER", "DJANGO_ALLOWED_HOSTS", "REGISTRY_PASSWORD",
             "DJANGO_SECRET_KEY")
 
@@ -60,6 +60,7 @@ DEFAULTS = {
     "PROXY_MEMORY": "256M", "PROXY_CPUS": "0.5", "PROXY_PIDS": "128",
     # Scheduled backups (deploy.ops.schedule): a `backup` service in the stack; retention of scheduled ones.
     "BACKUP_SCHEDULE": "off", "BACKUP_INTERVAL": "86400", "BACKUP_KEEP_DAILY": "7", "BACKUP_KEEP_WEEKLY": "4",
+    **offsite_config.DEFAULTS,        # BACKUP_S3_*: the off-site copy of the backups
     **tls_config.DEFAULTS,            # TLS_MODE, HTTPS_PORT, HSTS_*, TLS_*_FILE, ACME_*, TRUSTED_LB (issue 9)
 }
 KNOWN = set(REQUIRED) | set(DEFAULTS) | set(SECRET_KEYS)
@@ -72,7 +73,7 @@ TOOLKIT_PREFIXES = ("DJDEPLOY_LAB_", "DJDEPLOY_CLUSTER_", "DJDEPLOY_TEST_", "DJD
 
 # A list of typed fields, like swarm.Paths (`duplicates` pairs them by shape only): different data, no shared code.
 @dataclass(frozen=True)
-class DeployConfig(tls_config.TlsFields):
+class DeployConfig(tls_config.TlsFields, offsite_config.OffsiteFields):
     env: str
     source: str
     manager_host: str
@@ -128,7 +129,7 @@ class DeployConfig(tls_config.TlsFields):
     def secrets(self) -> tuple:
         """Values that must never be printed."""
         found = (self.registry_password, self.django_secret_key, self.postgres_password, self.database_url,
-                 self.tls_key)
+                 self.tls_key, self.backup_s3_access_key_id, self.backup_s3_secret_access_key)
         return tuple(v for v in found + tuple(v for _, v in self.app_secrets) if v)
 
     @property
@@ -182,6 +183,7 @@ def load(env: str, env_dir: Path = DEPLOY_DIR, environ: dict | None = None, flag
     conf["media_volume"] = database.media_volume(raw, origin, conf["app_env"], problems)
     appsettings.check_lengths(conf["stack_name"], conf["app_secrets"], app, problems)
     tls_config.apply(raw, origin, problems, path.parent, conf)
+    offsite_config.apply(raw, origin, problems, conf)
     if problems:
         raise ConfigError(problems, source=str(path))
     return DeployConfig(env=env, source=str(path), **conf)
