@@ -98,7 +98,10 @@ def labenv(tmp_path_factory, request):
             ship.dump_logs(e.stack)
     finally:
         ship.remove_stack(e.stack)
-        from deploy.lab import paths
+        from deploy.lab import acme, acme_env, paths
+
+        acme_env.disconnect(ship.local_runner(), e.acme)  # the environment's own Pebble and its two networks
+        acme.remove(ship.local_runner(), e.acme)
 
         for tag in e.tags:
             for ref in (f"djapp:{tag}", f"{paths.REGISTRY}/djapp:{tag}"):
