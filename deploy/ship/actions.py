@@ -114,7 +114,10 @@ def build_image(job: Job, step) -> str:
     if builder is None:
         from deploy.image.builder import build as builder
     job.local_ref = builder(tag=job.release.tag).ref
-    return job.local_ref
+    from deploy.image import bridge   # the previous releases' hashed static files (issue 13)
+
+    note = bridge.apply(job.cfg, job.manager, job.local_ref, job.release.tag, out=job.out)
+    return f"{job.local_ref}; {note}" if note else job.local_ref
 
 
 def push_image(job: Job, step) -> str:

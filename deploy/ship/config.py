@@ -60,6 +60,7 @@ DEFAULTS = {
     "PROXY_MEMORY": "256M", "PROXY_CPUS": "0.5", "PROXY_PIDS": "128",
     # Scheduled backups (deploy.ops.schedule): a `backup` service in the stack; retention of scheduled ones.
     "BACKUP_SCHEDULE": "off", "BACKUP_INTERVAL": "86400", "BACKUP_KEEP_DAILY": "7", "BACKUP_KEEP_WEEKLY": "4",
+    "STATIC_RELEASES": "2",           # each image also carries the hashed static files of this many previous releases
     **tls_config.DEFAULTS,            # TLS_MODE, HTTPS_PORT, HSTS_*, TLS_*_FILE, ACME_*, TRUSTED_LB (issue 9)
 }
 KNOWN = set(REQUIRED) | set(DEFAULTS) | set(SECRET_KEYS)
@@ -121,6 +122,7 @@ class DeployConfig(tls_config.TlsFields):
     database_url: str = ""
     network: str = ""
     media_volume: bool = False
+    static_releases: int = 2   # STATIC_RELEASES (deploy.image.bridge)
     app_env: tuple = ()        # (NAME, value): APP_ENV_<NAME>
     app_secrets: tuple = ()    # (NAME, value): APP_SECRET_<NAME>, mounted as <NAME>_FILE
 
