@@ -105,9 +105,10 @@ def context(text: str) -> io.BytesIO:
     return buf
 
 
-def apply(cfg, manager, local_ref: str, tag: str, out=sys.stdout) -> str:
+def apply(cfg, manager, local_ref: str, tag: str, out=sys.stdout, base: str = "") -> str:
     """Rebuild ``local_ref`` (the just built image of ``tag``) with the previous releases' hashed static files, as
-    the environment's audit log on the manager names them; return a note for the timing table."""
+    the environment's audit log on the manager names them; return a note for the timing table ("+N ..." when built).
+    ``base``: build FROM this pinned image instead (a rollback's registry digest) and leave `latest` alone."""
     from deploy.ship import swarm
 
     keep = getattr(cfg, "static_releases", 2)
@@ -125,7 +126,11 @@ def apply(cfg, manager, local_ref: str, tag: str, out=sys.stdout) -> str:
             found = [(t, ref) for t, ref in ((t, f"{cfg.repository}@{d}") for t, d in previous) if _present(cli, cfg, ref, out)]
             if not found:
                 return "no previous image found to bridge"
-            count = _build(cli, local_ref, dockerfile(local_ref, [r for _, r in found], [t for t, _ in found]))
+            if base and not _present(cli, cfg, base, out):
+                raise ToolkitError(f"the image {base} of the release is neither local nor in the registry; "
+                                   f"pick another release (`inv audit --env {cfg.env}`)")
+            text = dockerfile(base or local_ref, [r for _, r in found], [t for t, _ in found])
+            count = _build(cli, local_ref, text, latest=not base)
     finally:
         cli.close()
     return f"+{count} hashed static files of {' '.join(t for t, _ in found)}"
@@ -151,7 +156,7 @@ def _present(cli, cfg, ref: str, out) -> bool:
         return False
 
 
-def _build(cli, local_ref: str, text: str) -> int:
+def _build(cli, local_ref: str, text: str, latest: bool = True) -> int:
     """Build ``text`` as ``local_ref`` (and latest); return how many files the new layer carries."""
     repo, _, tag = local_ref.rpartition(":")
     image_id, log = None, []
@@ -163,6 +168,7 @@ def _build(cli, local_ref: str, text: str) -> int:
         if "aux" in chunk and "ID" in chunk["aux"]:
             image_id = chunk["aux"]["ID"]
         log.append(chunk.get("stream", ""))
-    cli.images.get(image_id or local_ref).tag(repo, "latest")
+    if latest:
+        cli.images.get(image_id or local_ref).tag(repo, "latest")
     found = re.search(r"^bridged (\d+) hashed static files$", "".join(log), re.M)
     return int(found.group(1)) if found else 0

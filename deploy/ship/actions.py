@@ -128,6 +128,27 @@ def push_image(job: Job, step) -> str:
     return job.digest
 
 
+def bridge_release(job: Job, step) -> str:
+    """A rollback: the tag's image (its registry digest) plus the other recent releases' hashed static files."""
+    from deploy.image import bridge
+
+    local = f"{job.cfg.app_image}:{job.release.tag}-static"
+    note = bridge.apply(job.cfg, job.manager, local, job.release.tag, out=job.out,
+                        base=f"{job.cfg.repository}@{job.state.digest}")
+    job.local_ref = local if note.startswith("+") else ""
+    return note
+
+
+def push_bridged(job: Job, step) -> str:
+    if not job.local_ref:
+        return "nothing added: the release's own image serves"
+    job.digest = registry.push(job.cfg, job.local_ref, f"{job.release.tag}-static", out=job.out)
+    if not job.digest.startswith("sha256:"):
+        raise ToolkitError(f"push of {job.image}-static reported no digest; check the registry ({job.cfg.registry}) "
+                           f"and roll back again")
+    return job.digest
+
+
 def migrate(job: Job, step) -> str:
     return run_step(job, step, swarm.migrate_cmd(job.cfg, job.pinned))
 

@@ -123,7 +123,7 @@ class FakeRegistry:
         from deploy.image import bridge   # static bridging (tests/unit/test_bridge.py) needs an engine
 
         self.bridged = []
-        monkeypatch.setattr(bridge, "apply", lambda cfg, manager, ref, tag, out=None: self.bridged.append(ref) or "")
+        monkeypatch.setattr(bridge, "apply", lambda cfg, manager, ref, tag, out=None, base="": self.bridged.append(ref) or "")
 
     def push(self, cfg, local_ref, tag, out=None):
         self.pushed.append((local_ref, tag))

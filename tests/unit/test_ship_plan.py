@@ -20,6 +20,9 @@ BUILD = "[local] build the app image tagged v2: deploy.image.builder.build"
 PUSH = ("[local] push 127.0.0.1:5000/djapp:v2 to the registry (Docker SDK, credentials in the auth header): "
         "its digest pins the release")
 PUSHED = "<digest of the push>"
+BRIDGE = ("[local] build v1 plus the hashed static files of the other recent releases: deploy.image.bridge (FROM the "
+          "tag's registry digest)")
+BRIDGE_PUSH = "[local] push 127.0.0.1:5000/djapp:v1-static to the registry (unless nothing was added): its digest pins the rollback"
 PROXY = f"[manager] put the proxy config: {D}/haproxy.cfg (mode 0600)"
 LOGIN = (f"[manager] run log the manager in to the registry (password on stdin): docker --config {D}/docker login "
          "--username lab --password-stdin 127.0.0.1:5000")
@@ -117,7 +120,13 @@ def test_redeploy_with_a_rotated_secret_creates_only_that_one(cfg):
 
 
 def test_rollback_has_no_build_no_base_no_migration_and_pins_the_registry_digest(cfg):
+    """Its only build is the static bridge on top of the tag's image; with STATIC_RELEASES=0 the registry digest."""
+    from dataclasses import replace
+
     assert lines(cfg, release("rollback", "v1", build=False, migrate=False), known(cfg)) == [
+        LOCK, CONFIRM + KNOWN_STATE, BRIDGE, BRIDGE_PUSH, stack("v1", PUSHED), PROXY, LOGIN, TRUSTED, ROLLOUT,
+        WAIT_UPDATE, WAIT_PROXY, health("v1"), FINISH]
+    assert lines(replace(cfg, static_releases=0), release("rollback", "v1", build=False, migrate=False), known(cfg)) == [
         LOCK, CONFIRM + KNOWN_STATE, stack("v1", DIGEST), PROXY, LOGIN, TRUSTED, ROLLOUT, WAIT_UPDATE, WAIT_PROXY, health("v1"),
         FINISH]
 
@@ -192,8 +201,8 @@ def test_dry_run_of_a_rollback_names_the_previous_tag_from_the_audit_log(cfg, of
     manager = FakeManager([("audit.log", Result(stdout=audit))], app=True, secrets=secret_names(cfg).values())
     out = io.StringIO()
     outcome = executor.rollback(cfg, dry_run=True, out=out, remote=remote(cfg, manager))
-    assert out.getvalue().splitlines()[0].startswith("plan: 11 steps (rollback 127.0.0.1:5000/djapp:v1 to lab;")
-    assert outcome.plan.steps[2].line() == stack("v1", DIGEST)
+    assert out.getvalue().splitlines()[0].startswith("plan: 13 steps (rollback 127.0.0.1:5000/djapp:v1 to lab;")
+    assert outcome.plan.steps[4].line() == stack("v1", PUSHED)
 
 
 def stack_file(cfg, rel, name):
