@@ -100,7 +100,7 @@ def labenv(tmp_path_factory, request):
         ship.remove_stack(e.stack)
         from deploy.lab import paths
 
-        for tag in e.tags:
+        for tag in e.tags + [t + "-static" for t in e.tags]:   # -static: a rollback's image (deploy.image.bridge)
             for ref in (f"djapp:{tag}", f"{paths.REGISTRY}/djapp:{tag}"):
                 ship.docker("rmi", ref, check=False)
 

@@ -110,7 +110,7 @@ def site(lab, tmp_path_factory, request):
         remove_stack(e.stack)
         from deploy.lab import paths
 
-        for tag in e.tags:
+        for tag in e.tags + [t + "-static" for t in e.tags]:   # -static: the rollback's bridged image
             for ref in (f"djapp:{tag}", f"{paths.REGISTRY}/djapp:{tag}"):
                 docker("rmi", ref, check=False)
 
