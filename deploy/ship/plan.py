@@ -138,9 +138,10 @@ def _lock_steps(cfg, rel, state) -> list:
 
 
 def bridges_here(cfg, rel: Release, state: EnvState) -> bool:
-    """A rollback ships its release's image plus the hashed static files of the releases it replaces (pages of those
-    are still open): a small image on top, pushed as <tag>-static (deploy.image.bridge)."""
-    return rel.action == "rollback" and not builds_here(rel, state) and getattr(cfg, "static_releases", 0) > 0
+    """A tag that is not built here (a rollback, `--image`) ships its image plus the hashed static files of the other
+    recent releases (pages of those are still open): a small image on top, pushed as <tag>-static
+    (deploy.image.bridge). A build here bridges inside its build step."""
+    return not builds_here(rel, state) and getattr(cfg, "static_releases", 0) > 0
 
 
 def _image_steps(cfg, rel, state) -> list:

@@ -132,7 +132,14 @@ def test_rollback_has_no_build_no_base_no_migration_and_pins_the_registry_digest
 
 
 def test_deploy_with_image_skips_build_and_push_and_pins_the_registry_digest(cfg):
+    """Only the static bridge is built (and pushed) on top of the tag; with STATIC_RELEASES=0 the registry digest."""
+    from dataclasses import replace
+
+    bridge = [BRIDGE.replace("v1", "v2"), BRIDGE_PUSH.replace("v1", "v2")]
     assert lines(cfg, release(build=False), known(cfg)) == [
+        LOCK, CONFIRM + KNOWN_STATE, *bridge, stack("v2", PUSHED), PROXY, LOGIN, *BASE, migrate("v2", PUSHED), RM,
+        TRUSTED, ROLLOUT, WAIT_UPDATE, WAIT_PROXY, health("v2"), FINISH]
+    assert lines(replace(cfg, static_releases=0), release(build=False), known(cfg)) == [
         LOCK, CONFIRM + KNOWN_STATE, stack("v2", DIGEST), PROXY, LOGIN, *BASE, migrate("v2", DIGEST), RM, TRUSTED, ROLLOUT,
         WAIT_UPDATE, WAIT_PROXY, health("v2"), FINISH]
 
@@ -180,8 +187,9 @@ def test_dry_run_prints_exactly_the_plan_and_changes_nothing(cfg, offline, monke
     manager = FakeManager(app=True, secrets=secret_names(cfg).values())
     out = io.StringIO()
     outcome = executor.deploy(cfg, tag="v2", build=False, dry_run=True, out=out, remote=remote(cfg, manager))
-    expected = [LOCK, CONFIRM + KNOWN_STATE, stack("v2", DIGEST), PROXY, LOGIN, *BASE, migrate("v2", DIGEST), RM,
-                TRUSTED, ROLLOUT, WAIT_UPDATE, WAIT_PROXY, health("v2"), FINISH]
+    expected = [LOCK, CONFIRM + KNOWN_STATE, BRIDGE.replace("v1", "v2"), BRIDGE_PUSH.replace("v1", "v2"),
+                stack("v2", PUSHED), PROXY, LOGIN, *BASE, migrate("v2", PUSHED), RM, TRUSTED, ROLLOUT, WAIT_UPDATE,
+                WAIT_PROXY, health("v2"), FINISH]
     assert out.getvalue().splitlines() == [
         f"plan: {len(expected)} steps (deploy 127.0.0.1:5000/djapp:v2 to lab; state: {KNOWN_STATE})",
         *[f"{n:>3}. {line}" for n, line in enumerate(expected, 1)],
