@@ -81,10 +81,12 @@ routes=(
     --response-route-label djapp-served
     --response-route "^/static/ addheader:X-App-Version: ${APP_VERSION:-dev}"
     --response-route '^/static/ donotlog:'
-    --response-route "$hashed addheader:Expires: \${httptime[31536000]}"
-    --response-route "$hashed addheader:Cache-Control: public, max-age=31536000, immutable"
-    --response-route "$hashed goto:djapp-done"
+    --response-route "$hashed goto:djapp-hashed"
     --response-route '^/static/ addheader:Cache-Control: public, max-age=60'
+    --response-route-run 'goto:djapp-done'
+    --response-route-label djapp-hashed
+    --response-route-run "addheader:Expires: \${httptime[31536000]}"
+    --response-route-run 'addheader:Cache-Control: public, max-age=31536000, immutable'
     --response-route-label djapp-done
 )
 
