@@ -1,9 +1,11 @@
-"""Cluster tests: one three-node lab cluster for this package (name ``djtest``, random loopback ports),
+"""Cluster tests: one three-node lab cluster for this package (name ``djtest``, or $DJDEPLOY_TEST_CLUSTER so that
+two test runs on one engine do not remove each other's cluster; random loopback ports),
 removed by the finalizer as soon as the package's tests are done (not at the end of the whole session: the
 nodes cost CPU). On a failed test the nodes' last log lines and the swarm's tasks are printed."""
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import subprocess
@@ -11,7 +13,7 @@ import time
 
 import pytest
 
-NAME = "djtest"
+NAME = os.environ.get("DJDEPLOY_TEST_CLUSTER", "djtest")
 TEST_LABEL = "djdeploy.test=cluster"
 
 
