@@ -185,3 +185,17 @@ def test_a_failed_bridging_build_is_one_line_naming_the_way_out(monkeypatch):
         bridge.apply(cfg(), Manager(row("v1", D["a"])), "djapp:v2", "v2")
     assert str(exc.value) == ("static bridging of djapp:v2 failed: COPY failed: no such file; deploy again (or set "
                               "STATIC_RELEASES=0 to ship without the previous releases' static files)")
+
+
+def test_static_releases_defaults_to_two_and_is_validated(tmp_path):
+    from deploy.ship import config
+    from deploy.core.errors import ConfigError
+    from test_config_deploy import write
+
+    write(tmp_path)
+    assert config.load("prod", env_dir=tmp_path, environ={}).static_releases == 2
+    assert config.load("prod", env_dir=tmp_path, environ={"DJDEPLOY_STATIC_RELEASES": "0"}).static_releases == 0
+    with pytest.raises(ConfigError) as err:
+        config.load("prod", env_dir=tmp_path, environ={"DJDEPLOY_STATIC_RELEASES": "many"})
+    assert err.value.problems == ["environment DJDEPLOY_STATIC_RELEASES: STATIC_RELEASES must be a whole number "
+                                  "from 0 to 20 (got 'many')"]
