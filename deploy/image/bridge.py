@@ -120,24 +120,26 @@ def apply(cfg, manager, local_ref: str, tag: str, out=sys.stdout, base: str = ""
         return "no previous release to bridge"
     from deploy.core import engine
 
-    cli = engine.client(timeout=600)
+    cli, pulled = engine.client(timeout=600), []
     try:
         with engine.sdk_errors(f"static bridging of {local_ref}", "check the engine and the registry, then deploy again"):
-            found = [(t, ref) for t, ref in ((t, f"{cfg.repository}@{d}") for t, d in previous) if _present(cli, cfg, ref, out)]
+            found = [(t, ref) for t, ref in ((t, f"{cfg.repository}@{d}") for t, d in previous)
+                     if _present(cli, cfg, ref, out, pulled)]
             if not found:
                 return "no previous image found to bridge"
-            if base and not _present(cli, cfg, base, out):
+            if base and not _present(cli, cfg, base, out, []):
                 raise ToolkitError(f"the image {base} of the release is neither local nor in the registry; "
                                    f"pick another release (`inv audit --env {cfg.env}`)")
             text = dockerfile(base or local_ref, [r for _, r in found], [t for t, _ in found])
             count = _build(cli, local_ref, text, latest=not base)
+            _forget(cli, pulled)
     finally:
         cli.close()
     return f"+{count} hashed static files of {' '.join(t for t, _ in found)}"
 
 
-def _present(cli, cfg, ref: str, out) -> bool:
-    """The pinned previous image is local (it was built or pulled here) or is pulled now (credentials in the header)."""
+def _present(cli, cfg, ref: str, out, pulled: list) -> bool:
+    """The pinned image is local (built or pulled here) or is pulled now (credentials in the header; into ``pulled``)."""
     from docker.errors import APIError, ImageNotFound
 
     try:
@@ -149,11 +151,23 @@ def _present(cli, cfg, ref: str, out) -> bool:
     try:
         cli.api.pull(repo, tag=digest, auth_config={"username": cfg.registry_user, "password": cfg.registry_password})
         cli.images.get(ref)
+        pulled.append(ref)
         return True
     except (APIError, ImageNotFound) as exc:
         out.write(f"warning: previous release {ref} is not in the registry ({getattr(exc, 'explanation', '') or exc}); "
                   f"its static files are not bridged\n")
         return False
+
+
+def _forget(cli, refs: list) -> None:
+    """Images pulled only to read their files are not kept on this machine (`inv prune` removed them); best effort."""
+    from docker.errors import APIError
+
+    for ref in refs:
+        try:
+            cli.images.remove(ref)
+        except APIError:
+            pass
 
 
 def _build(cli, local_ref: str, text: str, latest: bool = True) -> int:

@@ -121,7 +121,7 @@ class FakeCli:
     def __init__(self, local=(), pullable=()):
         from docker.errors import APIError, ImageNotFound
 
-        self.local, self.pullable, self.built, self.tagged = set(local), set(pullable), [], []
+        self.local, self.pullable, self.built, self.tagged, self.removed = set(local), set(pullable), [], [], []
         cli = self
 
         class Images:
@@ -129,6 +129,9 @@ class FakeCli:
                 if ref not in cli.local and not ref.startswith("sha256:"):
                     raise ImageNotFound(ref)
                 return SimpleNamespace(tag=lambda repo, tag: cli.tagged.append(f"{repo}:{tag}"))
+
+            def remove(self, ref):
+                cli.removed.append(ref)
 
         class Api:
             def pull(self, repo, tag, auth_config):
@@ -160,7 +163,7 @@ def test_apply_pulls_a_missing_previous_image_skips_a_gone_one_and_builds_once(m
     assert out.getvalue() == (f"warning: previous release reg/djapp@{D['c']} is not in the registry (manifest unknown); "
                               "its static files are not bridged\n")
     assert fake.built[0] == bridge.dockerfile("djapp:v3", ["reg/djapp@" + D["b"], "reg/djapp@" + D["a"]], ["v2", "v1"])
-    assert fake.tagged == ["djapp:latest"]
+    assert fake.tagged == ["djapp:latest"] and fake.removed == ["reg/djapp@" + D["a"]]   # only what it pulled
 
 
 def test_apply_for_a_rollback_builds_from_the_pinned_tag_and_leaves_latest_alone(monkeypatch):
@@ -171,7 +174,8 @@ def test_apply_for_a_rollback_builds_from_the_pinned_tag_and_leaves_latest_alone
     audit = row("v1", D["a"]) + row("v2", D["b"])
     note = bridge.apply(cfg(), Manager(audit), "djapp:v1-static", "v1", base="reg/djapp@" + D["a"])
     assert note == "+3 hashed static files of v2"
-    assert fake.built[0].splitlines()[0] == f"FROM reg/djapp@{D['a']} AS djdeploy-new" and fake.tagged == []
+    assert fake.built[0].splitlines()[0] == f"FROM reg/djapp@{D['a']} AS djdeploy-new"
+    assert fake.tagged == [] and fake.removed == []
 
 
 def test_a_failed_bridging_build_is_one_line_naming_the_way_out(monkeypatch):
