@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import node_docker, sh
+from .conftest import node_docker, poll, sh
 from .test_cluster_deploy import ClusterEnv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +34,11 @@ def aenv(cluster_spec, tmp_path_factory):
     e.ctx = scratch_context(tmp_path_factory.mktemp("clusterassetsctx"))
     cluster_env.push_stand_ins(out=io.StringIO())
     yield e
+    # The stack goes now, not with the nodes at the package's end: the next modules' tests get the CPU back.
+    node_docker(e.spec, 1, "stack", "rm", e.stack, check=False)
+    poll(f"the stack {e.stack} to be gone from every node", lambda: not any(
+        node_docker(e.spec, i, "ps", "-aq", "--filter", f"label=com.docker.stack.namespace={e.stack}", check=False).stdout.strip()
+        for i in e.spec.numbers), 90)
     for tag in e.tags + [t + "-static" for t in e.tags]:
         for ref in (f"djapp:{tag}", f"127.0.0.1:5000/djapp:{tag}"):
             sh("docker", "rmi", ref, check=False)
