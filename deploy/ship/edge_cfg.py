@@ -1,7 +1,8 @@
 """The front proxy's configuration (HAProxy 3.0), rendered from a validated DeployConfig. Pure: text in, text out.
 
 The proxy finds the app's tasks through Docker's DNS (tasks.app), health-checks them with an allowed Host,
-and retries a request that meets a task going away on another one (zero-downtime rollouts).
+and retries a request that meets a task going away on another one (zero-downtime rollouts); a hashed static
+name that a task answers with 404 (a task of the other release, during a rollout) is retried on another task.
 With TLS at the proxy (TLS_MODE acme or files):
   - HTTP (container port 8080) answers 301 to https for every path except /.well-known/acme-challenge/,
     which goes to the certs service (HTTP-01 works whichever node the CA reaches);
