@@ -200,10 +200,13 @@ def human_age(created: str, now: float | None = None) -> str:
     return f"{seconds}s"
 
 
-def table(metas: list, now: float | None = None) -> str:
+def table(metas: list, now: float | None = None, offsite: set | None = None) -> str:
+    """One row per backup; ``offsite`` (the names with a complete copy in the bucket) adds an OFFSITE column."""
     if not metas:
         return ""
-    rows = [("BACKUP", "SIZE", "AGE", "SHA256", "RELEASE", "REASON")]
-    rows += [(m.name, human_size(m.size), m.age(now), m.sha256[:12], m.release, m.reason) for m in metas]
+    extra = ("OFFSITE",) if offsite is not None else ()
+    rows = [("BACKUP", "SIZE", "AGE", "SHA256", "RELEASE", "REASON") + extra]
+    rows += [(m.name, human_size(m.size), m.age(now), m.sha256[:12], m.release, m.reason)
+             + (("yes" if m.name in offsite else "no",) if extra else ()) for m in metas]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows) + "\n"

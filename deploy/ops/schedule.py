@@ -8,16 +8,19 @@ last BACKUP_KEEP_DAILY days and of each of the last BACKUP_KEEP_WEEKLY ISO weeks
 ones go (sidecar first, so a half-removed backup never looks complete). Manual and pre-migrate backups are
 never removed by it. The due time comes from the files, so a restart (every deploy updates the service)
 neither skips nor repeats a backup. Pinned to a manager: the backups dir is a bind mount there.
-Off-site copy (S3): not implemented yet (see README "Operating production").
+With BACKUP_S3_BUCKET, every round (each poll, whether or not a backup was due) ends with the off-site sync
+(deploy.ops.offsite: missing copies uploaded, retention in the bucket); its failure is an ERROR line and
+the next round retries.
 """
 
 from __future__ import annotations
 
-from deploy.ops import backup
+from deploy.ops import backup, offsite
 
 LOOP = r'''set -u
 interval="$BACKUP_INTERVAL"; poll="$BACKUP_POLL"
 echo "backup: every ${interval}s, keep ${KEEP_DAILY} daily and ${KEEP_WEEKLY} weekly"
+[ -z "${S3_BUCKET:-}" ] || echo "backup: off-site copies to s3://$S3_BUCKET/$S3_PREFIX/ at $S3_ENDPOINT"
 scheduled() { grep -l '^reason=scheduled$' /backups/*.dump.meta 2>/dev/null | sort -r; }
 take() {
   name="$(date -u +%Y%m%dT%H%M%SZ)-$RELEASE.dump"
@@ -35,6 +38,7 @@ prune() {
 while :; do
   newest="$(scheduled | head -n 1)"; now="$(date +%s)"
   if [ -z "$newest" ] || [ $((now - $(stat -c %Y "$newest"))) -ge "$interval" ]; then take; prune; fi
+  [ -z "${S3_BUCKET:-}" ] || perl -e "$S3_SCRIPT" sync || echo "backup: off-site sync incomplete (retrying in ${poll}s)"
   sleep "$poll" & wait $!
 done
 '''
@@ -48,12 +52,12 @@ def service(cfg, tag: str) -> dict:
     env = {"PGHOST": "db", "PGUSER": t.db_user, "PGDATABASE": t.db_name, "MIGRATIONS_SQL": backup.MIGRATIONS_SQL,
            "BACKUP_INTERVAL": str(cfg.backup_interval), "BACKUP_POLL": str(min(60, cfg.backup_interval)),
            "KEEP_DAILY": str(cfg.backup_keep_daily), "KEEP_WEEKLY": str(cfg.backup_keep_weekly),
-           "RELEASE": backup.safe_release(tag), "DUMP_SCRIPT": backup.DUMP_SCRIPT}
+           "RELEASE": backup.safe_release(tag), "DUMP_SCRIPT": backup.DUMP_SCRIPT, **offsite.environment(cfg)}
     return {
         "image": cfg.postgres_image,
         "entrypoint": ["sh", "-c", LOOP.replace("$", "$$")],
         "environment": {k: v.replace("$", "$$") for k, v in env.items()},
-        "secrets": [{"source": "postgres_password", "target": "postgres_password"}],
+        "secrets": [{"source": "postgres_password", "target": "postgres_password"}, *offsite.secrets(cfg)],
         "volumes": [{"type": "bind", "source": t.backup_dir, "target": backup.MOUNT}],
         "networks": ["backend"],
         "stop_grace_period": "5s",

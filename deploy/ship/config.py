@@ -20,12 +20,12 @@ from pathlib import Path
 from deploy.core.envfile import EnvValue, read_env_file
 from deploy.core.errors import ConfigError
 from deploy.core import project
-from deploy.ship import appsettings, database, tls_config
+from deploy.ship import appsettings, database, offsite_config, tls_config
 from deploy.ship.validate import convert
 
 DEPLOY_DIR = Path(os.environ.get("DJDEPLOY_ENV_DIR") or project.ROOT / "deploy")  # where <env>.env files live
 ENV_PREFIX = "DJDEPLOY_"
-SECRET_KEYS = ("REGISTRY_PASSWORD", "DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "DATABASE_URL")
+SECRET_KEYS = ("REGISTRY_PASSWORD", "DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "DATABASE_URL", *offsite_config.SECRET_KEYS)
 REQUIRED = ("MANAGER_HOST", "STACK_NAME", "REGISTRY", "REGISTRY_USER", "DJANGO_ALLOWED_HOSTS", "REGISTRY_PASSWORD",
             "DJANGO_SECRET_KEY")
 
@@ -35,13 +35,11 @@ DEFAULTS = {
     "SSH_KEY": "~/.ssh/id_ed25519",
     "KNOWN_HOSTS": "~/.ssh/known_hosts",
     "APP_IMAGE": "djapp",
-    "REPLICAS": "2",
-    "PUBLISHED_PORT": "80",
+    "REPLICAS": "2", "PUBLISHED_PORT": "80",
     "PUBLISH_MODE": "ingress",        # the lab: host (no IPVS, so no routing mesh)
     "ENDPOINT_MODE": "vip",           # the lab: dnsrr
     "PROXY": "on",                    # off where the routing mesh serves and no TLS/entry point is wanted
-    "PROXY_IMAGE": "haproxy:3.0-trixie",
-    "POSTGRES_IMAGE": "postgres:17-trixie",
+    "PROXY_IMAGE": "haproxy:3.0-trixie", "POSTGRES_IMAGE": "postgres:17-trixie",
     "REMOTE_DIR": "",                 # default /var/lib/djdeploy/<STACK_NAME>
     "HEALTH_URL": "",                 # default http://<MANAGER_HOST>:<PUBLISHED_PORT>/health/?ready=1
     "HEALTH_HOST": "",                # Host header for health checks; default: first DJANGO_ALLOWED_HOSTS entry
@@ -61,6 +59,7 @@ DEFAULTS = {
     # Scheduled backups (deploy.ops.schedule): a `backup` service in the stack; retention of scheduled ones.
     "BACKUP_SCHEDULE": "off", "BACKUP_INTERVAL": "86400", "BACKUP_KEEP_DAILY": "7", "BACKUP_KEEP_WEEKLY": "4",
     "STATIC_RELEASES": "2",           # each image also carries the hashed static files of this many previous releases
+    **offsite_config.DEFAULTS,        # BACKUP_S3_*: the off-site copy of the backups
     **tls_config.DEFAULTS,            # TLS_MODE, HTTPS_PORT, HSTS_*, TLS_*_FILE, ACME_*, TRUSTED_LB (issue 9)
 }
 KNOWN = set(REQUIRED) | set(DEFAULTS) | set(SECRET_KEYS)
@@ -73,7 +72,7 @@ TOOLKIT_PREFIXES = ("DJDEPLOY_LAB_", "DJDEPLOY_CLUSTER_", "DJDEPLOY_TEST_", "DJD
 
 # A list of typed fields, like swarm.Paths (`duplicates` pairs them by shape only): different data, no shared code.
 @dataclass(frozen=True)
-class DeployConfig(tls_config.TlsFields):
+class DeployConfig(tls_config.TlsFields, offsite_config.OffsiteFields):
     env: str
     source: str
     manager_host: str
@@ -130,7 +129,7 @@ class DeployConfig(tls_config.TlsFields):
     def secrets(self) -> tuple:
         """Values that must never be printed."""
         found = (self.registry_password, self.django_secret_key, self.postgres_password, self.database_url,
-                 self.tls_key)
+                 self.tls_key, self.backup_s3_access_key_id, self.backup_s3_secret_access_key)
         return tuple(v for v in found + tuple(v for _, v in self.app_secrets) if v)
 
     @property
@@ -184,6 +183,7 @@ def load(env: str, env_dir: Path = DEPLOY_DIR, environ: dict | None = None, flag
     conf["media_volume"] = database.media_volume(raw, origin, conf["app_env"], problems)
     appsettings.check_lengths(conf["stack_name"], conf["app_secrets"], app, problems)
     tls_config.apply(raw, origin, problems, path.parent, conf)
+    offsite_config.apply(raw, origin, problems, conf)
     if problems:
         raise ConfigError(problems, source=str(path))
     return DeployConfig(env=env, source=str(path), **conf)

@@ -34,6 +34,10 @@ def check(raw: dict, origin: dict, problems: list) -> dict:
     if kind == "external" and url and not URL_RE.match(url):
         problems.append(f"{origin['DATABASE_URL']}: DATABASE_URL must look like "
                         f"postgres://USER:PASSWORD@HOST:PORT/NAME (value not shown)")
+    if kind == "external" and raw.get("BACKUP_SCHEDULE") == "on":
+        problems.append(f"{origin['BACKUP_SCHEDULE']}: BACKUP_SCHEDULE=on backs up the stack's own db service, which "
+                        "DATABASE=external has none of; use the managed database's backups, or `inv db.backup --env "
+                        "ENV` (it dumps DATABASE_URL's database)")
     if raw["NETWORK"] and not NETWORK_RE.match(raw["NETWORK"]):
         problems.append(f"{origin['NETWORK']}: NETWORK must be a Docker network name (got {raw['NETWORK']!r})")
     return {"database": kind, "database_url": url if kind == "external" else "", "network": raw["NETWORK"]}

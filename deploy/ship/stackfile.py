@@ -71,6 +71,8 @@ def secret_values(cfg) -> dict[str, str]:
         values["postgres_password"] = cfg.postgres_password
     values.update((appsettings.secret_key(name), value) for name, value in getattr(cfg, "app_secrets", ()))
     values.update(edge_stack.secret_values(cfg))
+    if getattr(cfg, "offsite", False):   # BACKUP_S3_*: the backup service's credentials for the off-site copy
+        values.update(backup_s3_key_id=cfg.backup_s3_access_key_id, backup_s3_secret=cfg.backup_s3_secret_access_key)
     return values
 
 

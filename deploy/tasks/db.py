@@ -43,16 +43,20 @@ def backup(c, env=None, download=False):
 
 @task(name="backups", help={"env": ENV_HELP})
 def list_backups(c, env=None):
-    """List the backups with size, age, checksum and the release they were taken at."""
+    """List the backups with size, age, checksum, the release they were taken at and their off-site copy."""
     from deploy.ops import backup as builders
-    from deploy.ops import backups, sites
+    from deploy.ops import backups, offsite, sites
 
     with sites.open_site(c, env) as site:
         found = backups.listing(site)
         if not found:
             print(f"no backups in {site.target.backup_dir} on {site.host}")
             return
-        print(builders.table(found), end="")
+        copies = offsite.listing(site) if getattr(getattr(site, "cfg", None), "offsite", False) else None
+        if isinstance(copies, str):
+            print(f"warning: cannot list the off-site copies in {site.cfg.offsite_url}: {copies}", file=sys.stderr)
+            copies = None
+        print(builders.table(found, offsite=copies), end="")
 
 
 @task(help={"backup": "the backup's name, as `inv db.backups` lists it (with --upload: a local backup file)",

@@ -1,19 +1,28 @@
 """Cluster tests: one three-node lab cluster for this package (name ``djtest``, or $DJDEPLOY_TEST_CLUSTER so that
-two test runs on one engine do not remove each other's cluster; random loopback ports),
-removed by the finalizer as soon as the package's tests are done (not at the end of the whole session: the
-nodes cost CPU). On a failed test the nodes' last log lines and the swarm's tasks are printed."""
+two runs on one machine do not remove each other's nodes; random loopback ports), removed by the finalizer as soon
+as the package's tests are done (not at the end of the whole session: the nodes cost CPU). On a failed test the
+nodes' last log lines and the swarm's tasks are printed.
+
+One deploy environment for the package (``cenv``: a unique stack on that cluster): test_cluster_deploy builds on it,
+test_cluster_ops operates what it left serving (or deploys once itself when it runs alone)."""
 
 from __future__ import annotations
 
+import io
 import os
 import random
+import secrets
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-NAME = os.environ.get("DJDEPLOY_TEST_CLUSTER", "djtest")
+NAME = os.environ.get("DJDEPLOY_TEST_CLUSTER") or "djtest"
+ROOT = Path(__file__).resolve().parents[2]
+FRONT_HOST = "shop.djcluster.test"  # the site's public name (test_cluster_ops: a TLS load balancer in front)
 TEST_LABEL = "djdeploy.test=cluster"
 
 
@@ -133,3 +142,57 @@ def manager(cluster_spec):
     conn.client = client
     yield conn
     conn.close()
+
+
+class ClusterEnv:
+    """deploy/cluster.env of a unique stack on the package's cluster (TLS_MODE=external: plain HTTP at the nodes;
+    X-Forwarded-Proto is trusted from the cluster network's gateway, where a load balancer on the host arrives)."""
+
+    def __init__(self, spec, directory: Path):
+        from deploy.lab import cluster_env
+        from deploy.lab.cluster_plan import gateway
+
+        self.spec, self.dir = spec, directory
+        self.stack = "djtc" + secrets.token_hex(3)
+        key = directory / "django_secret_key"
+        key.write_text(secrets.token_urlsafe(50))
+        key.chmod(0o600)
+        cluster_env.write(spec, env_dir=directory, env="cluster", stack=self.stack, replicas=4,
+                          extra={"DJANGO_SECRET_KEY_FILE": str(key), "CONVERGE_TIMEOUT": "180",
+                                 "TRUSTED_LB": f"{gateway(spec.subnet)}/32",
+                                 "DJANGO_ALLOWED_HOSTS": f"127.0.0.1,localhost,{FRONT_HOST}"})
+        self.tags: list[str] = []
+
+    def cfg(self):
+        from deploy.ship import config
+
+        return config.load("cluster", env_dir=self.dir, environ={})
+
+    def tag(self, name: str) -> str:
+        self.tags.append(f"{self.stack}-{name}")
+        return self.tags[-1]
+
+    def service(self, name: str) -> str:
+        return f"{self.stack}_{name}"
+
+    def inv(self, *args: str, timeout: float = 300, **environ: str) -> subprocess.CompletedProcess:
+        """`inv ARGS` against this environment, stdin not a terminal; ``environ`` adds variables."""
+        env = dict(os.environ, DJDEPLOY_ENV_DIR=str(self.dir), PYTHONUNBUFFERED="1", **environ)
+        return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="package")
+def cenv(cluster_spec, tmp_path_factory):
+    from deploy.lab import cluster_env
+    from deploy.ship import stackfile
+
+    e = ClusterEnv(cluster_spec, tmp_path_factory.mktemp("clusterenv"))
+    proxy = stackfile.stack_spec(e.cfg(), "img", "t", "r", "c")["services"]["proxy"]["deploy"]
+    assert proxy.get("mode") == "global", "the stack must run one proxy per node for traffic to enter everywhere"
+    cluster_env.push_stand_ins(out=io.StringIO())
+    yield e
+    for tag in e.tags:
+        for ref in (f"djapp:{tag}", f"127.0.0.1:5000/djapp:{tag}"):
+            sh("docker", "rmi", ref, check=False)
+    # Everything else the deploy made lives inside the nodes: the package finalizer (cluster.down) removes it.

@@ -55,9 +55,9 @@ def test_three_nodes_one_leader_two_workers_seen_over_ssh(manager, cluster_spec)
     out = manager.run("docker node ls --format '{{.Hostname}} {{.ManagerStatus}} {{.Status}} {{.Availability}}'",
                       hide=True, in_stream=False).stdout
     rows = sorted(line.split() for line in out.splitlines())
-    assert rows == [["djtest-node1", "Leader", "Ready", "Active"],
-                    ["djtest-node2", "Ready", "Active"],
-                    ["djtest-node3", "Ready", "Active"]]
+    assert rows == [[cluster_spec.node(1), "Leader", "Ready", "Active"],
+                    [cluster_spec.node(2), "Ready", "Active"],
+                    [cluster_spec.node(3), "Ready", "Active"]]
 
 
 def test_ssh_rejects_an_unknown_or_a_changed_host_key_and_still_serves_the_right_one(cluster_spec, tmp_path):

@@ -8,10 +8,7 @@ engine (deploy.lab.cluster_env explains why)."""
 from __future__ import annotations
 
 import io
-import os
 import re
-import secrets
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -55,53 +52,6 @@ def placement(spec, service: str) -> list[str]:
     out = node_docker(spec, 1, "service", "ps", "--filter", "desired-state=running", "--format",
                       "{{.Node}}\t{{.CurrentState}}", service, check=False).stdout
     return sorted(line.split("\t")[0] for line in out.splitlines() if "\tRunning" in line)
-
-
-class ClusterEnv:
-    def __init__(self, spec, directory: Path):
-        from deploy.lab import cluster_env
-
-        self.spec, self.dir = spec, directory
-        self.stack = "djtc" + secrets.token_hex(3)
-        key = directory / "django_secret_key"
-        key.write_text(secrets.token_urlsafe(50))
-        key.chmod(0o600)
-        cluster_env.write(spec, env_dir=directory, env="cluster", stack=self.stack, replicas=4,
-                          extra={"DJANGO_SECRET_KEY_FILE": str(key), "CONVERGE_TIMEOUT": "180"})
-        self.tags: list[str] = []
-
-    def cfg(self):
-        from deploy.ship import config
-
-        return config.load("cluster", env_dir=self.dir, environ={})
-
-    def tag(self, name: str) -> str:
-        self.tags.append(f"{self.stack}-{name}")
-        return self.tags[-1]
-
-    def service(self, name: str) -> str:
-        return f"{self.stack}_{name}"
-
-    def inv(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        env = dict(os.environ, DJDEPLOY_ENV_DIR=str(self.dir))
-        return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def cenv(cluster_spec, tmp_path_factory):
-    from deploy.ship import stackfile
-    from deploy.lab import cluster_env
-
-    e = ClusterEnv(cluster_spec, tmp_path_factory.mktemp("clusterenv"))
-    proxy = stackfile.stack_spec(e.cfg(), "img", "t", "r", "c")["services"]["proxy"]["deploy"]
-    assert proxy.get("mode") == "global", "the stack must run one proxy per node for traffic to enter everywhere"
-    cluster_env.push_stand_ins(out=io.StringIO())
-    yield e
-    for tag in e.tags:
-        for ref in (f"djapp:{tag}", f"127.0.0.1:5000/djapp:{tag}"):
-            sh("docker", "rmi", ref, check=False)
-    # Everything else the deploy made lives inside the nodes: the session finalizer (cluster.down) removes it.
 
 
 def loads(spec, nodes, seconds=240):

@@ -1,7 +1,8 @@
 """Operating a lab environment for real (one stack per session, tests build on each other in order):
 backup round trip with download/upload, shell under a pseudo-terminal, createsuperuser then an admin login,
 maintenance mode under load, the pre-migrate backup, an unsafe migration refused then allowed, and a
-restore refused because the database's schema is newer."""
+restore refused because the database's schema is newer. (This environment is plain HTTP; the real browser's admin
+login after `inv manage --env lab -- createsuperuser` is in tests/ship/test_https_lab.py, over HTTPS by name.)"""
 
 from __future__ import annotations
 

@@ -41,28 +41,38 @@ def expected_kept(names: list, daily: int, weekly: int) -> set:
     return kept
 
 
-def test_loop_takes_a_backup_when_due_and_applies_retention(local, tmp_path):
+def start_loop(local, tmp_path, cfg, name: str, secrets: dict) -> None:
+    """The backup service's container, as the stack file defines it, on the local project's network (poll: 1 s)."""
     from deploy.ops import schedule
 
+    svc = schedule.service(cfg, "v9")
+    env = {k: v.replace("$$", "$") for k, v in svc["environment"].items()}
+    env.update(PGUSER="djapp", PGDATABASE="djapp", BACKUP_POLL="1")
+    argv = ["docker", "run", "-d", "--name", name, "--label", "djdeploy.test=ops", "--network",
+            f"{local.project}_default", "--volume", f"{tmp_path / 'backups'}:/backups"]
+    for key, value in {"postgres_password": local.password, **secrets}.items():
+        (tmp_path / key).write_text(value)
+        argv += ["--volume", f"{tmp_path / key}:/run/secrets/{key}:ro"]
+    for k, v in env.items():
+        argv += ["--env", f"{k}={v}"]
+    argv += ["--entrypoint", "sh", svc["image"], "-c", svc["entrypoint"][2].replace("$$", "$")]
+    subprocess.run(argv, check=True, capture_output=True, text=True)
+
+
+def loop_cfg(**kw):
+    return SimpleNamespace(env="lab", stack_name="x", remote_dir="/r", postgres_image="postgres:17-trixie",
+                           postgres_password="", backup_interval=3600, backup_keep_daily=2, backup_keep_weekly=3, **kw)
+
+
+def test_loop_takes_a_backup_when_due_and_applies_retention(local, tmp_path):
     d = tmp_path / "backups"
     d.mkdir()
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     old = [seed(d, now - datetime.timedelta(days=n, hours=h), "scheduled") for n, h in
            ((1, 1), (1, 3), (2, 0), (9, 0), (10, 0), (30, 0))]
     manual = seed(d, now - datetime.timedelta(days=40), "manual")
-    cfg = SimpleNamespace(env="lab", stack_name="x", remote_dir="/r", postgres_image="postgres:17-trixie",
-                          postgres_password="", backup_interval=3600, backup_keep_daily=2, backup_keep_weekly=3)
-    svc = schedule.service(cfg, "v9")
-    env = {k: v.replace("$$", "$") for k, v in svc["environment"].items()}
-    env.update(PGUSER="djapp", PGDATABASE="djapp", BACKUP_POLL="1")
-    (tmp_path / "pw").write_text(local.password)
     name = f"djops-schedule-{os.getpid()}"
-    argv = ["docker", "run", "-d", "--name", name, "--label", "djdeploy.test=ops", "--network",
-            f"{local.project}_default", "--volume", f"{d}:/backups", "--volume", f"{tmp_path}/pw:/run/secrets/postgres_password:ro"]
-    for k, v in env.items():
-        argv += ["--env", f"{k}={v}"]
-    argv += ["--entrypoint", "sh", svc["image"], "-c", svc["entrypoint"][2].replace("$$", "$")]
-    subprocess.run(argv, check=True, capture_output=True, text=True)
+    start_loop(local, tmp_path, loop_cfg(), name, {})
     try:
         deadline = time.monotonic() + 120
         new = []
@@ -86,3 +96,121 @@ def test_loop_takes_a_backup_when_due_and_applies_retention(local, tmp_path):
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     assert ship.Site(local).get("/")[0] == 200
+
+
+class Bucket:
+    """The lab store's bucket from this machine (moto takes unsigned requests): list, get, put."""
+
+    def __init__(self, port: int, bucket: str):
+        import urllib.request
+
+        self.base = f"http://127.0.0.1:{port}/{bucket}"
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def call(self, method: str, path: str = "", data: bytes | None = None) -> bytes:
+        import urllib.request
+
+        with self.opener.open(urllib.request.Request(self.base + path, data=data, method=method), timeout=10) as r:
+            return r.read()
+
+    def get(self, key: str) -> bytes:
+        """A copy the loop made is private: read it signed, with the loop's own client (deploy/ops/s3copy.pl)."""
+        from deploy.ops import offsite
+
+        env = {**os.environ, "S3_ENDPOINT": self.base.rsplit("/", 1)[0], "S3_BUCKET": self.base.rsplit("/", 1)[1],
+               "S3_REGION": "us-east-1", "S3_CREDENTIALS": "stdin"}
+        out = subprocess.run(["perl", str(offsite.SCRIPT), "get", key], input=b"AKIDLAB\nlab-secret\n", env=env,
+                             capture_output=True, timeout=30)
+        assert out.returncode == 0, out.stderr.decode()
+        return out.stdout
+
+    def keys(self, prefix: str) -> set:
+        import re
+
+        return set(re.findall(r"<Key>([^<]+)</Key>", self.call("GET", f"?list-type=2&prefix={prefix}/").decode()))
+
+    def put_backup(self, key: str, body: bytes, meta: str) -> None:
+        self.call("PUT", "/" + key, body)
+        self.call("PUT", "/" + key + ".meta", meta.encode())
+
+
+def real_seed(d, when: datetime.datetime, reason: str, body: bytes) -> str:
+    import hashlib
+
+    name = when.strftime("%Y%m%dT%H%M%SZ") + "-old.dump"
+    (d / name).write_bytes(body)
+    (d / f"{name}.meta").write_text(f"name={name}\nreason={reason}\nsize={len(body)}\n"
+                                    f"sha256={hashlib.sha256(body).hexdigest()}\nmigrations=\n")
+    return name
+
+
+def wait_until(what: str, predicate, seconds: float, logs) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}\n{logs()}")
+
+
+@pytest.mark.lab
+def test_offsite_copy_with_retention_in_the_bucket_and_an_unreachable_store(local, tmp_path):
+    """A scheduled backup reaches the lab's S3 stand-in with its checksum, the bucket's old scheduled copies go by
+    the retention rule (manual ones stay), and with the store unreachable an ERROR is logged, the local backup
+    stays, and the copy is made once the store is back."""
+    import hashlib
+
+    from invoke import Context
+
+    from deploy.core.runner import Runner
+    from deploy.lab import s3
+
+    if subprocess.run(["docker", "image", "inspect", s3.IMAGE], capture_output=True).returncode:
+        pytest.fail(f"the lab stand-in {s3.IMAGE} is missing (run `inv lab.up`)")
+    d = tmp_path / "backups"
+    d.mkdir()
+    spec = s3.S3Spec(prefix=f"djops-s3-{os.getpid()}", labels=(("djdeploy.test", "ops"),))
+    runner, network = Runner(ctx=Context(), echo=False), f"{local.project}_default"
+    name, prefix = f"djops-offsite-{os.getpid()}", "backups/x"
+    try:
+        bucket = Bucket(int(s3.ensure(runner, spec, bucket="djops-backups", say=lambda m: None)["endpoint"]
+                            .rsplit(":", 1)[1]), "djops-backups")
+        runner.run(s3.connect_argv(spec, network), hide=True)
+        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        old = []
+        for n in (1, 2, 9, 10, 30):   # copies in the bucket only (e.g. from a previous manager)
+            old.append((now - datetime.timedelta(days=n)).strftime("%Y%m%dT%H%M%SZ") + "-old.dump")
+            bucket.put_backup(f"{prefix}/scheduled/{old[-1]}", b"x", "reason=scheduled\n")
+        bucket.put_backup(f"{prefix}/manual/20200101T000000Z-m.dump", b"m", "reason=manual\n")
+        cfg = loop_cfg(offsite=True, backup_s3_endpoint=s3.endpoint_url(), backup_s3_bucket="djops-backups",
+                       backup_s3_prefix=prefix, backup_s3_region="us-east-1")
+        start_loop(local, tmp_path, cfg, name, {"backup_s3_key_id": "AKIDLAB", "backup_s3_secret": "lab-secret"})
+
+        def logs() -> str:
+            return subprocess.run(["docker", "logs", name], capture_output=True, text=True).stdout
+
+        fresh = []
+        wait_until("the scheduled backup's copy", lambda: fresh or fresh.extend(
+            k for k in bucket.keys(prefix) if k.endswith("-v9.dump.meta")), 120, logs)
+        key = fresh[0][: -len(".meta")]
+        local_meta = (d / key.rsplit("/", 1)[1]).with_suffix(".dump.meta").read_text()
+        assert key.startswith(f"{prefix}/scheduled/")
+        assert bucket.get(key + ".meta").decode() == local_meta
+        assert f"sha256={hashlib.sha256(bucket.get(key)).hexdigest()}\n" in local_meta
+        want = {f"{prefix}/scheduled/{n}" for n in expected_kept(old + [key.rsplit("/", 1)[1]], 2, 3)}
+        want |= {f"{prefix}/manual/20200101T000000Z-m.dump"}
+        wait_until("the retention in the bucket", lambda: {k for k in bucket.keys(prefix)
+                                                           if k.endswith(".dump")} == want, 30, logs)
+        assert "off-site retention removed" in logs() and "ERROR" not in logs()
+
+        runner.run(s3.disconnect_argv(spec, network), hide=True)
+        manual = real_seed(d, now, "manual", b"a manual backup")
+        wait_until("an ERROR line", lambda: "ERROR off-site copy" in logs(), 60, logs)
+        assert (d / manual).read_bytes() == b"a manual backup" and (d / f"{manual}.meta").exists()
+        runner.run(s3.connect_argv(spec, network), hide=True)
+        wait_until("the retried copy", lambda: f"{prefix}/manual/{manual}.meta" in bucket.keys(prefix), 60, logs)
+        assert bucket.get(f"{prefix}/manual/{manual}") == b"a manual backup"
+        print(logs())
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        s3.remove(runner, spec)

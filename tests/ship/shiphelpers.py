@@ -156,10 +156,11 @@ class Env:
         self.tags.append(tag)
         return tag
 
-    def inv(self, *args, timeout=300):
-        env = dict(os.environ, DJDEPLOY_ENV_DIR=str(self.dir))
+    def inv(self, *args, timeout=300, **environ):
+        """`inv ARGS` against this environment (stdin not a terminal); ``environ`` adds variables."""
+        env = dict(os.environ, DJDEPLOY_ENV_DIR=str(self.dir), **environ)
         return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=timeout)
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="session")

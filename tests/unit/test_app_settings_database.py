@@ -44,6 +44,15 @@ def test_external_refuses_a_postgres_password_and_a_bad_url_without_showing_it(t
     assert "hidden-pw" not in "".join(got)
 
 
+def test_external_refuses_scheduled_backups_which_dump_the_stacks_own_db_service(tmp_path):
+    (tmp_path / "dburl").write_text(URL + "\n")
+    external(tmp_path, "DATABASE_URL_FILE=dburl\nBACKUP_SCHEDULE=on\n")
+    assert problems(tmp_path) == [
+        f"{at(tmp_path, 'BACKUP_SCHEDULE')}: BACKUP_SCHEDULE=on backs up the stack's own db service, which "
+        "DATABASE=external has none of; use the managed database's backups, or `inv db.backup --env ENV` (it dumps "
+        "DATABASE_URL's database)"]
+
+
 def test_stack_database_refuses_a_database_url_and_unknown_kinds(tmp_path):
     write_env(tmp_path, f"DATABASE_URL={URL}\n")
     assert problems(tmp_path) == [f"{at(tmp_path, 'DATABASE_URL')}: DATABASE_URL is not used with DATABASE=stack; remove it"]

@@ -62,6 +62,19 @@ def test_distribution_declares_its_packages_and_run_time_files():
     assert (ROOT / "deploy" / "ship" / "proxy" / "haproxy.cfg").is_file() and "proxy/haproxy.cfg" in data["deploy.ship"]
 
 
+def test_every_run_time_file_of_the_toolkit_is_in_the_distribution():
+    """A file that is not a package's module (a recipe, a config, a script) ships only if package-data names it."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = {p for package, patterns in data.items() for pattern in patterns
+               for p in ROOT.joinpath(*package.split(".")).glob(pattern)}
+    for top in ("deploy", "djdeploy_django"):
+        for path in (ROOT / top).rglob("*"):
+            if path.is_dir() or "__pycache__" in path.parts:
+                continue
+            module = path.suffix == ".py" and (path.parent / "__init__.py").exists()
+            assert module or path in shipped, f"{path.relative_to(ROOT)} is not in pyproject's package-data"
+
+
 def test_the_djdeploy_command_lists_every_task_without_a_tasks_py(tmp_path):
     import subprocess
     import sys
