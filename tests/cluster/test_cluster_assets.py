@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import node_docker, poll, sh
-from .test_cluster_deploy import ClusterEnv
+from .conftest import ClusterEnv, node_docker, poll, sh
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "ship"))
