@@ -65,17 +65,28 @@ fi
 #   without dots and a name without a leading dot keep the path inside /app/staticfiles; anything else (and HEAD)
 #   falls through to the static map (static-safe), then to Django.
 # - Responses: health probes (proxy, HEALTHCHECK) and served static files are not logged (a missing one is);
-#   static answers carry X-App-Version like Django's; hashed ones expire in a year (never a 404: it is not 200).
+#   static answers carry X-App-Version like Django's. Caching: a hashed name is immutable (a year, `immutable`);
+#   an unhashed one is cached a minute; a miss of a hashed name is never stored (no-store): during a rollout a
+#   task of the other release may lack it, and the next request (the proxy's retry, a reload) must not meet a
+#   cached 404. Release bridging (deploy/image/bridge.py) adds the previous releases' hashed files to this dir.
 hashed='^/static/((?:[A-Za-z0-9_-]+/)*[A-Za-z0-9_-][A-Za-z0-9_.-]*\.[0-9a-f]{12}\.[A-Za-z0-9]+)$'
 routes=(
     --route-if-not 'equal:${REQUEST_METHOD};GET goto:djapp-django'
     --route "$hashed file-next:filename=/app/staticfiles/\$1,mime=1,content_type=application/octet-stream"
     --route-label djapp-django
     --response-route '^/health/$ donotlog:'
-    --response-route-if-not 'regexp:${uwsgi[status]};^(200|304)$ goto:djapp-done'
+    --response-route-if 'regexp:${uwsgi[status]};^(200|304)$ goto:djapp-served'
+    --response-route "$hashed addheader:Cache-Control: no-store"
+    --response-route-run 'goto:djapp-done'
+    --response-route-label djapp-served
     --response-route "^/static/ addheader:X-App-Version: ${APP_VERSION:-dev}"
     --response-route '^/static/ donotlog:'
-    --response-route "$hashed addheader:Expires: \${httptime[31536000]}"
+    --response-route "$hashed goto:djapp-hashed"
+    --response-route '^/static/ addheader:Cache-Control: public, max-age=60'
+    --response-route-run 'goto:djapp-done'
+    --response-route-label djapp-hashed
+    --response-route-run "addheader:Expires: \${httptime[31536000]}"
+    --response-route-run 'addheader:Cache-Control: public, max-age=31536000, immutable'
     --response-route-label djapp-done
 )
 

@@ -114,7 +114,10 @@ def build_image(job: Job, step) -> str:
     if builder is None:
         from deploy.image.builder import build as builder
     job.local_ref = builder(tag=job.release.tag).ref
-    return job.local_ref
+    from deploy.image import bridge   # the previous releases' hashed static files (issue 13)
+
+    note = bridge.apply(job.cfg, job.manager, job.local_ref, job.release.tag, out=job.out)
+    return f"{job.local_ref}; {note}" if note else job.local_ref
 
 
 def push_image(job: Job, step) -> str:
@@ -122,6 +125,27 @@ def push_image(job: Job, step) -> str:
     if not job.digest.startswith("sha256:"):
         raise ToolkitError(f"push of {job.image} reported no digest; the release cannot be pinned; check the "
                            f"registry ({job.cfg.registry}) and push again")
+    return job.digest
+
+
+def bridge_release(job: Job, step) -> str:
+    """A rollback: the tag's image (its registry digest) plus the other recent releases' hashed static files."""
+    from deploy.image import bridge
+
+    local = f"{job.cfg.app_image}:{job.release.tag}-static"
+    note = bridge.apply(job.cfg, job.manager, local, job.release.tag, out=job.out,
+                        base=f"{job.cfg.repository}@{job.state.digest}")
+    job.local_ref = local if note.startswith("+") else ""
+    return note
+
+
+def push_bridged(job: Job, step) -> str:
+    if not job.local_ref:
+        return "nothing added: the release's own image serves"
+    job.digest = registry.push(job.cfg, job.local_ref, f"{job.release.tag}-static", out=job.out)
+    if not job.digest.startswith("sha256:"):
+        raise ToolkitError(f"push of {job.image}-static reported no digest; check the registry ({job.cfg.registry}) "
+                           f"and roll back again")
     return job.digest
 
 

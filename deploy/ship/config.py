@@ -35,13 +35,11 @@ DEFAULTS = {
     "SSH_KEY": "~/.ssh/id_ed25519",
     "KNOWN_HOSTS": "~/.ssh/known_hosts",
     "APP_IMAGE": "djapp",
-    "REPLICAS": "2",
-    "PUBLISHED_PORT": "80",
+    "REPLICAS": "2", "PUBLISHED_PORT": "80",
     "PUBLISH_MODE": "ingress",        # the lab: host (no IPVS, so no routing mesh)
     "ENDPOINT_MODE": "vip",           # the lab: dnsrr
     "PROXY": "on",                    # off where the routing mesh serves and no TLS/entry point is wanted
-    "PROXY_IMAGE": "haproxy:3.0-trixie",
-    "POSTGRES_IMAGE": "postgres:17-trixie",
+    "PROXY_IMAGE": "haproxy:3.0-trixie", "POSTGRES_IMAGE": "postgres:17-trixie",
     "REMOTE_DIR": "",                 # default /var/lib/djdeploy/<STACK_NAME>
     "HEALTH_URL": "",                 # default http://<MANAGER_HOST>:<PUBLISHED_PORT>/health/?ready=1
     "HEALTH_HOST": "",                # Host header for health checks; default: first DJANGO_ALLOWED_HOSTS entry
@@ -60,6 +58,7 @@ DEFAULTS = {
     "PROXY_MEMORY": "256M", "PROXY_CPUS": "0.5", "PROXY_PIDS": "128",
     # Scheduled backups (deploy.ops.schedule): a `backup` service in the stack; retention of scheduled ones.
     "BACKUP_SCHEDULE": "off", "BACKUP_INTERVAL": "86400", "BACKUP_KEEP_DAILY": "7", "BACKUP_KEEP_WEEKLY": "4",
+    "STATIC_RELEASES": "2",           # each image also carries the hashed static files of this many previous releases
     **offsite_config.DEFAULTS,        # BACKUP_S3_*: the off-site copy of the backups
     **tls_config.DEFAULTS,            # TLS_MODE, HTTPS_PORT, HSTS_*, TLS_*_FILE, ACME_*, TRUSTED_LB (issue 9)
 }
@@ -122,6 +121,7 @@ class DeployConfig(tls_config.TlsFields, offsite_config.OffsiteFields):
     database_url: str = ""
     network: str = ""
     media_volume: bool = False
+    static_releases: int = 2   # STATIC_RELEASES (deploy.image.bridge)
     app_env: tuple = ()        # (NAME, value): APP_ENV_<NAME>
     app_secrets: tuple = ()    # (NAME, value): APP_SECRET_<NAME>, mounted as <NAME>_FILE
 

@@ -1,7 +1,8 @@
 """The front proxy's configuration (HAProxy 3.0), rendered from a validated DeployConfig. Pure: text in, text out.
 
 The proxy finds the app's tasks through Docker's DNS (tasks.app), health-checks them with an allowed Host,
-and retries a request that meets a task going away on another one (zero-downtime rollouts).
+and retries a request that meets a task going away on another one (zero-downtime rollouts); a hashed static
+name that a task answers with 404 (a task of the other release, during a rollout) is retried on another task.
 With TLS at the proxy (TLS_MODE acme or files):
   - HTTP (container port 8080) answers 301 to https for every path except /.well-known/acme-challenge/,
     which goes to the certs service (HTTP-01 works whichever node the CA reaches);
@@ -29,6 +30,12 @@ TLS_OPTIONS = "prefer-client-ciphers no-sslv3 no-tlsv10 no-tlsv11 no-tls-tickets
 # Maintenance mode (`inv maintenance on` runs service <stack>_maintenance): while it has a healthy task, every
 # request but the health check gets its page.
 MAINTENANCE_RULE = "    use_backend maintenance if { nbsrv(maintenance) gt 0 } !{ path_beg /health/ }"
+# A hashed static name (the entrypoint's `file` route pattern, loosely) read with GET or HEAD goes to the `static`
+# backend: the same tasks, but a 404 is retried on another task. During a rollout old and new tasks serve side by
+# side, and only the new ones have a new page's files (deploy.image.bridge gives them the old pages' files); a
+# miss of such a name is answered with no-store, so no cache keeps it.
+HASHED = r"^/static/.+\.[0-9a-f]{12}\.[A-Za-z0-9]+$"
+STATIC_RULE = f"    acl hashed_static path_reg {HASHED}\n    use_backend static if hashed_static {{ method GET HEAD }}"
 MAINTENANCE_BACKEND = """backend maintenance
     retry-on conn-failure empty-response
     option httpchk
@@ -114,7 +121,7 @@ def frontends(cfg) -> str:
                       "    http-request set-header X-Forwarded-Proto http if !from_lb || !{ req.hdr(x-forwarded-proto) -m found }"]
         else:
             lines += ["    http-request set-header X-Forwarded-Proto http"]
-        return "\n".join(lines + [MAINTENANCE_RULE, "    default_backend app"]) + "\n"
+        return "\n".join(lines + [MAINTENANCE_RULE, STATIC_RULE, "    default_backend app"]) + "\n"
     return (f"frontend http\n"
             f"    bind :{HTTP_PORT}\n"
             f"    acl acme_challenge path_beg {CHALLENGE}\n"
@@ -127,19 +134,33 @@ def frontends(cfg) -> str:
             f"    http-request disable-l7-retry if !METH_GET !METH_HEAD\n"
             f"    http-response set-header Strict-Transport-Security \"{hsts(cfg)}\"\n"
             f"{MAINTENANCE_RULE}\n"
+            f"{STATIC_RULE}\n"
             f"    default_backend app\n")
 
 
-def backends(cfg) -> str:
-    slots = cfg.replicas * 2 + 2
-    text = ("backend app\n"
-            "    balance roundrobin\n"
+def _app_servers(cfg, slots: int) -> str:
+    return ("    balance roundrobin\n"
             "    option httpchk\n"
             f"    http-check send meth GET uri /health/ ver HTTP/1.1 hdr Host \"{cfg.health_host}\"\n"
             "    http-check expect status 200\n"
             "    default-server check inter 1s fastinter 500ms downinter 1s fall 1 rise 1 init-addr none "
             "resolvers docker resolve-prefer ipv4\n"
             f"    server-template app {slots} \"tasks.app:8000\"\n")
+
+
+def static_backend(cfg, slots: int) -> str:
+    """The app's tasks again; a 404 is retried on another one, up to one try per slot (redispatch each time)."""
+    return ("backend static\n"
+            f"    retries {slots}\n"
+            "    retry-on conn-failure empty-response 503 404\n"
+            "    http-response set-header Cache-Control no-store if { status 404 }\n"
+            + _app_servers(cfg, slots))
+
+
+def backends(cfg) -> str:
+    slots = cfg.replicas * 2 + 2
+    text = "backend app\n" + _app_servers(cfg, slots)
+    text += "\n" + static_backend(cfg, slots)
     text += "\n" + MAINTENANCE_BACKEND
     if cfg.tls:
         text += ("\nbackend certs\n"

@@ -137,7 +137,19 @@ def _lock_steps(cfg, rel, state) -> list:
                   detail=state.describe())]
 
 
+def bridges_here(cfg, rel: Release, state: EnvState) -> bool:
+    """A tag that is not built here (a rollback, `--image`) ships its image plus the hashed static files of the other
+    recent releases (pages of those are still open): a small image on top, pushed as <tag>-static
+    (deploy.image.bridge). A build here bridges inside its build step."""
+    return not builds_here(rel, state) and getattr(cfg, "static_releases", 0) > 0
+
+
 def _image_steps(cfg, rel, state) -> list:
+    if bridges_here(cfg, rel, state):
+        return [Step(BUILD, LOCAL, f"{rel.tag} plus the hashed static files of the other recent releases",
+                     detail="deploy.image.bridge (FROM the tag's registry digest)", action=actions.bridge_release),
+                Step(PUSH, LOCAL, f"{cfg.image_ref(rel.tag)}-static to the registry (unless nothing was added)",
+                     detail="its digest pins the rollback", action=actions.push_bridged)]
     if not builds_here(rel, state):
         return []
     ref = cfg.image_ref(rel.tag)
@@ -201,7 +213,8 @@ def _base_and_migrate_steps(cfg, rel, state, proxy_text) -> list:
 
 def _pinned(cfg, rel, state) -> str:
     """The app image as the stack names it: repo:tag@sha256:digest (the push's digest, or the registry's)."""
-    return f"{cfg.image_ref(rel.tag)}@{'<digest of the push>' if builds_here(rel, state) else state.digest}"
+    pushed = builds_here(rel, state) or bridges_here(cfg, rel, state)
+    return f"{cfg.image_ref(rel.tag)}@{'<digest of the push>' if pushed else state.digest}"
 
 
 def _wait_running(cfg, name: str, replicas: int) -> Step:

@@ -74,6 +74,7 @@ def convert(raw: dict, origin: dict, problems: list) -> dict:
     c["backup_interval"] = ck.integer("BACKUP_INTERVAL", 5, 2592000)
     c["backup_keep_daily"] = ck.integer("BACKUP_KEEP_DAILY", 1, 366)
     c["backup_keep_weekly"] = ck.integer("BACKUP_KEEP_WEEKLY", 0, 520)
+    c["static_releases"] = ck.integer("STATIC_RELEASES", 0, 20)
     _limits(ck, c)
     _checks(ck, c, hosts)
     return c

@@ -79,10 +79,11 @@ def test_hashed_static_far_future_unhashed_not(app):
     assert status == 200 and b"font-family" in body
     expires = parsedate_to_datetime(headers["Expires"])
     assert expires >= datetime.now(timezone.utc) + timedelta(days=364)
-    status, headers, _ = get(app.port, "/static/notes/app.css")
-    assert status == 200 and "Expires" not in headers
-    status, headers, _ = get(app.port, "/static/admin/css/base.css")
-    assert status == 200 and "Expires" not in headers
+    assert headers.get_all("Cache-Control") == ["public, max-age=31536000, immutable"]
+    for unhashed in ("/static/notes/app.css", "/static/admin/css/base.css"):   # short caching: a minute
+        status, headers, _ = get(app.port, unhashed)
+        assert status == 200 and "Expires" not in headers, unhashed
+        assert headers.get_all("Cache-Control") == ["public, max-age=60"], unhashed
 
 
 def test_hashed_static_file_route_headers_and_logging(app):
@@ -97,10 +98,12 @@ def test_hashed_static_file_route_headers_and_logging(app):
             assert head.startswith("HTTP/1.1 200") and "Content-Type: text/css" in head
             assert b"font-family" in fh.read(length)
     status, headers, body = get(app.port, path.replace(".css", ".js").replace("/app.", "/nope."))
-    assert status == 404 and "Expires" not in headers  # a miss is never cacheable for a year
+    assert status == 404 and "Expires" not in headers  # a miss is never cacheable (another release may have it)
+    assert headers.get_all("Cache-Control") == ["no-store"]
     head_request = f"HEAD {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     status, head, body = split(raw(app.port, head_request.encode()))
     assert status == 200 and body == b"" and "Expires:" in head
+    assert "Cache-Control: public, max-age=31536000, immutable" in head.splitlines()
     wait_for("the miss to be logged", lambda: "GET /static/notes/nope." in app.logs())
     served = re.compile(r"(GET|HEAD) /static/\S+ => .*\(HTTP/1\.1 200\)")  # 400s for foreign hosts are logged
     assert not served.search(app.logs()), app.logs()[-3000:]

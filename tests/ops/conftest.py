@@ -103,7 +103,7 @@ def labenv(tmp_path_factory, request):
         acme_env.disconnect(ship.local_runner(), e.acme)  # the environment's own Pebble and its two networks
         acme.remove(ship.local_runner(), e.acme)
 
-        for tag in e.tags:
+        for tag in e.tags + [t + "-static" for t in e.tags]:   # -static: a rollback's image (deploy.image.bridge)
             for ref in (f"djapp:{tag}", f"{paths.REGISTRY}/djapp:{tag}"):
                 ship.docker("rmi", ref, check=False)
 

@@ -175,7 +175,7 @@ def env(lab, tmp_path_factory, request):
         e.remove_ca()
     from deploy.lab import paths
 
-    for tag in e.tags:
+    for tag in e.tags + [t + "-static" for t in e.tags]:   # -static: a rollback's image (deploy.image.bridge)
         for ref in (f"djapp:{tag}", f"{paths.REGISTRY}/djapp:{tag}"):
             docker("rmi", ref, check=False)
 

@@ -120,6 +120,10 @@ class FakeRegistry:
         monkeypatch.setattr(registry, "check", lambda cfg: None)
         monkeypatch.setattr(registry, "manifest_digest", lambda cfg, tag: self.tags.get(tag))
         monkeypatch.setattr(registry, "push", self.push)
+        from deploy.image import bridge   # static bridging (tests/unit/test_bridge.py) needs an engine
+
+        self.bridged = []
+        monkeypatch.setattr(bridge, "apply", lambda cfg, manager, ref, tag, out=None, base="": self.bridged.append(ref) or "")
 
     def push(self, cfg, local_ref, tag, out=None):
         self.pushed.append((local_ref, tag))

@@ -62,6 +62,8 @@ def test_https_frontend_tls_h2_forwarded_proto_and_hsts():
         "    http-request disable-l7-retry if !METH_GET !METH_HEAD",
         '    http-response set-header Strict-Transport-Security "max-age=3600"',
         "    use_backend maintenance if { nbsrv(maintenance) gt 0 } !{ path_beg /health/ }",
+        r"    acl hashed_static path_reg ^/static/.+\.[0-9a-f]{12}\.[A-Za-z0-9]+$",
+        "    use_backend static if hashed_static { method GET HEAD }",
         "    default_backend app",
     ]
 
@@ -104,6 +106,37 @@ def test_app_backend_finds_tasks_by_dns_with_health_checks_and_retries():
         assert line in text.splitlines()
 
 
+def test_hashed_static_names_go_to_a_static_backend_that_retries_a_404_on_another_task():
+    """During a rollout a task of the other release lacks a page's hashed files: a 404 is retried (redispatched to
+    another task, defaults' `option redispatch 1`) up to once per slot; a final 404 is never stored by a cache."""
+    text = edge_cfg.render(cfg())
+    assert section(text, "backend static") == [
+        "backend static",
+        "    retries 8",
+        "    retry-on conn-failure empty-response 503 404",
+        "    http-response set-header Cache-Control no-store if { status 404 }",
+        *section(text, "backend app")[1:],
+    ]
+    import re
+
+    rule = next(line for line in text.splitlines() if "acl hashed_static" in line).split("path_reg ", 1)[1]
+    for path in ("/static/notes/app.285dab6fbbcf.css", "/static/admin/js/core.0123456789ab.js"):
+        assert re.search(rule, path), path
+    for path in ("/static/notes/app.css", "/", "/static/app.285dab6fbbcf", "/x/static/a.285dab6fbbcf.css"):
+        assert not re.search(rule, path), path
+
+
+def test_the_plain_example_config_routes_hashed_static_names_like_the_rendered_one():
+    """deploy/ship/proxy/haproxy.cfg (the plain path) is kept in step with the rendered config."""
+    from deploy.ship.stackfile import PROXY_CFG
+
+    example, rendered = PROXY_CFG.read_text().splitlines(), edge_cfg.render(cfg()).splitlines()
+    for line in (edge_cfg.STATIC_RULE.splitlines() + ["    retry-on conn-failure empty-response 503 404",
+                                                        "    http-response set-header Cache-Control no-store if { status 404 }"]):
+        assert line in example and line in rendered, line
+    assert '    retries "${APP_SLOTS}"' in example and "backend static" in example
+
+
 def test_acme_and_files_render_the_same_text():
     """Switching the source of certificates must not restart a proxy (its config is unchanged)."""
     assert edge_cfg.render(cfg(tls_mode="acme")) == edge_cfg.render(cfg(tls_mode="files"))
@@ -118,6 +151,8 @@ def test_external_mode_is_http_only_and_keeps_forwarded_proto_from_the_load_bala
         "    acl from_lb src 10.1.0.0/16 192.0.2.7",
         "    http-request set-header X-Forwarded-Proto http if !from_lb || !{ req.hdr(x-forwarded-proto) -m found }",
         "    use_backend maintenance if { nbsrv(maintenance) gt 0 } !{ path_beg /health/ }",
+        r"    acl hashed_static path_reg ^/static/.+\.[0-9a-f]{12}\.[A-Za-z0-9]+$",
+        "    use_backend static if hashed_static { method GET HEAD }",
         "    default_backend app",
     ]
     for absent in ("ssl", "certsync", "backend certs", "Strict-Transport-Security", "stats socket"):

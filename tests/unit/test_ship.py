@@ -238,7 +238,7 @@ def test_ssh_lost_mid_deploy_is_one_line_naming_the_step_and_still_tries_to_rele
     manager = FakeManager([("stack.yml djt", lost)], app=True)
     with pytest.raises(ToolkitError) as err:
         deploy(cfg, manager, build=False, migrate=False)
-    assert str(err.value) == (f"step 10/14 (roll out the app (stack deploy)): SSH connection to root@127.0.0.1:2222 "
+    assert str(err.value) == (f"step 12/16 (roll out the app (stack deploy)): SSH connection to root@127.0.0.1:2222 "
                               f"failed during the deploy ({text}); check `inv status --env lab`; if a deploy lock "
                               f"remains, `inv unlock --env lab`")
     assert manager.commands()[-1] == FINISH and manager.closed

@@ -20,6 +20,9 @@ BUILD = "[local] build the app image tagged v2: deploy.image.builder.build"
 PUSH = ("[local] push 127.0.0.1:5000/djapp:v2 to the registry (Docker SDK, credentials in the auth header): "
         "its digest pins the release")
 PUSHED = "<digest of the push>"
+BRIDGE = ("[local] build v1 plus the hashed static files of the other recent releases: deploy.image.bridge (FROM the "
+          "tag's registry digest)")
+BRIDGE_PUSH = "[local] push 127.0.0.1:5000/djapp:v1-static to the registry (unless nothing was added): its digest pins the rollback"
 PROXY = f"[manager] put the proxy config: {D}/haproxy.cfg (mode 0600)"
 LOGIN = (f"[manager] run log the manager in to the registry (password on stdin): docker --config {D}/docker login "
          "--username lab --password-stdin 127.0.0.1:5000")
@@ -117,13 +120,26 @@ def test_redeploy_with_a_rotated_secret_creates_only_that_one(cfg):
 
 
 def test_rollback_has_no_build_no_base_no_migration_and_pins_the_registry_digest(cfg):
+    """Its only build is the static bridge on top of the tag's image; with STATIC_RELEASES=0 the registry digest."""
+    from dataclasses import replace
+
     assert lines(cfg, release("rollback", "v1", build=False, migrate=False), known(cfg)) == [
+        LOCK, CONFIRM + KNOWN_STATE, BRIDGE, BRIDGE_PUSH, stack("v1", PUSHED), PROXY, LOGIN, TRUSTED, ROLLOUT,
+        WAIT_UPDATE, WAIT_PROXY, health("v1"), FINISH]
+    assert lines(replace(cfg, static_releases=0), release("rollback", "v1", build=False, migrate=False), known(cfg)) == [
         LOCK, CONFIRM + KNOWN_STATE, stack("v1", DIGEST), PROXY, LOGIN, TRUSTED, ROLLOUT, WAIT_UPDATE, WAIT_PROXY, health("v1"),
         FINISH]
 
 
 def test_deploy_with_image_skips_build_and_push_and_pins_the_registry_digest(cfg):
+    """Only the static bridge is built (and pushed) on top of the tag; with STATIC_RELEASES=0 the registry digest."""
+    from dataclasses import replace
+
+    bridge = [BRIDGE.replace("v1", "v2"), BRIDGE_PUSH.replace("v1", "v2")]
     assert lines(cfg, release(build=False), known(cfg)) == [
+        LOCK, CONFIRM + KNOWN_STATE, *bridge, stack("v2", PUSHED), PROXY, LOGIN, *BASE, migrate("v2", PUSHED), RM,
+        TRUSTED, ROLLOUT, WAIT_UPDATE, WAIT_PROXY, health("v2"), FINISH]
+    assert lines(replace(cfg, static_releases=0), release(build=False), known(cfg)) == [
         LOCK, CONFIRM + KNOWN_STATE, stack("v2", DIGEST), PROXY, LOGIN, *BASE, migrate("v2", DIGEST), RM, TRUSTED, ROLLOUT,
         WAIT_UPDATE, WAIT_PROXY, health("v2"), FINISH]
 
@@ -171,8 +187,9 @@ def test_dry_run_prints_exactly_the_plan_and_changes_nothing(cfg, offline, monke
     manager = FakeManager(app=True, secrets=secret_names(cfg).values())
     out = io.StringIO()
     outcome = executor.deploy(cfg, tag="v2", build=False, dry_run=True, out=out, remote=remote(cfg, manager))
-    expected = [LOCK, CONFIRM + KNOWN_STATE, stack("v2", DIGEST), PROXY, LOGIN, *BASE, migrate("v2", DIGEST), RM,
-                TRUSTED, ROLLOUT, WAIT_UPDATE, WAIT_PROXY, health("v2"), FINISH]
+    expected = [LOCK, CONFIRM + KNOWN_STATE, BRIDGE.replace("v1", "v2"), BRIDGE_PUSH.replace("v1", "v2"),
+                stack("v2", PUSHED), PROXY, LOGIN, *BASE, migrate("v2", PUSHED), RM, TRUSTED, ROLLOUT, WAIT_UPDATE,
+                WAIT_PROXY, health("v2"), FINISH]
     assert out.getvalue().splitlines() == [
         f"plan: {len(expected)} steps (deploy 127.0.0.1:5000/djapp:v2 to lab; state: {KNOWN_STATE})",
         *[f"{n:>3}. {line}" for n, line in enumerate(expected, 1)],
@@ -192,8 +209,8 @@ def test_dry_run_of_a_rollback_names_the_previous_tag_from_the_audit_log(cfg, of
     manager = FakeManager([("audit.log", Result(stdout=audit))], app=True, secrets=secret_names(cfg).values())
     out = io.StringIO()
     outcome = executor.rollback(cfg, dry_run=True, out=out, remote=remote(cfg, manager))
-    assert out.getvalue().splitlines()[0].startswith("plan: 11 steps (rollback 127.0.0.1:5000/djapp:v1 to lab;")
-    assert outcome.plan.steps[2].line() == stack("v1", DIGEST)
+    assert out.getvalue().splitlines()[0].startswith("plan: 13 steps (rollback 127.0.0.1:5000/djapp:v1 to lab;")
+    assert outcome.plan.steps[4].line() == stack("v1", PUSHED)
 
 
 def stack_file(cfg, rel, name):

@@ -1,0 +1,98 @@
+"""A browser-like client for the asset tests (tests/ship/test_assets_lab.py, tests/cluster/test_cluster_assets.py):
+threads that load a page and every /static/ file it references, and the edit that makes a release with new CSS/JS."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LINK = re.compile(r'(?:href|src)="(/static/[^"]+)"')
+HASHED = re.compile(r"\.[0-9a-f]{12}\.[A-Za-z0-9]+$")
+
+
+class Browser:
+    """Threads that each load / and then every /static/ file the page references (one keep-alive connection per
+    page, like a browser tab); every answer is recorded as (path, status or the error, the page's version)."""
+
+    def __init__(self, port: int, threads: int = 3):
+        self.port, self.results, self.pages, self.stop = port, [], set(), threading.Event()
+        self.lock = threading.Lock()
+        self.workers = [threading.Thread(target=self.loop, daemon=True) for _ in range(threads)]
+        for w in self.workers:
+            w.start()
+
+    def get(self, conn, path):
+        conn.request("GET", path, headers={"Host": "127.0.0.1"})
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("X-App-Version"), resp.read().decode("utf-8", "replace")
+
+    def visit(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            status, version, page = self.get(conn, "/")
+            found = [("/", status, version)]
+            for link in dict.fromkeys(LINK.findall(page)):
+                found.append((link, self.get(conn, link)[0], version))
+        except (OSError, http.client.HTTPException) as exc:
+            found = [("?", f"error {type(exc).__name__}: {exc}", "")]
+        finally:
+            conn.close()
+        with self.lock:
+            self.results += found
+            self.pages.add(tuple(sorted(p for p, _, _ in found[1:])))
+
+    def loop(self) -> None:
+        while not self.stop.is_set():
+            self.visit()
+            time.sleep(0.03)
+
+    def finish(self) -> list:
+        self.stop.set()
+        for w in self.workers:
+            w.join(20)
+        return self.results
+
+
+def assets(results) -> set:
+    return {p for p, _, _ in results if p.startswith("/static/") and HASHED.search(p)}
+
+
+def summary(results) -> str:
+    bad = [r for r in results if r[1] != 200 and not (isinstance(r[1], int) and 200 <= r[1] < 300)]
+    return f"{len(results)} requests, {len(bad)} failed or non-2xx: {bad[:10]}"
+
+
+def scratch_context(dest: Path) -> Path:
+    """A copy of the build context (as bench/deploy_bench.py makes) that edit_release changes."""
+    for name in ("Dockerfile", "docker-entrypoint.sh", ".dockerignore"):
+        shutil.copy2(ROOT / name, dest / name)
+    shutil.copytree(ROOT / "project", dest / "project", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".env"))
+    return dest
+
+
+def edit_release(ctx: Path, name: str) -> None:
+    """A release that changes both the CSS and the JS (new hashed names)."""
+    static = ctx / "project" / "notes" / "static" / "notes"
+    for file, line in (("app.css", f"/* release {name} */ body {{ margin: 0; }}"), ("app.js", f"// release {name}")):
+        original = (ROOT / "project" / "notes" / "static" / "notes" / file).read_text()
+        (static / file).write_text(original + "\n" + line + "\n")
+
+
+# Run inside an app task: GET each path from 127.0.0.1:8000 (no proxy, so no retry hides a miss); "path status" lines.
+TASK_SCRIPT = ("import http.client, sys\n"
+               "for p in sys.argv[2:]:\n"
+               "    c = http.client.HTTPConnection('127.0.0.1', 8000, timeout=10)\n"
+               "    c.request('GET', p, headers={'Host': sys.argv[1]})\n"
+               "    r = c.getresponse(); r.read(); print(p, r.status); c.close()\n")
+
+
+def statuses(lines: str, seen: dict) -> dict:
+    for line in lines.splitlines():
+        path, status = line.rsplit(" ", 1)
+        seen.setdefault(path, set()).add(int(status))
+    return seen
