@@ -56,13 +56,22 @@ def digests(cfg, names: list, workers: int = 4) -> dict:
     return {tag: digest for tag, digest in found.items() if digest}
 
 
+BRIDGED = "-static"   # <tag>-static: a rollback's image with the bridged static files (deploy.ship.actions)
+
+
+def release_of(tag: str) -> str:
+    """The release a registry tag belongs to: ``v1-static`` (what a rollback to v1 pushed) is v1's."""
+    return tag[:-len(BRIDGED)] if tag.endswith(BRIDGED) else tag
+
+
 def plan(tag_digests: dict, remove: set, used_digests: set) -> dict:
-    """{digest: [tags]} to delete: digests all of whose tags are in ``remove`` and that no service uses."""
+    """{digest: [tags]} to delete: digests all of whose tags are (or bridge) releases in ``remove`` and that no
+    service uses."""
     by_digest: dict = {}
     for tag, digest in tag_digests.items():
         by_digest.setdefault(digest, []).append(tag)
     return {d: sorted(ts) for d, ts in sorted(by_digest.items())
-            if set(ts) <= remove and d not in used_digests}
+            if {release_of(t) for t in ts} <= remove and d not in used_digests}
 
 
 def blobs(cfg, digest: str) -> set:

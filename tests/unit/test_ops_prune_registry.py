@@ -36,6 +36,13 @@ def test_plan_deletes_only_digests_all_of_whose_tags_go_and_no_service_uses():
         digest(2): ["djt-v2"], digest(3): ["djt-v3", "djt-v3b"], digest(6): ["djt-v6"]}
 
 
+def test_a_rollbacks_bridged_tag_goes_and_stays_with_its_release():
+    tags = {"v1": "sha256:a", "v1-static": "sha256:b", "v2-static": "sha256:c", "v2": "sha256:d", "v1-staticx": "sha256:e"}
+    assert prune_registry.plan(tags, {"v1"}, set()) == {"sha256:a": ["v1"], "sha256:b": ["v1-static"]}
+    assert prune_registry.plan(tags, {"v1"}, {"sha256:b"}) == {"sha256:a": ["v1"]}  # a service runs it
+    assert prune_registry.release_of("v2-static") == "v2" and prune_registry.release_of("v1-staticx") == "v1-staticx"
+
+
 def test_prune_lists_every_page_heads_each_tag_then_deletes_by_digest(cfg, reg):
     out = io.StringIO()
     named = prune_registry.prune(cfg, {"djt-v2", "djt-v3", "djt-v4"}, set(), False, out)
