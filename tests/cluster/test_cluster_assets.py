@@ -4,11 +4,16 @@ while browser-like clients spread over the nodes' ports load each page and every
 Proven: 0 failed requests and 0 non-2xx on every node during both; afterwards every hashed file referenced during the
 test answers 200 from each app task on each node directly (no proxy retry to hide a miss). Its own stack on the
 package's cluster (tests/cluster/conftest.py); the nodes' finalizer removes what the deploys made inside them.
+
+Opt-in for now (about 4 minutes, which the 30-minute CI budget does not have): run with DJDEPLOY_CLUSTER_ASSETS=1.
+The single-node proof (tests/ship/test_assets_lab.py) runs in CI; folding this one into the package's shared cluster
+stack (test_cluster_deploy's rolling update) is what would bring it back into CI.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,7 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "ship"))
 from assetclient import TASK_SCRIPT, Browser, assets, edit_release, scratch_context, statuses, summary  # noqa: E402
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster,
+              pytest.mark.skipif(os.environ.get("DJDEPLOY_CLUSTER_ASSETS") != "1",
+                                 reason="about 4 min on the cluster: set DJDEPLOY_CLUSTER_ASSETS=1 to run it")]
 STATE: dict = {}
 
 
