@@ -198,7 +198,8 @@ def test_prune_frees_the_old_release_on_every_node_and_in_the_registry(cenv):
     for i in spec.numbers:
         line = re.search(rf"^node {spec.node(i)}: removed (\d+) image\(s\)", res.stdout, re.M)
         assert line and int(line.group(1)) == len(before[i][0]), f"node {i}: {res.stdout[-3000:]}"
-        assert stack_images(spec, i, old) == set() and stack_images(spec, i, kept) == before[i][1]
+        # every kept release's image stays (the prune job itself runs the serving image, so a node may gain it)
+        assert stack_images(spec, i, old) == set() and stack_images(spec, i, kept) >= before[i][1]
         assert stopped_tasks(spec, i, cenv.stack) == [], f"node {i} still has stopped tasks of the stack"
     print("images of the old release per node before -> after:", {i: len(before[i][0]) for i in spec.numbers}, "-> 0")
     assert releases[0] not in prune_registry.tags(cfg) and set(releases[1:]) <= set(prune_registry.tags(cfg))
