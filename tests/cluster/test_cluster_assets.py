@@ -24,7 +24,7 @@ from .conftest import ClusterEnv, node_docker, poll, sh
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "ship"))
-from assetclient import TASK_SCRIPT, Browser, assets, edit_release, scratch_context, statuses, summary  # noqa: E402
+from assetclient import TASK_SCRIPT, Browser, assets, deploy_release, scratch_context, statuses, summary  # noqa: E402
 
 pytestmark = [pytest.mark.cluster,
               pytest.mark.skipif(os.environ.get("DJDEPLOY_CLUSTER_ASSETS") != "1",
@@ -51,18 +51,7 @@ def aenv(cluster_spec, tmp_path_factory):
 
 
 def deploy(e, name: str):
-    from deploy.image import builder
-    from deploy.ship import executor
-
-    def build(tag):
-        edit_release(e.ctx, name)
-        return builder.build(tag=tag, quiet=True, root=e.ctx)
-
-    out = io.StringIO()
-    outcome = executor.deploy(e.cfg(), tag=e.tag(name), build=True, out=out, builder=build)
-    print(out.getvalue()[-3000:])
-    assert outcome.result == "ok"
-    return outcome
+    return deploy_release(e, name, tail=3000)[0]
 
 
 def under_load(e, action) -> list:

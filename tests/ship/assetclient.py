@@ -91,6 +91,26 @@ TASK_SCRIPT = ("import http.client, sys\n"
                "    r = c.getresponse(); r.read(); print(p, r.status); c.close()\n")
 
 
+def deploy_release(e, name: str, tail: int | None = None):
+    """Deploy env ``e``'s scratch build context with release ``name``'s CSS and JS (through the real executor);
+    print the deploy's output (its last ``tail`` characters) and return (outcome, output)."""
+    import io
+
+    from deploy.image import builder
+    from deploy.ship import executor
+
+    def build(tag):
+        edit_release(e.ctx, name)
+        return builder.build(tag=tag, quiet=True, root=e.ctx)
+
+    out = io.StringIO()
+    outcome = executor.deploy(e.cfg(), tag=e.tag(name), build=True, out=out, builder=build)
+    text = out.getvalue()
+    print(text if tail is None else text[-tail:])
+    assert outcome.result == "ok", text
+    return outcome, text
+
+
 def statuses(lines: str, seen: dict) -> dict:
     for line in lines.splitlines():
         path, status = line.rsplit(" ", 1)

@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from assetclient import HASHED, LINK, TASK_SCRIPT, Browser, assets, edit_release, scratch_context, statuses, summary
+from assetclient import (HASHED, LINK, TASK_SCRIPT, Browser, assets, deploy_release, scratch_context,
+                         statuses, summary)
 from shiphelpers import Env, docker, dump_logs, free_port, remove_stack
 
 pytestmark = [pytest.mark.lab, pytest.mark.engine]
@@ -49,18 +50,7 @@ def site(lab, tmp_path_factory, request):
 
 
 def deploy(e, name: str):
-    from deploy.image import builder
-    from deploy.ship import executor
-
-    def build(tag):
-        edit_release(e.ctx, name)
-        return builder.build(tag=tag, quiet=True, root=e.ctx)
-
-    out = io.StringIO()
-    outcome = executor.deploy(e.cfg(), tag=e.tag(name), build=True, out=out, builder=build)
-    print(out.getvalue())
-    assert outcome.result == "ok", out.getvalue()
-    return outcome, out.getvalue()
+    return deploy_release(e, name)
 
 
 def on_every_task(e, paths: set) -> dict:
