@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import http.client
 import io
-import os
 import re
 import secrets
+import sys
 import threading
 import time
 
@@ -117,21 +117,14 @@ def test_createsuperuser_then_a_real_browser_logs_into_the_admin_over_https(cenv
 
 
 def test_shell_under_a_pseudo_terminal_reads_back_a_typed_command(cenv, serving):
-    import pexpect
+    sys.path.insert(0, str(ROOT / "tests" / "ship"))
+    from shiphelpers import pty_shell
 
-    child = pexpect.spawn("python3", ["-m", "invoke", "shell", "--env", "cluster"], cwd=str(ROOT), timeout=120,
-                          env={**os.environ, "DJDEPLOY_ENV_DIR": str(cenv.dir)}, encoding="utf-8")
-    try:
-        child.sendline("echo cluster-$((6*7))-tty; test -t 0 && echo is-a-tty; hostname")
-        child.expect("cluster-42-tty")
-        child.expect("is-a-tty")
-        child.sendline("exit 3")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close()
-    assert child.exitstatus == 3
+    status, printed = pty_shell(cenv.dir, "cluster", "echo cluster-$((6*7))-tty; test -t 0 && echo is-a-tty; hostname",
+                                "cluster-42-tty", "is-a-tty")
+    assert status == 3
     for secret in cenv.cfg().secrets:
-        assert secret not in (child.before or "")
+        assert secret not in printed
     poll("no one-off container or secrets dir left on the manager", lambda: leftovers(cenv) == [], 30)
 
 

@@ -97,23 +97,12 @@ def test_backup_round_trip_with_download_and_upload(labenv, tmp_path):
 
 
 def test_shell_under_a_pseudo_terminal_reads_back_a_typed_command(labenv):
-    import pexpect
-
     e = labenv
-    env = {**os.environ, "DJDEPLOY_ENV_DIR": str(e.dir)}
-    child = pexpect.spawn("python3", ["-m", "invoke", "shell", "--env", "lab"], cwd=str(ship.ROOT), env=env,
-                          timeout=120, encoding="utf-8")
-    try:
-        child.sendline("echo ops-$((6*7))-tty; test -t 0 && echo is-a-tty")
-        child.expect("ops-42-tty")
-        child.expect("is-a-tty")
-        child.sendline("exit 3")
-        child.expect(pexpect.EOF)
-    finally:
-        child.close()
-    assert child.exitstatus == 3
+    status, printed = ship.pty_shell(e.dir, "lab", "echo ops-$((6*7))-tty; test -t 0 && echo is-a-tty",
+                                     "ops-42-tty", "is-a-tty")
+    assert status == 3
     for secret in e.cfg().secrets:
-        assert secret not in (child.before or "")
+        assert secret not in printed
     scripted = inv(e, "shell", "--env", "lab", "-c", "test -t 0 || echo no-tty; exit 5")
     assert scripted.returncode == 5 and "no-tty" in scripted.stdout
     deadline = time.monotonic() + 30

@@ -98,6 +98,24 @@ def dump_logs(stack: str) -> None:
 HOST = "djlab.test"   # the lab deploy's host name (deploy.lab.deploy_env.HOST_NAME)
 
 
+def pty_shell(env_dir, env: str, line: str, *expected: str) -> tuple:
+    """`inv shell --env ENV` under a pseudo-terminal (pexpect): type ``line``, expect each of ``expected``, then
+    `exit 3`; return (exit status, what the shell printed after the last expectation)."""
+    import pexpect
+
+    child = pexpect.spawn("python3", ["-m", "invoke", "shell", "--env", env], cwd=str(ROOT), timeout=120,
+                          env={**os.environ, "DJDEPLOY_ENV_DIR": str(env_dir)}, encoding="utf-8")
+    try:
+        child.sendline(line)
+        for text in expected:
+            child.expect(text)
+        child.sendline("exit 3")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    return child.exitstatus, child.before or ""
+
+
 def local_runner():
     from invoke import Context
 
