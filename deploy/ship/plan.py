@@ -123,7 +123,7 @@ def build_deploy_plan(cfg, rel: Release, state: EnvState, proxy_text: str) -> Pl
     steps += _upload_steps(cfg, rel, state, proxy_text)
     if rel.migrate:
         steps += _base_and_migrate_steps(cfg, rel, state, proxy_text)
-    steps += _rollout_steps(cfg, rel, state)
+    steps += _rollout_steps(cfg, rel, state) + _backup_service_steps(cfg, rel, proxy_text)
     steps.append(run("append the audit line and the step timings, release the lock", swarm.finish_cmd(cfg),
                      stdin=actions.finish_input, always=True))
     return Plan(title=f"{rel.action} {image} to {cfg.env}", steps=tuple(steps), state=state)
@@ -242,18 +242,19 @@ def _rollout_steps(cfg, rel, state) -> list:
     steps.append(check(f"that {cfg.health_url} (Host: {cfg.health_host}) serves X-App-Version {rel.tag}",
                        actions.check_health, where=LOCAL,
                        detail=f"{HEALTH_STREAK} answers in a row 200 with that version, up to {HEALTH_TIMEOUT:g}s"))
-    return steps + _backup_service_steps(cfg, rel)
+    return steps
 
 
-def _backup_service_steps(cfg, rel) -> list:
+def _backup_service_steps(cfg, rel, proxy_text) -> list:
     """BACKUP_SCHEDULE=on: the backup service names its dumps after the release the database now serves, so it is
     updated after the rollout (its own stack file: each `stack deploy` touches one service)."""
     if not getattr(cfg, "backup_schedule", False):
         return []
     p = swarm.paths(cfg)
+    name = stackfile.proxy_config_name(cfg, proxy_text)
 
     def stack(job):
-        return stackfile.render(stackfile.stack_spec(cfg, job.pinned, rel.tag, rel.stamp, "-", only=("backup",)))
+        return stackfile.render(stackfile.stack_spec(cfg, job.pinned, rel.tag, rel.stamp, name, only=("backup",)))
 
     return [put("the backup service's stack file", p.backup, stack),
             run("deploy the scheduled backups (release label of this release)", swarm.stack_deploy_cmd(cfg, p.backup),
