@@ -118,11 +118,11 @@ def chromium(request):
 
 
 def _wait(driver, condition, what: str):
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    try:
-        return WebDriverWait(driver, WAIT).until(condition)
+    try:  # a page that is replaced while the condition reads it makes its elements stale: read it again
+        return WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
     except TimeoutException:
         raise AssertionError(f"timed out after {WAIT}s waiting for {what} at {driver.current_url}: "
                              f"{driver.find_element('tag name', 'body').text[:500]!r}") from None
@@ -150,10 +150,15 @@ def add_note(driver, base_url: str, text: str) -> None:
     field = driver.find_element(By.ID, "id_text")
     field.send_keys(text)
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    _wait(driver, lambda d: text in [li.text for li in d.find_elements(By.CSS_SELECTOR, "#notes li")]
-          or "Forbidden" in d.title, f"note {text!r} in the list")
-    items = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#notes li")]
+    _wait(driver, lambda d: text in note_items(d) or "Forbidden" in d.title, f"note {text!r} in the list")
+    items = note_items(driver)
     assert text in items, f"note not shown at {driver.current_url}: {page_text(driver)[:500]!r}"
+
+
+def note_items(driver) -> list[str]:
+    """The notes list's texts, read in one script call (never a stale element while the page is replaced)."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#notes li'), li => li.innerText.trim())")
 
 
 def page_text(driver) -> str:
