@@ -60,6 +60,16 @@ def test_the_recipe_adds_perl_tls_and_the_ca_bundle_to_postgres_image_and_checks
     assert "HTTP::Tiny->can_ssl; $ok or die" in text and "rm -rf /var/lib/apt/lists/*" in text
 
 
+def test_the_recipe_is_hadolint_clean_at_warning():
+    import shutil
+
+    exe = shutil.which("hadolint")
+    assert exe, "hadolint missing: pip install -r requirements-dev.txt"
+    out = subprocess.run([exe, "--failure-threshold", "warning", str(backup_image.RECIPE_DIR / "Dockerfile")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 def test_the_tag_follows_the_recipe_and_postgres_image(tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM x\n")
     tag = backup_image.recipe_tag("postgres:17-trixie", tmp_path)
