@@ -1,6 +1,7 @@
 """The scheduled backup loop (deploy.ops.schedule) for real: the exact service script and environment of the
-stack file, in a container of the Postgres image on the local test project's network. It takes a backup
-when the newest scheduled one is too old, and applies the daily/weekly retention (manual ones stay)."""
+stack file, in a container of the service's image (the Postgres image; with off-site copies the backup image, built
+here as a deploy builds it) on the local test project's network. It takes a backup when the newest scheduled one
+is too old, and applies the daily/weekly retention (manual ones stay); off-site copies go over HTTPS."""
 
 from __future__ import annotations
 
