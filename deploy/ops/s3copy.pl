@@ -1,7 +1,9 @@
 # Off-site copies of the backups dir to an S3-compatible bucket (deploy.ops.offsite), run by the backup service.
 #
-# Perl with core modules only (HTTP::Tiny, Digest::SHA, POSIX, Time::Local): the official postgres image and the
-# lab's stand-in both have them (postgresql-common depends on perl), so no S3 client is added to any image.
+# Perl with core modules (HTTP::Tiny, Digest::SHA, POSIX, Time::Local, File::Temp): the official postgres image and
+# the lab's stand-in both have them (postgresql-common depends on perl), so no S3 client is added to any image.
+# HTTPS needs IO::Socket::SSL and CA certificates: the backup image (deploy/ops/backup-image) adds them to
+# POSTGRES_IMAGE. Certificates are always verified (verify_SSL), against S3_CA_FILE when set, else the system's.
 # Requests are signed with AWS Signature V4, path-style (ENDPOINT/BUCKET/KEY). A PUT carries the sidecar's
 # sha256 as x-amz-content-sha256, so the store itself refuses a body that does not match it.
 #
@@ -13,8 +15,9 @@
 #   doomed NAME...: the scheduled names the retention drops; sign: the Authorization header of a request
 #         (both for the unit tests: the retention rule, and SigV4 against AWS's published examples).
 #
-# Environment: S3_ENDPOINT (http[s]://host[:port]), S3_BUCKET, S3_PREFIX, S3_REGION, KEEP_DAILY, KEEP_WEEKLY;
-# credentials from /run/secrets/backup_s3_key_id and backup_s3_secret (never the environment).
+# Environment: S3_ENDPOINT (http[s]://host[:port]), S3_BUCKET, S3_PREFIX, S3_REGION, KEEP_DAILY, KEEP_WEEKLY,
+# S3_CA_FILE (a PEM file of the CA(s) to trust instead of the system's; '-': the rest of stdin, after the
+# credentials); credentials from /run/secrets/backup_s3_key_id and backup_s3_secret (never the environment).
 use strict;
 use warnings;
 use Digest::SHA qw(sha256_hex hmac_sha256 hmac_sha256_hex);
@@ -24,8 +27,7 @@ use Time::Local qw(timegm);
 
 my $DIR = $ENV{BACKUP_DIR} || '/backups';
 my %S3 = map { $_ => ($ENV{"S3_$_"} // '') } qw(ENDPOINT BUCKET PREFIX REGION);
-my $HTTP = HTTP::Tiny->new(timeout => 30, agent => 'djdeploy-backup/1', verify_SSL => 1);
-my @KEYS;
+my ($HTTP, $CA_TMP, @KEYS);
 
 sub say_ { print "backup: ", @_, "\n" }
 
@@ -63,6 +65,34 @@ sub credentials {
     return @KEYS;
 }
 
+sub ca_file {    # S3_CA_FILE; '-': the PEM on stdin after the credentials, kept in a temporary file until exit
+    my $ca = $ENV{S3_CA_FILE} // '';
+    return $ca unless $ca eq '-';
+    require File::Temp;
+    my $pem = do { local $/; <STDIN> } // '';
+    $CA_TMP = File::Temp->new(SUFFIX => '.pem');
+    print {$CA_TMP} $pem;
+    $CA_TMP->flush;
+    return $CA_TMP->filename;
+}
+
+sub http {    # the client, made once the credentials are read (stdin: they come before the CA)
+    return $HTTP if $HTTP;
+    credentials();
+    my $ca = ca_file();
+    $HTTP = HTTP::Tiny->new(timeout => 30, agent => 'djdeploy-backup/1', verify_SSL => 1,
+                            ($ca ne '' ? (SSL_options => { SSL_ca_file => $ca }) : ()));
+    return $HTTP;
+}
+
+sub no_https {    # why an https endpoint cannot be used here ('' when it can, or for http)
+    return '' unless $S3{ENDPOINT} =~ /^https:/;
+    my ($ok, $why) = http()->can_ssl;
+    return '' if $ok;
+    $why =~ s/\s+/ /g;
+    return "this image's Perl cannot do HTTPS for $S3{ENDPOINT}: $why";
+}
+
 sub request {    # ($method, $key or '' for the bucket, {query}, sha256 => hex, headers => {}, content => ...)
     my ($method, $key, $query, %opt) = @_;
     my ($scheme, $authority) = $S3{ENDPOINT} =~ m{^(https?)://([^/]+)$};
@@ -81,7 +111,7 @@ sub request {    # ($method, $key or '' for the bucket, {query}, sha256 => hex, 
     delete $signed{host};    # HTTP::Tiny sends the same Host itself
     my %args = (headers => { %signed, authorization => $auth, %{ $opt{headers} || {} } });
     exists $opt{$_} and $args{$_} = $opt{$_} for qw(content data_callback);
-    return $HTTP->request($method, "$scheme://$host$path" . ($q eq '' ? '' : "?$q"), \%args);
+    return http()->request($method, "$scheme://$host$path" . ($q eq '' ? '' : "?$q"), \%args);
 }
 
 sub failure {
@@ -186,9 +216,9 @@ sub retention {    # on PREFIX/scheduled/ of the bucket; true on success
 }
 
 sub sync {
-    if ($S3{ENDPOINT} =~ /^https:/ && !HTTP::Tiny->can_ssl) {
-        say_("ERROR off-site copy impossible: this image's Perl has no TLS for $S3{ENDPOINT} (install "
-             . "libio-socket-ssl-perl in POSTGRES_IMAGE); the local backups are kept");
+    if (my $why = no_https()) {
+        say_("ERROR off-site copy impossible: $why (the backup image deploy/ops/backup-image adds "
+             . "libio-socket-ssl-perl and ca-certificates); the local backups are kept");
         return 1;
     }
     my ($keys, $why) = list_keys();
@@ -214,6 +244,7 @@ sub sync {
 my $cmd = shift(@ARGV) // '';
 if ($cmd eq 'sync') { exit sync() }
 if ($cmd eq 'list') {
+    if (my $why = no_https()) { print STDERR "$why\n"; exit 2 }
     my ($keys, $why) = list_keys();
     if (!$keys) { print STDERR "$why\n"; exit 2 }
     print "$_\n" for @$keys;

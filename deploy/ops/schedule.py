@@ -1,6 +1,7 @@
 """Scheduled backups without a laptop: a ``backup`` service in the stack (BACKUP_SCHEDULE=on).
 
-The service runs the Postgres image (already on the manager for ``db``) with a small shell loop: every
+The service runs the Postgres image (already on the manager for ``db``; with off-site copies, the backup image
+built FROM it, deploy.ops.backup_image) with a small shell loop: every
 BACKUP_POLL seconds it checks the newest *scheduled* backup's age; when it is older than BACKUP_INTERVAL it
 takes one with the same dump script as `inv db.backup` (deploy.ops.backup.DUMP_SCRIPT: temporary names,
 verified, sidecar renamed last), then applies the retention: the newest scheduled backup of each of the
@@ -15,7 +16,7 @@ the next round retries.
 
 from __future__ import annotations
 
-from deploy.ops import backup, offsite
+from deploy.ops import backup, backup_image, offsite
 
 LOOP = r'''set -u
 interval="$BACKUP_INTERVAL"; poll="$BACKUP_POLL"
@@ -54,7 +55,7 @@ def service(cfg, tag: str) -> dict:
            "KEEP_DAILY": str(cfg.backup_keep_daily), "KEEP_WEEKLY": str(cfg.backup_keep_weekly),
            "RELEASE": backup.safe_release(tag), "DUMP_SCRIPT": backup.DUMP_SCRIPT, **offsite.environment(cfg)}
     return {
-        "image": cfg.postgres_image,
+        "image": backup_image.image(cfg),   # POSTGRES_IMAGE, or with BACKUP_S3_BUCKET that plus Perl's TLS
         "entrypoint": ["sh", "-c", LOOP.replace("$", "$$")],
         "environment": {k: v.replace("$", "$$") for k, v in env.items()},
         "secrets": [{"source": "postgres_password", "target": "postgres_password"}, *offsite.secrets(cfg)],

@@ -183,7 +183,7 @@ def load(env: str, env_dir: Path = DEPLOY_DIR, environ: dict | None = None, flag
     conf["media_volume"] = database.media_volume(raw, origin, conf["app_env"], problems)
     appsettings.check_lengths(conf["stack_name"], conf["app_secrets"], app, problems)
     tls_config.apply(raw, origin, problems, path.parent, conf)
-    offsite_config.apply(raw, origin, problems, conf)
+    offsite_config.apply(raw, origin, problems, conf, path.parent)
     if problems:
         raise ConfigError(problems, source=str(path))
     return DeployConfig(env=env, source=str(path), **conf)

@@ -117,9 +117,11 @@ def build_deploy_plan(cfg, rel: Release, state: EnvState, proxy_text: str) -> Pl
     """Every step of a deploy (or, with ``rel.migrate`` off and no build, a rollback), in order:
     lock -> build and push -> the manager steps -> audit and unlock."""
     image = cfg.image_ref(rel.tag)
+    from deploy.ops import backup_image
     from deploy.ship import edge_steps
 
     steps = _lock_steps(cfg, rel, state) + _image_steps(cfg, rel, state) + edge_steps.image_steps(cfg)
+    steps += backup_image.image_steps(cfg)   # BACKUP_S3_BUCKET: POSTGRES_IMAGE + Perl's TLS, before any change
     steps += _upload_steps(cfg, rel, state, proxy_text)
     if rel.migrate:
         steps += _base_and_migrate_steps(cfg, rel, state, proxy_text)

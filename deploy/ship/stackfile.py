@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from urllib.parse import quote as urlquote
 
+from deploy.ops import offsite
 from deploy.ship import appsettings, edge_stack
 
 PROXY_CFG = Path(__file__).resolve().parent / "proxy" / "haproxy.cfg"   # an example; deploy.ship.edge_cfg renders the real one
@@ -71,8 +72,7 @@ def secret_values(cfg) -> dict[str, str]:
         values["postgres_password"] = cfg.postgres_password
     values.update((appsettings.secret_key(name), value) for name, value in getattr(cfg, "app_secrets", ()))
     values.update(edge_stack.secret_values(cfg))
-    if getattr(cfg, "offsite", False):   # BACKUP_S3_*: the backup service's credentials for the off-site copy
-        values.update(backup_s3_key_id=cfg.backup_s3_access_key_id, backup_s3_secret=cfg.backup_s3_secret_access_key)
+    values.update(offsite.secret_values(cfg))  # BACKUP_S3_*: the off-site copy's credentials (and private CA)
     return values
 
 

@@ -1,6 +1,7 @@
 """The scheduled backup loop (deploy.ops.schedule) for real: the exact service script and environment of the
-stack file, in a container of the Postgres image on the local test project's network. It takes a backup
-when the newest scheduled one is too old, and applies the daily/weekly retention (manual ones stay)."""
+stack file, in a container of the service's image (the Postgres image; with off-site copies the backup image, built
+here as a deploy builds it) on the local test project's network. It takes a backup when the newest scheduled one
+is too old, and applies the daily/weekly retention (manual ones stay); off-site copies go over HTTPS."""
 
 from __future__ import annotations
 
@@ -41,8 +42,9 @@ def expected_kept(names: list, daily: int, weekly: int) -> set:
     return kept
 
 
-def start_loop(local, tmp_path, cfg, name: str, secrets: dict) -> None:
-    """The backup service's container, as the stack file defines it, on the local project's network (poll: 1 s)."""
+def start_loop(local, tmp_path, cfg, name: str, secrets: dict, image: str = "") -> None:
+    """The backup service's container, as the stack file defines it, on the local project's network (poll: 1 s);
+    ``image``: a local build of the service's image (the stack names its registry ref)."""
     from deploy.ops import schedule
 
     svc = schedule.service(cfg, "v9")
@@ -55,7 +57,7 @@ def start_loop(local, tmp_path, cfg, name: str, secrets: dict) -> None:
         argv += ["--volume", f"{tmp_path / key}:/run/secrets/{key}:ro"]
     for k, v in env.items():
         argv += ["--env", f"{k}={v}"]
-    argv += ["--entrypoint", "sh", svc["image"], "-c", svc["entrypoint"][2].replace("$$", "$")]
+    argv += ["--entrypoint", "sh", image or svc["image"], "-c", svc["entrypoint"][2].replace("$$", "$")]
     subprocess.run(argv, check=True, capture_output=True, text=True)
 
 
@@ -153,17 +155,34 @@ def wait_until(what: str, predicate, seconds: float, logs) -> None:
     pytest.fail(f"timed out waiting for {what}\n{logs()}")
 
 
+def local_backup_image(cfg) -> str:
+    """The backup image as a deploy builds it on this machine (djbackup:<recipe tag>; kept, like a deploy's)."""
+    from types import SimpleNamespace
+
+    from deploy.ops import backup_image
+
+    spec = SimpleNamespace(backup_image="djbackup", postgres_image=cfg.postgres_image)
+    tag = backup_image.recipe_tag(cfg.postgres_image)
+    if subprocess.run(["docker", "image", "inspect", f"djbackup:{tag}"], capture_output=True).returncode:
+        backup_image.build(spec, tag)
+    return f"djbackup:{tag}"
+
+
 @pytest.mark.lab
-def test_offsite_copy_with_retention_in_the_bucket_and_an_unreachable_store(local, tmp_path):
-    """A scheduled backup reaches the lab's S3 stand-in with its checksum, the bucket's old scheduled copies go by
-    the retention rule (manual ones stay), and with the store unreachable an ERROR is logged, the local backup
-    stays, and the copy is made once the store is back."""
+def test_offsite_copy_over_https_with_retention_a_wrong_ca_and_an_unreachable_store(local, tmp_path):
+    """Over https:// (the moto stand-in behind a TLS front whose certificate a test CA signed, trusted through the
+    backup_s3_ca secret, in the backup image): a scheduled backup reaches the bucket with its checksum, the bucket's
+    old scheduled copies go by the retention rule (manual ones stay). With a wrong CA the copy fails with
+    `certificate verify failed` in an ERROR line and the local backup stays; with the store unreachable likewise;
+    each time the copy is made once the fault is gone."""
     import hashlib
 
     from invoke import Context
 
+    import ops_s3tls as tls
     from deploy.core.runner import Runner
     from deploy.lab import s3
+    from deploy.ops import offsite
 
     if subprocess.run(["docker", "image", "inspect", s3.IMAGE], capture_output=True).returncode:
         pytest.fail(f"the lab stand-in {s3.IMAGE} is missing (run `inv lab.up`)")
@@ -171,23 +190,31 @@ def test_offsite_copy_with_retention_in_the_bucket_and_an_unreachable_store(loca
     d.mkdir()
     spec = s3.S3Spec(prefix=f"djops-s3-{os.getpid()}", labels=(("djdeploy.test", "ops"),))
     runner, network = Runner(ctx=Context(), echo=False), f"{local.project}_default"
-    name, prefix = f"djops-offsite-{os.getpid()}", "backups/x"
+    name, front, prefix = f"djops-offsite-{os.getpid()}", f"djops-s3tls-{os.getpid()}", "backups/x"
+    ca, ca_key = tls.test_ca("store")
     try:
         bucket = Bucket(int(s3.ensure(runner, spec, bucket="djops-backups", say=lambda m: None)["endpoint"]
                             .rsplit(":", 1)[1]), "djops-backups")
-        runner.run(s3.connect_argv(spec, network), hide=True)
+        tls.start(front, spec.network, tmp_path / "tls", ca, ca_key)   # moto itself stays off the loop's network
+        tls.connect(front, network)
         now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
         old = []
         for n in (1, 2, 9, 10, 30):   # copies in the bucket only (e.g. from a previous manager)
             old.append((now - datetime.timedelta(days=n)).strftime("%Y%m%dT%H%M%SZ") + "-old.dump")
             bucket.put_backup(f"{prefix}/scheduled/{old[-1]}", b"x", "reason=scheduled\n")
         bucket.put_backup(f"{prefix}/manual/20200101T000000Z-m.dump", b"m", "reason=manual\n")
-        cfg = loop_cfg(offsite=True, backup_s3_endpoint=s3.endpoint_url(), backup_s3_bucket="djops-backups",
-                       backup_s3_prefix=prefix, backup_s3_region="us-east-1")
-        start_loop(local, tmp_path, cfg, name, {"backup_s3_key_id": "AKIDLAB", "backup_s3_secret": "lab-secret"})
+        cfg = loop_cfg(offsite=True, backup_s3_endpoint=tls.ENDPOINT, backup_s3_bucket="djops-backups",
+                       backup_s3_prefix=prefix, backup_s3_region="us-east-1", backup_s3_ca=tls.pem(ca),
+                       registry="127.0.0.1:5000", backup_image="djbackup", backup_s3_access_key_id="AKIDLAB",
+                       backup_s3_secret_access_key="lab-secret")
+        # the secrets a deploy would mount (key id, secret, the CA's PEM), each as a file under /run/secrets
+        start_loop(local, tmp_path, cfg, name, offsite.secret_values(cfg), image=local_backup_image(cfg))
 
-        def logs() -> str:
+        def loop_logs() -> str:
             return subprocess.run(["docker", "logs", name], capture_output=True, text=True).stdout
+
+        def logs() -> str:   # on a failure: the front's too
+            return loop_logs() + f"==== {front} ====\n" + tls.logs(front)
 
         fresh = []
         wait_until("the scheduled backup's copy", lambda: fresh or fresh.extend(
@@ -201,16 +228,33 @@ def test_offsite_copy_with_retention_in_the_bucket_and_an_unreachable_store(loca
         want |= {f"{prefix}/manual/20200101T000000Z-m.dump"}
         wait_until("the retention in the bucket", lambda: {k for k in bucket.keys(prefix)
                                                            if k.endswith(".dump")} == want, 30, logs)
-        assert "off-site retention removed" in logs() and "ERROR" not in logs()
+        assert "off-site retention removed" in loop_logs() and "ERROR" not in loop_logs()
+        assert f"off-site copies to s3://djops-backups/{prefix}/ at {tls.ENDPOINT}" in loop_logs()
 
-        runner.run(s3.disconnect_argv(spec, network), hide=True)
-        manual = real_seed(d, now, "manual", b"a manual backup")
-        wait_until("an ERROR line", lambda: "ERROR off-site copy" in logs(), 60, logs)
-        assert (d / manual).read_bytes() == b"a manual backup" and (d / f"{manual}.meta").exists()
-        runner.run(s3.connect_argv(spec, network), hide=True)
-        wait_until("the retried copy", lambda: f"{prefix}/manual/{manual}.meta" in bucket.keys(prefix), 60, logs)
-        assert bucket.get(f"{prefix}/manual/{manual}") == b"a manual backup"
-        print(logs())
+        def fault_then_fixed(what: str, expect: str, fault, fix, body: bytes) -> None:
+            fault()
+            seen = len(loop_logs())
+            manual = real_seed(d, datetime.datetime.now(datetime.timezone.utc), "manual", body)
+            wait_until(what, lambda: expect in loop_logs()[seen:], 60, logs)
+            line = next(x for x in loop_logs()[seen:].splitlines() if expect in x)
+            print(line)
+            assert line.startswith(f"backup: ERROR off-site copy to s3://djops-backups/{prefix}/ failed: cannot reach "
+                                   f"{tls.ENDPOINT}: ") and "(the local backups are kept; retrying next round)" in line
+            assert (d / manual).read_bytes() == body and (d / f"{manual}.meta").exists()
+            assert f"{prefix}/manual/{manual}.meta" not in bucket.keys(prefix)
+            fix()
+            wait_until(f"the copy after {what}", lambda: f"{prefix}/manual/{manual}.meta" in bucket.keys(prefix),
+                       60, logs)
+            assert bucket.get(f"{prefix}/manual/{manual}") == body
+
+        ca_file = tmp_path / "backup_s3_ca"   # the secret's file, read by each round: replaced in place
+        other, _ = tls.test_ca("other")
+        fault_then_fixed("a wrong CA", "certificate verify failed", lambda: ca_file.write_text(tls.pem(other)),
+                         lambda: ca_file.write_text(tls.pem(ca)), b"a backup while the CA is wrong")
+        fault_then_fixed("an unreachable store", "ERROR off-site copy", lambda: tls.disconnect(front, network),
+                         lambda: tls.connect(front, network), b"a backup while the store is away")
+        print(loop_logs())
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+        tls.remove(front)
         s3.remove(runner, spec)

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from shiphelpers import HOST, Site, docker
+from shiphelpers import HOST, Site, docker, local_runner
 from loadgen import LoadGenerator, serial_of
 
 pytestmark = [pytest.mark.lab, pytest.mark.engine]
@@ -189,13 +189,28 @@ def test_a_real_browser_logs_into_the_admin_and_creates_a_note_over_https(env, s
     assert note in page_text(driver)
 
 
-def test_renewal_under_load_changes_the_served_serial_without_a_failed_request(env, serving):
+def test_a_failed_renewal_is_retried_loudly_then_the_renewal_changes_the_served_serial_under_load(env, serving):
+    """One renewal cycle proves both (each cycle costs 2/3 of the lab certificate's lifetime): the CA is cut off when
+    the renewal comes due, two failed attempts are logged as ERROR lines while the old certificate keeps serving,
+    and the renewal after the CA is back changes the served serial under load with 0 failed requests."""
+    from deploy.lab import acme, acme_env
+
     first = served_serial(env)
-    gens = loads(env, env.tls_context())
+    before = certs_logs(env).count("ERROR renewal failed")
+    net = acme_env.overlay_name(env.acme)
+    gens = loads(env, env.tls_context(), seconds=env.acme.validity + 120)
     try:
-        poll("a renewed certificate served to new connections",
-             lambda: len(gens[1].stats.serials) >= 2,
-             timeout=env.acme.validity + 30)
+        local_runner().run(acme.disconnect_argv(env.acme, net), hide=True)
+        try:
+            logs = poll("two failed renewal attempts in the certs service's logs",
+                        lambda: (lambda text: text if text.count("ERROR renewal failed") >= before + 2 else "")(
+                            certs_logs(env)), timeout=env.acme.validity + 10)
+            assert "the current certificate keeps serving; retrying in" in logs
+            assert served_serial(env) == first and gens[1].stats.serials[-1:] == [first]
+        finally:
+            local_runner().run(acme.connect_argv(env.acme, net), hide=True)
+        poll("a renewed certificate served to new connections after the CA came back",
+             lambda: len(gens[1].stats.serials) >= 2, timeout=60)
         time.sleep(3)
     finally:
         stats = stop(gens)

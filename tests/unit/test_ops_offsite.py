@@ -20,7 +20,7 @@ from shipfakes import make_cfg
 
 from deploy.core.errors import ConfigError
 from deploy.core.runner import Runner
-from deploy.ops import backup, offsite, schedule
+from deploy.ops import backup, backup_image, offsite, schedule
 from deploy.ship import stackfile
 
 ON = ("BACKUP_SCHEDULE=on\nBACKUP_S3_BUCKET=djt-backups\nBACKUP_S3_ENDPOINT=http://s3:5000/\n"
@@ -122,7 +122,7 @@ def test_list_command_and_its_parsing(tmp_path):
                     "--label", "djdeploy.stack=djt", "--label", "djdeploy.role=offsite-list",
                     "--env", "S3_CREDENTIALS=stdin", "--env", "S3_ENDPOINT=http://s3:5000",
                     "--env", "S3_BUCKET=djt-backups", "--env", "S3_PREFIX=backups/djt", "--env", "S3_REGION=us-east-1",
-                    "--entrypoint", "perl", "postgres:17-trixie", "-", "list"]
+                    "--entrypoint", "perl", backup_image.ref(cfg), "-", "list"]   # POSTGRES_IMAGE + Perl's TLS
     assert offsite.list_stdin(cfg) == offsite.script() + "\n__END__\nAKIDTEST\ns3-very-secret\n"
     assert "s3-very-secret" not in " ".join(argv)
     keys = ("backups/djt/scheduled/20261201T000000Z-v1.dump\nbackups/djt/scheduled/20261201T000000Z-v1.dump.meta\n"
@@ -224,7 +224,7 @@ def test_sync_with_the_store_unreachable_logs_an_error_and_keeps_the_local_backu
     assert out.stdout.startswith("backup: ERROR off-site copy to s3://b/p/ failed: cannot reach http://127.0.0.1:1: ")
     assert out.stdout.rstrip().endswith("(the local backups are kept; retrying next round)")
     assert sorted(os.listdir(tmp_path)) == [name, f"{name}.meta"]
-    https = perl("sync", env=dict(env, S3_ENDPOINT="https://127.0.0.1:1"))
+    https = perl("sync", env=dict(env, S3_ENDPOINT="https://127.0.0.1:1"))   # no TLS in this perl, or no answer
     assert https.returncode == 1 and "ERROR" in https.stdout
 
 
@@ -292,6 +292,13 @@ def test_the_one_off_list_reads_script_then_credentials_from_stdin(store):
            "S3_BUCKET": "b", "S3_PREFIX": "backups/djt", "S3_REGION": "us-east-1"}
     out = subprocess.run(["perl", "-", "list"], input=offsite.list_stdin(cfg), text=True, capture_output=True,
                          env=env, timeout=60)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "", "")
+    assert Store.seen[0][2].startswith("AWS4-HMAC-SHA256 Credential=AKIDTEST/")
+    # S3_CA_FILE=-: the CA's PEM follows the credentials (read after them; the request is still signed by AKIDTEST)
+    Store.seen = []
+    cfg.backup_s3_ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    out = subprocess.run(["perl", "-", "list"], input=offsite.list_stdin(cfg), text=True, capture_output=True,
+                         env=dict(env, S3_CA_FILE="-"), timeout=60)
     assert (out.returncode, out.stdout, out.stderr) == (0, "", "")
     assert Store.seen[0][2].startswith("AWS4-HMAC-SHA256 Credential=AKIDTEST/")
 
