@@ -25,13 +25,15 @@ PACKAGES = {
     "ssh-keygen": "openssh-client",
     "htpasswd": "apache2-utils",
 }
-# Tools the real-browser and TLS tests use (tests/browser): installed with the others when the lab can
-# install (root on Debian/Ubuntu); otherwise `lab.up` only says which are missing (those tests then skip).
+# Tools the real-browser and TLS tests use (tests/browser), and the benchmarks' HTTP load generator (wrk,
+# bench/image_throughput.py): installed with the others when the lab can install (root on Debian/Ubuntu);
+# otherwise `lab.up` only says which are missing (those tests then skip).
 TEST_TOOLS = {
     "chromium": "chromium",
     "chromedriver": "chromium-driver",
     "certutil": "libnss3-tools",   # a fresh NSS db per browser run, trusting the lab CA root
     "testssl": "testssl.sh",
+    "wrk": "wrk",
 }
 SBIN = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 DOCKER_PIDFILE = Path("/var/run/docker.pid")

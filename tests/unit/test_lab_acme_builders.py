@@ -176,7 +176,7 @@ def test_state_records_the_acme_ca():
 
 def test_browser_tools_are_installed_only_when_missing():
     facts = host.HostFacts(is_root=True, os_ids=("debian",), commands=frozenset({"chromium", "certutil"}))
-    assert host.missing_test_tools(facts) == ["chromium-driver", "testssl.sh"]
+    assert host.missing_test_tools(facts) == ["chromium-driver", "testssl.sh", "wrk"]
     assert host.missing_test_tools(host.HostFacts(True, ("debian",), frozenset(host.TEST_TOOLS))) == []
 
 
