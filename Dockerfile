@@ -18,9 +18,13 @@ RUN if [ -n "$DJDEPLOY_ASSETS_PACKAGES" ]; then apt-get update \
     && rm -rf /var/lib/apt/lists/*; fi
 ARG DJDEPLOY_ASSETS_SRC=frontend
 WORKDIR /src/${DJDEPLOY_ASSETS_SRC}
-COPY project/manage.py project/${DJDEPLOY_ASSETS_SRC}/package*.json ./
+# build-ca.pem (see the builder stage) is trusted by the install step only (npm: cafile), then removed.
+COPY project/manage.py project/${DJDEPLOY_ASSETS_SRC}/package*.json build-ca.pem* ./
 ARG DJDEPLOY_ASSETS_INSTALL=""
-RUN rm manage.py && if [ -n "$DJDEPLOY_ASSETS_INSTALL" ]; then eval "$DJDEPLOY_ASSETS_INSTALL"; fi
+RUN rm manage.py && if [ -n "$DJDEPLOY_ASSETS_INSTALL" ]; then \
+      if [ -f build-ca.pem ]; then export NODE_EXTRA_CA_CERTS="$PWD/build-ca.pem" npm_config_cafile="$PWD/build-ca.pem"; fi \
+      && eval "$DJDEPLOY_ASSETS_INSTALL"; fi \
+ && rm -f build-ca.pem
 COPY project/manage.py project/${DJDEPLOY_ASSETS_SRC}* ./
 ARG DJDEPLOY_ASSETS_BUILD=""
 ARG DJDEPLOY_ASSETS_DIR=""
