@@ -217,3 +217,19 @@ def test_the_rendered_init_dockerfile_keeps_every_feature(tmp_path, subdir):
     check_layers(text, app="src/" if subdir else "./")
     assert re.findall(r"^ARG ([A-Z_]+)=(.*)$", text, flags=re.M) == re.findall(r"^ARG ([A-Z_]+)=(.*)$", DOCKERFILE,
                                                                               flags=re.M)
+
+
+def test_a_deploy_that_builds_checks_them_before_the_registry_and_the_manager(monkeypatch, tmp_path):
+    from shipfakes import make_cfg
+
+    from deploy.ship import executor, registry
+
+    def contacted(*a, **k):
+        raise AssertionError("the registry was contacted")
+
+    monkeypatch.setattr(registry, "check", contacted)
+    monkeypatch.setattr(executor, "git_tag", lambda: "abc1234")
+    monkeypatch.setattr(localenv, "load", lambda *a, **k: {"IMAGE_BUILD_PACKAGES": "GCC"})
+    with pytest.raises(ConfigError) as info:
+        executor.deploy(make_cfg(tmp_path), tag="v2", out=io.StringIO(), remote=contacted)
+    assert info.value.problems[0].startswith("IMAGE_BUILD_PACKAGES: 'GCC' is not a Debian package name")
