@@ -5,10 +5,12 @@ One scratch copy of the bundled project gets a front-end directory (a package.js
 only, so npm needs no registry) and mmh3 from its sdist in the lock. The test builds it through deploy.image.builder
 (settings from the environment, as `inv build` reads .env), proves the runtime package, the compiled extension and
 the served hashed bundle are in the image and the build tools are not, then changes one line of Python and
-rebuilds: every package and front-end layer comes from the cache. Images are the repository djtpkgs-app (never
-djapp:latest) and every layer the builds created is removed at the end.
+rebuilds: every package and front-end layer comes from the cache; a package.json change reruns only the front-end
+install and build. Images are the repository djtpkgs-app (never djapp:latest) and every layer the builds created is
+removed at the end.
 
-Opt-in (about 3 minutes: a cold build with gcc and node, which the 30-minute CI budget does not have): run with DJDEPLOY_IMAGE_PACKAGES=1.
+Opt-in (about 3 minutes: a cold build with gcc and node, which the 30-minute CI budget does not have): run with
+DJDEPLOY_IMAGE_PACKAGES=1.
 """
 
 from __future__ import annotations
@@ -173,3 +175,13 @@ def test_packages_and_front_end_build_are_in_the_image_and_cached_apart_from_the
     assert all(cold_ids[instruction] == i for instruction, _, i in expensive)   # the very same layers
     code_step = next(n for n, s in enumerate(warm_steps) if s[0] == "COPY project/ /app/")
     assert not warm_steps[code_step][1] and all(s[1] for s in warm_steps[:code_step]), warm_steps
+
+    # a change of the front-end's manifest reruns its install and build, and nothing of the Python side
+    manifest = built.ctx / "project" / "frontend" / "package.json"
+    manifest.write_text(json.dumps({**PACKAGE_JSON, "description": "changed"}, indent=2))
+    started = time.monotonic()
+    _, log3 = built("manifest")
+    print(f"rebuild after a package.json change {time.monotonic() - started:.1f} s")
+    rerun = {a for instruction, reused, _ in steps(log3) if instruction.startswith("RUN") and not reused
+             for a in CACHED_STEPS if a in instruction}
+    assert rerun == {"DJDEPLOY_ASSETS_INSTALL", "DJDEPLOY_ASSETS_BUILD"}, steps(log3)
