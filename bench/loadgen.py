@@ -31,6 +31,7 @@ class Stats:
     errors: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     serials: list = field(default_factory=list)  # TLS: certificate serials seen, in order of first appearance
+    slowest: float = 0.0     # seconds of the slowest answered request (a proxy's retry after a crash shows here)
 
     @property
     def rate(self) -> float:
@@ -38,7 +39,8 @@ class Stats:
 
     def summary(self) -> str:
         return (f"sent={self.sent} ok={self.ok} failed={self.failed} non2xx={self.non2xx} rate={self.rate:.1f}/s "
-                f"versions={dict(self.versions)} order={self.order} errors={dict(self.errors)}"
+                f"slowest={self.slowest:.2f}s versions={dict(self.versions)} order={self.order} "
+                f"errors={dict(self.errors)}"
                 + (f" serials={self.serials}" if self.serials else ""))
 
 
@@ -73,10 +75,12 @@ class LoadGenerator:
         self._workers: list[threading.Thread] = []
         self._started = 0.0
 
-    def _record(self, status: int | None, version: str | None, error: str | None) -> None:
+    def _record(self, status: int | None, version: str | None, error: str | None, seconds: float = 0.0) -> None:
         with self._lock:
             s = self.stats
             s.sent += 1
+            if status is not None:
+                s.slowest = max(s.slowest, seconds)
             if status is None:
                 s.failed += 1
                 s.errors[error or "?"] += 1
@@ -101,6 +105,7 @@ class LoadGenerator:
                 if self._stop.wait(delay):
                     break
             next_at += interval
+            began = time.monotonic()
             try:
                 if conn is None:
                     conn = self._connect()
@@ -108,7 +113,7 @@ class LoadGenerator:
                                                         "Connection": "keep-alive" if self.keepalive else "close"})
                 resp = conn.getresponse()
                 resp.read()
-                self._record(resp.status, resp.getheader("X-App-Version"), None)
+                self._record(resp.status, resp.getheader("X-App-Version"), None, time.monotonic() - began)
                 if not self.keepalive or resp.will_close:
                     conn.close()
                     conn = None

@@ -5,8 +5,8 @@ developer's local ``DJANGO_SECRET_KEY`` from silently reaching production. A sec
 given as ``<KEY>_FILE`` in the file (relative paths: to the env file) or ``DJDEPLOY_<KEY>_FILE`` in the
 environment (relative: to the current directory). A secret still holding a committed example's
 placeholder is refused, and an unknown ``DJDEPLOY_*`` variable is reported as a likely typo.
-Every problem is reported at once with the file and line; the result is a frozen dataclass.
-The env files live in deploy/ (``DJDEPLOY_ENV_DIR`` points elsewhere, e.g. for tests).
+Every problem is reported at once with the file and line; the result is a frozen dataclass. The env files
+live in deploy/ (``DJDEPLOY_ENV_DIR`` points elsewhere, e.g. for tests).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.core import project
 from deploy.core.envfile import EnvValue, read_env_file
 from deploy.core.errors import ConfigError
-from deploy.core import project
 from deploy.ship import appsettings, database, offsite_config, tls_config
 from deploy.ship.validate import convert
 
@@ -35,7 +35,7 @@ DEFAULTS = {
     "SSH_KEY": "~/.ssh/id_ed25519",
     "KNOWN_HOSTS": "~/.ssh/known_hosts",
     "APP_IMAGE": "djapp",
-    "REPLICAS": "2", "PUBLISHED_PORT": "80",
+    "REPLICAS": "2", "PUBLISHED_PORT": "80", "ROLLOUT_PARALLELISM": "0",  # new tasks a deploy starts at once; 0: all
     "PUBLISH_MODE": "ingress",        # the lab: host (no IPVS, so no routing mesh)
     "ENDPOINT_MODE": "vip",           # the lab: dnsrr
     "PROXY": "on",                    # off where the routing mesh serves and no TLS/entry point is wanted
@@ -122,6 +122,7 @@ class DeployConfig(tls_config.TlsFields, offsite_config.OffsiteFields):
     network: str = ""
     media_volume: bool = False
     static_releases: int = 2   # STATIC_RELEASES (deploy.image.bridge)
+    rollout_parallelism: int = 0
     app_env: tuple = ()        # (NAME, value): APP_ENV_<NAME>
     app_secrets: tuple = ()    # (NAME, value): APP_SECRET_<NAME>, mounted as <NAME>_FILE
 
@@ -253,13 +254,9 @@ def _environment_layer(environ, raw: dict, origin: dict, problems: list, app: di
             secret = _read_secret_file(environ[name], Path.cwd(), f"environment {name}", problems)
             if secret is not None:
                 raw[key[:-5]], origin[key[:-5]] = secret, f"environment {name}"
-        elif not _toolkit_variable(name):
+        elif not (name in TOOLKIT_VARIABLES or name.startswith(TOOLKIT_PREFIXES)):  # the toolkit's or the lab's
             problems.append(f"environment {name}: unknown variable (a typo?{_closest(key)}); "
                             f"the keys are listed in deploy/prod.env.example")
-
-
-def _toolkit_variable(name: str) -> bool:
-    return name in TOOLKIT_VARIABLES or name.startswith(TOOLKIT_PREFIXES)
 
 
 def _closest(key: str) -> str:

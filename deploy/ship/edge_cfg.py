@@ -1,7 +1,8 @@
 """The front proxy's configuration (HAProxy 3.0), rendered from a validated DeployConfig. Pure: text in, text out.
 
 The proxy finds the app's tasks through Docker's DNS (tasks.app), health-checks them with an allowed Host,
-and retries a request that meets a task going away on another one (zero-downtime rollouts); a hashed static
+and retries a request that meets a task going away on another one (zero-downtime rollouts; a task on a crashed
+node is found dead by TCP keepalives in 3 s, DEFAULTS); a hashed static
 name that a task answers with 404 (a task of the other release, during a rollout) is retried on another task.
 With TLS at the proxy (TLS_MODE acme or files):
   - HTTP (container port 8080) answers 301 to https for every path except /.well-known/acme-challenge/,
@@ -44,6 +45,9 @@ MAINTENANCE_BACKEND = """backend maintenance
     default-server check inter 1s fastinter 500ms downinter 1s fall 1 rise 1 init-addr none resolvers docker resolve-prefer ipv4
     server-template maintenance 1 "tasks.maintenance:8080"
 """
+# The app's servers: health-checked every second (one failure = DOWN), found by DNS; tcp-ut: see DEFAULTS.
+APP_DEFAULT_SERVER = ("    default-server check inter 1s fastinter 500ms downinter 1s fall 1 rise 1 tcp-ut 3s "
+                      "init-addr none resolvers docker resolve-prefer ipv4")
 RESOLVERS = """resolvers docker
     nameserver dns 127.0.0.11:53
     accepted_payload_size 8192
@@ -74,6 +78,19 @@ DEFAULTS = """defaults
     retries 3
     option redispatch 1
     retry-on conn-failure empty-response 503
+    # A node that crashes (power loss, kernel panic, `docker kill`) sends no FIN or RST: a request already
+    # delivered to one of its tasks would wait for `timeout server` (60 s, kept for slow requests). The
+    # kernel finds the dead peer instead, which never cuts a slow request (a live task's kernel answers while
+    # its app works): keepalive probes after 1 s of silence, every 1 s, 2 unanswered = dead (3 s), and the
+    # servers' `tcp-ut 3s` bounds unacknowledged data the same way. The read error is an empty-response:
+    # a GET/HEAD is retried on another task, other methods get a 502 (no replay). Budget: 3 s + the
+    # retry's connect (2 s at worst per retry, the dead tasks are DOWN after <= 2 s of health checks)
+    # stays under a 10 s client timeout (bench/loadgen.py). Not `on-marked-down shutdown-sessions`:
+    # with `fall 1` one slow health check of a live task would abort its in-flight POSTs.
+    option srvtcpka
+    srvtcpka-idle 1s
+    srvtcpka-intvl 1s
+    srvtcpka-cnt 2
 """
 
 
@@ -143,8 +160,7 @@ def _app_servers(cfg, slots: int) -> str:
             "    option httpchk\n"
             f"    http-check send meth GET uri /health/ ver HTTP/1.1 hdr Host \"{cfg.health_host}\"\n"
             "    http-check expect status 200\n"
-            "    default-server check inter 1s fastinter 500ms downinter 1s fall 1 rise 1 init-addr none "
-            "resolvers docker resolve-prefer ipv4\n"
+            f"{APP_DEFAULT_SERVER}\n"
             f"    server-template app {slots} \"tasks.app:8000\"\n")
 
 

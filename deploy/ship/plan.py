@@ -165,7 +165,9 @@ def _upload_steps(cfg, rel, state, proxy_text) -> list:
     p = swarm.paths(cfg)
     pinned = _pinned(cfg, rel, state)
     name = stackfile.proxy_config_name(cfg, proxy_text)
-    parallelism = 1 if rel.migrate else 0  # a rollback replaces every task at once, still start-first
+    # start-first either way (the old tasks serve until the new ones are healthy); a rollback replaces every task at
+    # once, a deploy ROLLOUT_PARALLELISM at a time (default 0: all, one task start instead of one per replica)
+    parallelism = cfg.rollout_parallelism if rel.migrate else 0
 
     def stack(job):  # the app alone: the rollout's `stack deploy` updates one service, so a rerun is safe
         return stackfile.render(stackfile.stack_spec(cfg, job.pinned, rel.tag, rel.stamp, name, only=("app",),

@@ -61,6 +61,7 @@ def convert(raw: dict, origin: dict, problems: list) -> dict:
     c["django_allowed_hosts"] = ",".join(hosts)
     c["ssh_port"] = ck.integer("SSH_PORT", 1, 65535)
     c["replicas"] = ck.integer("REPLICAS", 1, 100)
+    c["rollout_parallelism"] = ck.integer("ROLLOUT_PARALLELISM", 0, 100)
     c["published_port"] = ck.integer("PUBLISHED_PORT", 1, 65535)
     c["stop_grace_period"] = ck.integer("STOP_GRACE_PERIOD", 1, 3600)
     c["connect_timeout"] = float(ck.integer("CONNECT_TIMEOUT", 1, 600))

@@ -35,10 +35,21 @@ def _free(port: int) -> bool:
             return False
 
 
+def ephemeral_low() -> int:
+    """The first port the kernel hands out as a client's source port (ip_local_port_range)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_block(count: int) -> int:
-    """A base port such that base+1..base+count are free on 127.0.0.1."""
+    """A base port such that base+1..base+count are free on 127.0.0.1, below the ephemeral range: a node's port is
+    unbound while the node is down, and a client's source port taken there would make `docker start` fail
+    ("bind: address already in use", seen after a node crash under load)."""
+    top = min(40000, ephemeral_low()) - count - 1
     for _ in range(200):
-        base = random.randrange(20000, 40000, 10)
+        base = random.randrange(20000, top, 10)
         if all(_free(base + k) for k in range(1, count + 1)):
             return base
     raise RuntimeError("no free loopback port block")

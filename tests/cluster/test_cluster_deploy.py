@@ -1,5 +1,5 @@
 """The same `inv deploy` on the three-node lab cluster: replicas on several nodes, a proxy on every node,
-a rolling update under load spread over the nodes' loopback ports, the loss of a worker, Postgres data
+a rolling update under load spread over the nodes' loopback ports, three crashes of a worker, Postgres data
 that survives. One stack per session; the tests build on each other and run in file order.
 
 The database runs as the stack's ``db`` service pinned to the manager (node 1) with its volume in node 1's
@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -55,13 +56,13 @@ def placement(spec, service: str) -> list[str]:
 
 
 def loads(spec, nodes, seconds=240):
-    """One generator per node's loopback port; about 72 requests/s in total."""
+    """One generator per node's loopback port, every other one with keep-alive; about 72 requests/s in total."""
     sys.path.insert(0, str(ROOT / "bench"))
     from loadgen import LoadGenerator
 
     rate = 72 / len(nodes)
-    return {i: LoadGenerator(spec.app_port(i), "/", rate=rate, seconds=seconds, keepalive=i % 2 == 0).start()
-            for i in nodes}
+    return {i: LoadGenerator(spec.app_port(i), "/", rate=rate, seconds=seconds, keepalive=k % 2 == 1).start()
+            for k, i in enumerate(nodes)}
 
 
 def stop(gens):
@@ -123,42 +124,76 @@ def test_rolling_update_under_load_over_all_nodes_has_no_failed_request(cenv):
     STATE.update(v2=v2, v2_seconds=outcome.seconds)
 
 
-def test_losing_a_worker_keeps_the_survivors_serving_and_a_deploy_succeeds(cenv):
-    from deploy.ship import executor
+def node_ready(spec, i: int) -> bool:
+    return f"{spec.node(i)} Ready" in node_docker(spec, 1, "node", "ls", "--format", "{{.Hostname}} {{.Status}}",
+                                                   check=False).stdout
 
-    assert "v2" in STATE, "needs v2 deployed"
-    spec = cenv.spec
-    app = cenv.service("app")
-    victim = 3 if spec.node(3) in placement(spec, app) else 2
+
+def crash_a_worker(spec, app: str, during=None):
+    """`docker kill` the worker running the most app replicas (no FIN, no RST: its tasks vanish mid-request) while
+    ~72 requests/s go to the two other nodes' ports; wait until its replicas run on the survivors, call ``during``
+    with the node still lost, then bring it back under the same load: docker start, Ready, its proxy serving what
+    the survivors serve. Returns (victim, {survivor: Stats}, {phase: seconds since the kill}, during's result)."""
+    on = Counter(placement(spec, app))
+    victim = max((2, 3), key=lambda i: on[spec.node(i)])
+    assert on[spec.node(victim)] >= 1, f"no app replica on a worker to crash: {dict(on)}"
     survivors = [i for i in spec.numbers if i != victim]
-    gens = loads(spec, survivors, seconds=300)
-    time.sleep(2)
+    gens, times, result = loads(spec, survivors, seconds=400), {}, None
     try:
-        # Stop the worker as an operator (or a host shutdown) would: SIGTERM reaches its dockerd, which stops the
-        # app tasks gracefully (uWSGI drains in-flight requests). An abrupt crash (`docker kill`) can also lose a
-        # GET that was already delivered to a task on the dying node: it waits for HAProxy's server timeout (see
-        # the notes on issue 6). The reschedule time is measured from before the stop.
-        lost = time.monotonic()
-        sh("docker", "stop", "--time", "40", spec.node(victim))
-        poll("the app's 4 replicas running on the surviving nodes",
-             lambda: (p := placement(spec, app)) and len(p) == 4 and spec.node(victim) not in p, 30)
-        rescheduled = time.monotonic() - lost
-        v3 = cenv.tag("v3")
-        out = io.StringIO()
-        outcome = executor.deploy(cenv.cfg(), tag=v3, build=True, out=out)
-        time.sleep(2)
+        poll("load flowing to the survivors", lambda: all(g.stats.ok for g in gens.values()), 10, 0.1)
+        killed = time.monotonic()
+        sh("docker", "kill", spec.node(victim))
+        poll(f"the app's 4 replicas running without {spec.node(victim)}",
+             lambda: (p := placement(spec, app)) and len(p) == 4 and spec.node(victim) not in p, 90, 0.25)
+        times["rescheduled"] = time.monotonic() - killed
+        if during is not None:
+            result = during()
+            times["during"] = time.monotonic() - killed
+        res = sh("docker", "start", spec.node(victim), check=False)
+        assert res.returncode == 0, res.stderr
+        poll(f"{spec.node(victim)} Ready again", lambda: node_ready(spec, victim), 90, 0.25)
+        times["ready"] = time.monotonic() - killed
+        serving = get(spec.app_port(survivors[0]))[1]
+        poll(f"node {victim}'s proxy to serve {serving} again",
+             lambda: get(spec.app_port(victim), timeout=2)[:2] == (200, serving), 90, 0.25)
+        times["serving"] = time.monotonic() - killed
     finally:
         stats = stop(gens)
-    print(out.getvalue()[-2000:])
-    print(f"app replicas rescheduled {rescheduled:.1f}s after the loss of {spec.node(victim)}")
-    assert outcome.result == "ok"
+    return victim, stats, times, result
+
+
+def crash_round(cenv, n: int, v3: str, out) -> None:
+    """Crash n+1 of 3 (the first one deploys v3 with the node lost): >= 50 requests/s, 0 failed, 0 non-2xx."""
+    from deploy.ship import executor
+
+    deploy = (lambda: executor.deploy(cenv.cfg(), tag=v3, build=True, out=out)) if n == 0 else None
+    victim, stats, times, outcome = crash_a_worker(cenv.spec, cenv.service("app"), during=deploy)
+    print(f"crash {n + 1}: killed {cenv.spec.node(victim)}; seconds after the kill: "
+          + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))
+    if n == 0:
+        print(out.getvalue()[-2000:])
+        assert outcome.result == "ok"
+    total = sum(s.sent for s in stats.values()) / max(s.seconds for s in stats.values())
+    assert total >= 50, f"crash {n + 1}: {total:.1f} requests/s"
     for i, s in stats.items():
-        assert (s.failed, s.non2xx) == (0, 0), f"node {i}: {s.summary()}"
-        assert s.order == [STATE["v2"], v3], f"node {i}: {s.summary()}"
-    sh("docker", "start", spec.node(victim))
-    poll(f"{spec.node(victim)} Ready again", lambda: f"{spec.node(victim)} Ready" in node_docker(
-        spec, 1, "node", "ls", "--format", "{{.Hostname}} {{.Status}}", check=False).stdout, 60)
-    poll(f"node {victim}'s proxy to serve {v3} again", lambda: get(spec.app_port(victim))[:2] == (200, v3), 90)
+        assert (s.failed, s.non2xx) == (0, 0), f"crash {n + 1}, node {i}: {s.summary()}"
+        assert s.order == ([STATE["v2"], v3] if n == 0 else [v3]), f"crash {n + 1}, node {i}: {s.summary()}"
+
+
+def test_crashing_a_worker_three_times_loses_no_request_to_the_survivors_and_a_deploy_succeeds(cenv):
+    """A node crash, three times in a row (a worker is killed, not stopped: a GET already delivered to one of its
+    tasks is retried on another task once TCP keepalives find the connection dead, deploy/ship/edge_cfg.py).
+    The first crash also deploys v3 while the node is lost."""
+    assert "v2" in STATE, "needs v2 deployed"
+    spec, v3, out = cenv.spec, cenv.tag("v3"), io.StringIO()
+    # Swarm declares a silent node down after missed heartbeats (period 5 s by default: ~20 s). 2 s here saves CI
+    # time and changes nothing the proxies do (their health checks find the dead tasks within 2 s).
+    node_docker(spec, 1, "swarm", "update", "--dispatcher-heartbeat", "2s")
+    try:
+        for n in range(3):
+            crash_round(cenv, n, v3, out)
+    finally:
+        node_docker(spec, 1, "swarm", "update", "--dispatcher-heartbeat", "5s", check=False)
     STATE.update(v3=v3)
 
 

@@ -53,6 +53,12 @@ class FakeSftp:
         pass
 
 
+# A migration check that finds one pending migration, and the pre-migrate backup it then takes (the migrate
+# step runs only when migrations are pending).
+PENDING_RULES = [("role=migration-check", Result(stdout='DJDEPLOY-MIGRATIONS {"pending": ["notes.0002_x"], "unsafe": []}\n')),
+                 ("djdeploy.role=backup", lambda cmd: Result(stdout=f"backup {cmd.split()[-4]} 4096 {'d' * 64}\n"))]
+
+
 class FakeManager:
     """Answers by the first matching rule, else like a small Swarm: the app service exists once a stack file
     naming it was deployed (``app`` True: from the start), its update completes at once; secrets exist once

@@ -97,13 +97,54 @@ def test_app_backend_finds_tasks_by_dns_with_health_checks_and_retries():
         "    option httpchk",
         '    http-check send meth GET uri /health/ ver HTTP/1.1 hdr Host "shop.example.com"',
         "    http-check expect status 200",
-        "    default-server check inter 1s fastinter 500ms downinter 1s fall 1 rise 1 init-addr none resolvers docker "
-        "resolve-prefer ipv4",
+        "    default-server check inter 1s fastinter 500ms downinter 1s fall 1 rise 1 tcp-ut 3s init-addr none "
+        "resolvers docker resolve-prefer ipv4",
         '    server-template app 8 "tasks.app:8000"',
     ]
     for line in ("    retries 3", "    option redispatch 1", "    retry-on conn-failure empty-response 503",
                  "    nameserver dns 127.0.0.11:53"):
         assert line in text.splitlines()
+
+
+def test_a_request_to_a_crashed_node_fails_its_connection_in_3_s_and_a_get_is_retried():
+    """A vanished node sends no RST: TCP keepalives (1 s idle, 1 s apart, 2 probes) and a 3 s TCP user timeout
+    on every app server end the connection in ~3 s; the read error is an empty-response (L7 retry of GET/HEAD
+    only: the frontends disable it for other methods). Slow live requests keep the 60 s server timeout."""
+    text = edge_cfg.render(cfg())
+    defaults = section(text, "defaults")
+    for line in ("    option srvtcpka", "    srvtcpka-idle 1s", "    srvtcpka-intvl 1s", "    srvtcpka-cnt 2",
+                 "    timeout server 60s", "    timeout connect 2s", "    retries 3", "    option redispatch 1",
+                 "    retry-on conn-failure empty-response 503"):
+        assert line in defaults, line
+    assert [line for line in defaults if not line.lstrip().startswith("#")][-4:] == [
+        "    option srvtcpka", "    srvtcpka-idle 1s", "    srvtcpka-intvl 1s", "    srvtcpka-cnt 2"]
+    servers = [line for line in text.splitlines() if line.startswith("    default-server check")]
+    assert len(servers) == 3 and all(" tcp-ut 3s " in line for line in servers[:2]), servers  # app, static
+    settings = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    for absent in ("response-timeout", "set-timeout", "shutdown-sessions"):  # they would cut or fail slow requests
+        assert absent not in settings, absent
+    assert text.count("    http-request disable-l7-retry if !METH_GET !METH_HEAD") == 1  # the https frontend
+
+
+def test_the_plain_example_config_has_the_same_defaults_and_app_servers_as_the_rendered_one():
+    from deploy.ship.stackfile import PROXY_CFG
+
+    example, rendered = PROXY_CFG.read_text(), edge_cfg.render(cfg())
+    assert section(example, "defaults") == section(rendered, "defaults")
+    assert example.count(edge_cfg.APP_DEFAULT_SERVER + "\n") == 2
+
+
+def test_the_load_generator_waits_longer_than_the_proxy_retries_a_get_from_a_crashed_node():
+    """Budget: 3 s to find the dead connection + up to 3 retries' connects (2 s) < the client's 10 s timeout."""
+    import inspect
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from loadgen import LoadGenerator
+
+    timeout = inspect.signature(LoadGenerator).parameters["timeout"].default
+    assert 3 + 3 * 2 < timeout == 10.0
 
 
 def test_hashed_static_names_go_to_a_static_backend_that_retries_a_404_on_another_task():

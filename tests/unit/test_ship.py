@@ -13,7 +13,7 @@ from invoke import Result
 from deploy.core.errors import ToolkitError
 from deploy.ship import executor, info, registry, ssh, wait
 from deploy.ship.stackfile import secret_names
-from shipfakes import DIGEST, KEY, FakeManager, FakeRegistry, builder, make_cfg, offline, remote  # noqa: F401
+from shipfakes import DIGEST, KEY, FakeManager, FakeRegistry, PENDING_RULES, builder, make_cfg, offline, remote  # noqa: F401
 
 FINISH = ("sh -c 'IFS= read -r line; printf \"%s\\n\" \"$line\" >> \"$1\"; status=$?; cat >> \"$3\"; rm -rf \"$2\" && "
           "exit \"$status\"' finish /var/lib/djdeploy/djt/audit.log /var/lib/djdeploy/djt/lock "
@@ -69,7 +69,7 @@ def test_the_lock_comes_before_the_build_and_the_push(cfg, offline, reg):
 
 
 def test_stack_file_names_the_image_by_digest_and_the_migration_runs_it(cfg, offline, reg):
-    manager = FakeManager()
+    manager = FakeManager(list(PENDING_RULES))
     deploy(cfg, manager, builder=builder([]))
     spec = json.loads(manager.files["/var/lib/djdeploy/djt/stack.yml"])
     assert spec["services"]["app"]["image"] == f"127.0.0.1:5000/djapp:v2@{DIGEST}"
@@ -139,8 +139,18 @@ def test_a_state_change_before_the_lock_stops_the_deploy_before_any_change(cfg, 
     assert built == [] and reg.pushed == [] and manager.commands()[-1] == FINISH
 
 
+def test_no_pending_migration_skips_the_migrate_container(cfg, offline, reg):
+    manager, out = FakeManager(app=True), io.StringIO()
+    deploy(cfg, manager, out=out, builder=builder([]))
+    assert not any("manage.py migrate" in c for c in manager.commands())
+    _, stored = finish_input(manager)
+    step = [s for s in stored["steps"] if s["what"].startswith("migrate the database once")][0]
+    assert (step["result"], step["note"]) == ("ok", "skipped: no pending migrations")
+
+
 def test_failing_migration_rolls_out_nothing_and_releases_the_lock(cfg, offline, reg):
-    manager = FakeManager([("manage.py migrate", Result(exited=1, stderr="django.db.utils.ProgrammingError: boom"))])
+    manager = FakeManager([("manage.py migrate", Result(exited=1, stderr="django.db.utils.ProgrammingError: boom")),
+                           *PENDING_RULES])
     out = io.StringIO()
     with pytest.raises(ToolkitError) as err:
         deploy(cfg, manager, out=out, builder=builder([]))

@@ -5,6 +5,7 @@ import io
 
 import pytest
 
+from deploy.core.errors import ConfigError
 from deploy.ship import executor, plan, report, ssh
 from deploy.ship.stackfile import secret_names
 from shipfakes import DIGEST, FakeManager, FakeRegistry, make_cfg, offline, remote  # noqa: F401
@@ -150,19 +151,28 @@ def test_a_clean_tag_already_in_the_registry_is_not_rebuilt_but_a_dirty_one_is(c
     assert dirty[2:4] == [BUILD, PUSH] and dirty[4] == stack("v2", PUSHED)
 
 
-def test_rollback_replaces_all_tasks_at_once_and_a_deploy_one_at_a_time(cfg):
+def test_a_rollback_replaces_all_tasks_at_once_and_a_deploy_rollout_parallelism_at_a_time(cfg, tmp_path):
     import json
 
     from shipfakes import Built
 
-    def spec(rel):
-        step = [s for s in plan.build_deploy_plan(cfg, rel, known(cfg), PROXY_TEXT).steps if s.path.endswith("stack.yml")][0]
+    def spec(rel, c=cfg):
+        step = [s for s in plan.build_deploy_plan(c, rel, known(c), PROXY_TEXT).steps if s.path.endswith("stack.yml")][0]
         job = type("J", (), {"pinned": "img@" + DIGEST})()
         return json.loads(step.content(job))["services"]["app"]
 
     assert spec(release("rollback", "v1", build=False, migrate=False))["deploy"]["update_config"]["parallelism"] == 0
-    assert spec(release(build=False))["deploy"]["update_config"]["parallelism"] == 1
+    assert spec(release(build=False))["deploy"]["update_config"]["parallelism"] == 0   # default: all at once
+    one = make_cfg(tmp_path, "ROLLOUT_PARALLELISM=1\n")
+    assert spec(release(build=False), one)["deploy"]["update_config"]["parallelism"] == 1
+    assert spec(release("rollback", "v1", build=False, migrate=False), one)["deploy"]["update_config"]["parallelism"] == 0
     assert spec(release(build=False))["image"] == "img@" + DIGEST and Built("x").ref == "x"
+
+
+def test_rollout_parallelism_out_of_range_is_one_line_error(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        make_cfg(tmp_path, "ROLLOUT_PARALLELISM=-1\n")
+    assert "ROLLOUT_PARALLELISM must be a whole number from 0 to 100 (got '-1')" in str(err.value)
 
 
 def test_steps_carry_secrets_only_on_stdin_never_in_what_is_printed(cfg):
