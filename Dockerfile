@@ -8,7 +8,8 @@
 # then its sources and the build step. The output directory (IMAGE_ASSETS_DIR) goes to /out and the final stage
 # copies it into the project before collectstatic. With no IMAGE_ASSETS_BUILD every step is a cached no-op and
 # /out stays empty. manage.py is copied along only because a classic-builder COPY needs one source that exists
-# (every Django project has it); it is removed again.
+# (every Django project has it); it is removed again. The sources are copied as ${DJDEPLOY_ASSETS_SRC}* (a directory
+# that may be missing): a sibling whose name starts the same (frontend-old) would be merged in.
 FROM debian:trixie-slim AS assets
 ENV DEBIAN_FRONTEND=noninteractive
 ARG DJDEPLOY_ASSETS_PACKAGES=""
