@@ -2,6 +2,37 @@
 # Classic builder compatible (no BuildKit syntax). Build with `inv build` (it adds the host's CA bundle for
 # TLS-intercepting proxies to the builder stage only) or plain `docker build .`.
 
+# ---- assets: the front-end build (IMAGE_ASSETS_* in .env; `inv build` passes them as DJDEPLOY_ASSETS_*) ----
+# The front-end lives in its own directory of the project (IMAGE_ASSETS_SRC), so a Python change never reruns it:
+# its Debian packages, then only its dependency manifests and the install step (rerun when package*.json change),
+# then its sources and the build step. The output directory (IMAGE_ASSETS_DIR) goes to /out and the final stage
+# copies it into the project before collectstatic. With no IMAGE_ASSETS_BUILD every step is a cached no-op and
+# /out stays empty. manage.py is copied along only because a classic-builder COPY needs one source that exists
+# (every Django project has it); it is removed again. The sources are copied as ${DJDEPLOY_ASSETS_SRC}* (a directory
+# that may be missing): a sibling whose name starts the same (frontend-old) would be merged in.
+FROM debian:trixie-slim AS assets
+ENV DEBIAN_FRONTEND=noninteractive
+ARG DJDEPLOY_ASSETS_PACKAGES=""
+# hadolint ignore=DL3008,SC2086
+RUN if [ -n "$DJDEPLOY_ASSETS_PACKAGES" ]; then apt-get update \
+    && apt-get install -y --no-install-recommends $DJDEPLOY_ASSETS_PACKAGES \
+    && rm -rf /var/lib/apt/lists/*; fi
+ARG DJDEPLOY_ASSETS_SRC=frontend
+WORKDIR /src/${DJDEPLOY_ASSETS_SRC}
+# build-ca.pem (see the builder stage) is trusted by the install step only (npm: cafile), then removed.
+COPY project/manage.py project/${DJDEPLOY_ASSETS_SRC}/package*.json build-ca.pem* ./
+ARG DJDEPLOY_ASSETS_INSTALL=""
+RUN rm manage.py && if [ -n "$DJDEPLOY_ASSETS_INSTALL" ]; then \
+      if [ -f build-ca.pem ]; then export NODE_EXTRA_CA_CERTS="$PWD/build-ca.pem" npm_config_cafile="$PWD/build-ca.pem"; fi \
+      && eval "$DJDEPLOY_ASSETS_INSTALL"; fi \
+ && rm -f build-ca.pem
+COPY project/manage.py project/${DJDEPLOY_ASSETS_SRC}* ./
+ARG DJDEPLOY_ASSETS_BUILD=""
+ARG DJDEPLOY_ASSETS_DIR=""
+RUN rm manage.py && mkdir /out && if [ -n "$DJDEPLOY_ASSETS_BUILD" ]; then eval "$DJDEPLOY_ASSETS_BUILD" \
+    && { [ -d "/src/$DJDEPLOY_ASSETS_DIR" ] || { echo "IMAGE_ASSETS_DIR=$DJDEPLOY_ASSETS_DIR: the build wrote no such directory" >&2; exit 1; }; } \
+    && cp -a "/src/$DJDEPLOY_ASSETS_DIR/." /out/; fi
+
 # ---- builder: a virtualenv with the locked wheels; pip and its caches never reach the final image ----
 # Translation sources (*.po, 11 MB in Django) are dropped: Django reads only the compiled *.mo files.
 # django.contrib.gis (3.5 MB) is dropped too: GeoDjango needs GDAL/GEOS, which this image does not carry.
@@ -11,6 +42,13 @@ ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
+# Build-time Debian packages (IMAGE_BUILD_PACKAGES, e.g. "gcc python3-dev libjpeg-dev zlib1g-dev"): this stage
+# only, before any requirement, so pip can compile what IMAGE_SOURCE_BUILDS names; none of them reach the final image.
+ARG DJDEPLOY_BUILD_PACKAGES=""
+# hadolint ignore=DL3008,SC2086
+RUN if [ -n "$DJDEPLOY_BUILD_PACKAGES" ]; then apt-get update \
+    && apt-get install -y --no-install-recommends $DJDEPLOY_BUILD_PACKAGES \
+    && rm -rf /var/lib/apt/lists/*; fi
 # build-ca.pem exists only when `inv build` found PIP_CERT/SSL_CERT_FILE/REQUESTS_CA_BUNDLE on the host;
 # the glob keeps plain `docker build .` working without it. It is used here and never copied onward.
 # First the image contract's runtime (uWSGI, psycopg: djdeploy_django/requirements.lock), then the project's own.
@@ -25,9 +63,13 @@ RUN python3 -m venv /opt/venv \
  && for extra in $DJDEPLOY_EXTRAS; do /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check \
         --only-binary=:all: --no-deps -r "/tmp/contract/requirements-$extra.lock" || exit 1; done \
  && rm -rf /tmp/contract
+# Wheels only, except the packages IMAGE_SOURCE_BUILDS names (e.g. "mysqlclient"): pip builds those from their sdist
+# with the IMAGE_BUILD_PACKAGES above. A missing wheel is an error, never a silent compile.
 COPY project/requirements.lock build-ca.pem* /tmp/build/
+ARG DJDEPLOY_SOURCE_BUILDS=""
 RUN if [ -f /tmp/build/build-ca.pem ]; then export PIP_CERT=/tmp/build/build-ca.pem; fi \
- && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --only-binary=:all: \
+ && set -- && for name in $DJDEPLOY_SOURCE_BUILDS; do set -- "$@" "--no-binary=$name"; done \
+ && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --only-binary=:all: "$@" \
         --require-hashes -r /tmp/build/requirements.lock \
  && /opt/venv/bin/pip uninstall -y --disable-pip-version-check pip \
  && find /opt/venv -name '*.po' -delete \
@@ -46,6 +88,14 @@ RUN apt-get update \
  && groupadd --gid 10001 app \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /app --shell /usr/sbin/nologin app \
  && find / -xdev -perm /6000 -type f -exec chmod a-s {} +
+# Runtime Debian packages of the project (IMAGE_SYSTEM_PACKAGES, e.g. "libjpeg62-turbo zlib1g"): their own layer,
+# before the dependencies and the code, so a code change never reruns it; setuid bits are dropped again.
+ARG DJDEPLOY_SYSTEM_PACKAGES=""
+# hadolint ignore=DL3008,SC2086
+RUN if [ -n "$DJDEPLOY_SYSTEM_PACKAGES" ]; then apt-get update \
+    && apt-get install -y --no-install-recommends $DJDEPLOY_SYSTEM_PACKAGES \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
+    && find / -xdev -perm /6000 -type f -exec chmod a-s {} +; fi
 
 # uWSGI is configured by UWSGI_* variables (override any of them with -e). Notes, each proved by tests/image:
 # - workers: one per CPU by default (2); lazy-apps loads Django in each worker after fork, so fewer workers on
@@ -108,6 +158,9 @@ COPY djdeploy_django/ /opt/venv/lib/python3.13/site-packages/djdeploy_django/
 COPY docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 WORKDIR /app
 COPY project/ /app/
+# The front-end build's output (empty without IMAGE_ASSETS_BUILD), where the project expects it, e.g. an app's static/.
+ARG DJDEPLOY_ASSETS_DIR=""
+COPY --from=assets /out/ /app/${DJDEPLOY_ASSETS_DIR}/
 # Hashed static files collected at build time: no database, a throwaway key generated inside this step.
 RUN DJANGO_SECRET_KEY="$(python3 -c 'import secrets; print(secrets.token_urlsafe(50))')" \
     DJANGO_ALLOWED_HOSTS=localhost DATABASE_URL='' \

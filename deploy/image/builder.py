@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.core import gitinfo
+from deploy.image import buildargs
 from deploy.local import localenv
 from deploy.core.errors import ConfigError, ToolkitError
 from deploy.core import project
@@ -128,6 +129,7 @@ def plan(tag: str | None = None, build_args: dict | None = None, settings: dict 
         raise ConfigError([f"IMAGE_EXTRAS: unknown extra {e!r}; known: {', '.join(EXTRAS)}" for e in bad])
     if extras:   # the contract's optional locks (djdeploy_django/requirements-<extra>.lock)
         args["DJDEPLOY_EXTRAS"] = " ".join(dict.fromkeys(extras))
+    args.update(buildargs.from_settings(settings))   # system/build packages, source builds, front-end build
     return {"repository": repo, "tag": tag, "refs": [f"{repo}:{tag}", f"{repo}:latest"], "buildargs": args}
 
 

@@ -43,7 +43,10 @@ def dockerfile_rules(p: Project) -> list:
              ("--require-hashes -r /tmp/build/requirements.lock",
               f"{'--require-hashes ' if p.hashed else ''}-r /tmp/build/{installed}"),
              ("DJDEPLOY_SETTINGS_MODULE=config.settings", f"DJDEPLOY_SETTINGS_MODULE={p.settings}"),
-             ("COPY project/ /app/", f"COPY {p.app_dir or '.'}/ /app/")]
+             ("COPY project/ /app/", f"COPY {p.app_dir or '.'}/ /app/"),
+             # the front-end stage's two COPYs (manifests, then sources): relative to the directory of manage.py
+             ("COPY project/manage.py project/${DJDEPLOY_ASSETS_SRC}",
+              "COPY {0}manage.py {0}${{DJDEPLOY_ASSETS_SRC}}".format(f"{p.app_dir}/" if p.app_dir else ""))]
     if source.name == "pyproject.toml":
         rules.append((PIN_CA, PIN_CA + FROM_PYPROJECT))
     return rules

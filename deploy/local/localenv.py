@@ -13,6 +13,7 @@ from pathlib import Path
 
 from deploy.core.envfile import plain, read_env_file
 from deploy.core import project
+from deploy.image import buildargs
 from deploy.local import limits
 
 ROOT = project.ROOT
@@ -29,6 +30,7 @@ DEFAULTS = {
     "SMOKE_PATH": "/",
     **limits.DEFAULTS,                    # APP_/DB_ MEMORY, CPUS, CPU_SHARES, PIDS (the hardened runtime's limits)
     "IMAGE_EXTRAS": "",                   # optional parts of the image contract, e.g. s3 (uploads on S3)
+    **buildargs.DEFAULTS,                 # IMAGE_SYSTEM/BUILD_PACKAGES, IMAGE_SOURCE_BUILDS, IMAGE_ASSETS_*
 }
 
 

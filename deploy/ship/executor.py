@@ -89,6 +89,11 @@ def deploy(cfg, *, tag: str | None = None, build: bool = True, migrate: bool = T
            allow_unsafe_migrations: bool = False) -> Outcome:
     """Deploy ``tag`` (default: build the working tree's git tag); ``build`` False deploys a tag in the registry."""
     rel = release_for(cfg, tag, build=build, migrate=migrate, action=action, allow_unsafe=allow_unsafe_migrations)
+    if build:   # the image's IMAGE_* settings (.env) fail here, before the registry or the manager is contacted
+        from deploy.image import buildargs
+        from deploy.local import localenv
+
+        buildargs.from_settings(localenv.load())
     registry.check(cfg)
     if not build:
         registry.require_tag(cfg, rel.tag)

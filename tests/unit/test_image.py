@@ -281,7 +281,7 @@ def test_dockerfile_contract():
     text = (ROOT / "Dockerfile").read_text()
     assert "# syntax" not in text and "--mount" not in text  # classic builder
     froms = [line for line in text.splitlines() if line.startswith("FROM ")]
-    assert froms == ["FROM debian:trixie-slim AS builder", "FROM debian:trixie-slim"]
+    assert froms == ["FROM debian:trixie-slim AS assets", "FROM debian:trixie-slim AS builder", "FROM debian:trixie-slim"]
     final = text.split("FROM debian:trixie-slim\n", 1)[1]
     assert "build-ca" not in final and "PIP_CERT" not in final  # the CA bundle stays in the builder stage
     assert final.index("COPY --from=builder /opt/venv") < final.index("COPY project/ /app/") < final.index(
