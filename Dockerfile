@@ -111,6 +111,10 @@ RUN if [ -n "$DJDEPLOY_SYSTEM_PACKAGES" ]; then apt-get update \
 # - every request is logged except health probes and served static files (docker-entrypoint.sh's routes);
 #   the master writes the log (log-master) and drains the router's "Connection reset by peer" lines: HAProxy
 #   ends every health check with a TCP reset (by design), which the HTTP router would log each second;
+# - workers are recycled by memory (reload-on-rss 512 MB), not by request count: with max-requests, any worker
+#   serving over max-requests/10 s reaches its count before min-worker-lifetime (10 s), so under load every worker
+#   recycled at the same 10 s mark (max-requests-delta could not stagger them): ~1 s with no worker at all, every
+#   10 s, which failed the proxy's 1 s health checks (503s in the HTTPS benchmark). UWSGI_MAX_REQUESTS=N brings it back;
 # - http-timeout just above harakiri: with keep-alive, the HTTP router keeps a client whose worker was killed
 #   waiting until this timeout;
 # - the Host rule (route-if-not) is derived from DJANGO_ALLOWED_HOSTS by docker-entrypoint.sh.
@@ -133,8 +137,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     UWSGI_ENABLE_THREADS=1 \
     UWSGI_STATIC_MAP=/static/=/app/staticfiles/ \
     UWSGI_STATIC_SAFE=/app/staticfiles/ \
-    UWSGI_MAX_REQUESTS=5000 \
-    UWSGI_MAX_REQUESTS_DELTA=500 \
     UWSGI_RELOAD_ON_RSS=512 \
     UWSGI_HARAKIRI=30 \
     UWSGI_HTTP_TIMEOUT=35 \

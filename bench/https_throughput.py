@@ -112,6 +112,13 @@ def start(image: str, edge: str, tmp: Path) -> tuple[int, int]:
     return plain, tls
 
 
+def proxy_logs() -> None:
+    """The proxy's last log lines (why it answered non-2xx: a server marked DOWN, a queue timeout...)."""
+    for cid in sh("docker", "ps", "-aq", "--filter", f"label={LABEL}").stdout.split():
+        out = sh("docker", "logs", "--tail", "40", cid, check=False)
+        print(f"--- logs {cid}\n{out.stdout[-4000:]}{out.stderr[-4000:]}", file=sys.stderr)
+
+
 def cleanup() -> None:
     ids = sh("docker", "ps", "-aq", "--filter", f"label={LABEL}").stdout.split()
     if ids:
@@ -150,6 +157,9 @@ def main() -> None:
                 https_rps.append(t)
                 print(f"round: http {h:.0f}/s ({h_err or 'no socket errors'}), https {t:.0f}/s "
                       f"({t_err or 'no socket errors'})", flush=True)
+        except SystemExit:
+            proxy_logs()
+            raise
         finally:
             cleanup()
     h, s = statistics.median(http_rps), statistics.median(https_rps)

@@ -289,6 +289,15 @@ def test_dockerfile_contract():
     assert 'ENTRYPOINT ["docker-entrypoint.sh"]' in final and "USER 10001:10001" in final
 
 
+def test_workers_recycle_by_memory_not_by_request_count():
+    """With max-requests every busy worker recycled at the same min-worker-lifetime mark (10 s): ~1 s without any
+    worker every 10 s under load (p99 1.06 s, health probes up to 0.98 s, against 2 ms without; BENCHMARKS.md)."""
+    env = {line.split("=", 1)[0].strip(): line.split("=", 1)[1].rstrip(" \\") for line in
+           (ROOT / "Dockerfile").read_text().splitlines() if line.strip().startswith("UWSGI_")}
+    assert "UWSGI_MAX_REQUESTS" not in env and "UWSGI_MAX_WORKER_LIFETIME" not in env
+    assert env["UWSGI_RELOAD_ON_RSS"] == "512"
+
+
 def test_entrypoint_is_strict_and_ends_in_exec():
     lines = (ROOT / "docker-entrypoint.sh").read_text().strip().splitlines()
     assert lines[0] == "#!/bin/bash" and "set -Eeuo pipefail" in lines and lines[-1] == 'exec "$@"'
