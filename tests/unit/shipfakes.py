@@ -30,6 +30,21 @@ def make_cfg(tmp_path, extra: str = ""):
     return load("lab", env_dir=tmp_path, environ={})
 
 
+def config_problems(tmp_path, extra: str) -> list:
+    """The problem lines of the ConfigError that loading lab.env with ``extra`` raises."""
+    from deploy.core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        make_cfg(tmp_path, extra)
+    return [line.strip().removeprefix("- ") for line in str(err.value).splitlines()]
+
+
+def env_line(tmp_path, key: str) -> str:
+    """``<tmp>/lab.env:<line>`` of ``key``, as a ConfigError names it."""
+    lines = (tmp_path / "lab.env").read_text().splitlines()
+    return f"{tmp_path / 'lab.env'}:{1 + next(i for i, line in enumerate(lines) if line.startswith(key + '='))}"
+
+
 class FakeSftp:
     def __init__(self, files):
         self.files = files

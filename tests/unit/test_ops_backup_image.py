@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from shipfakes import make_cfg
+from shipfakes import config_problems as problems, env_line as where, make_cfg
 
-from deploy.core.errors import ConfigError, ToolkitError
+from deploy.core.errors import ToolkitError
 from deploy.ops import backup_image, offsite, schedule
 from deploy.ship import edge_image, plan, recipe_image, stackfile
 
@@ -38,17 +38,6 @@ def ca_pem() -> str:
             .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(key, hashes.SHA256()))
     return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def problems(tmp_path, extra: str) -> list:
-    with pytest.raises(ConfigError) as err:
-        make_cfg(tmp_path, extra)
-    return [line.strip().removeprefix("- ") for line in str(err.value).splitlines()]
-
-
-def where(tmp_path, key: str) -> str:
-    lines = (tmp_path / "lab.env").read_text().splitlines()
-    return f"{tmp_path / 'lab.env'}:{1 + next(i for i, line in enumerate(lines) if line.startswith(key + '='))}"
 
 
 # ---- the recipe and its tag ----------------------------------------------------------------------------------

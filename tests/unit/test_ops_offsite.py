@@ -16,9 +16,8 @@ import threading
 import pytest
 from invoke import Result
 
-from shipfakes import make_cfg
+from shipfakes import config_problems, env_line as where, make_cfg
 
-from deploy.core.errors import ConfigError
 from deploy.core.runner import Runner
 from deploy.ops import backup, backup_image, offsite, schedule
 from deploy.ship import stackfile
@@ -35,14 +34,7 @@ def cfg_on(tmp_path, extra: str = ""):
 
 def problems(tmp_path, extra: str) -> list:
     (tmp_path / "s3secret").write_text("s3-very-secret\n")
-    with pytest.raises(ConfigError) as err:
-        make_cfg(tmp_path, extra)
-    return [line.strip().removeprefix("- ") for line in str(err.value).splitlines()]
-
-
-def where(tmp_path, key: str) -> str:
-    lines = (tmp_path / "lab.env").read_text().splitlines()
-    return f"{tmp_path / 'lab.env'}:{1 + next(i for i, line in enumerate(lines) if line.startswith(key + '='))}"
+    return config_problems(tmp_path, extra)
 
 
 def test_settings_defaults_and_secrets(tmp_path):
