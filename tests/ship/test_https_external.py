@@ -1,7 +1,7 @@
 """TLS_MODE=external for real: TLS ends at a load balancer before the stack; the stack's proxy (the rendered config)
 keeps X-Forwarded-Proto only from TRUSTED_LB and the app trusts only the proxy's network.
 
-Containers on a bridge network this test creates: the app (the image the session deployed, no database), the proxy (PROXY_IMAGE with
+Containers on a bridge network this test creates: the app (the image the session deployed, no database), the proxy (the edge image with
 the config deploy.ship.edge_cfg renders for TLS_MODE=external). A connection to the proxy's published loopback port
 arrives from the network's gateway, which plays the load balancer when TRUSTED_LB names it.
 Django's CSRF check shows what the app believes: a secure request without Origin/Referer is refused (strict HTTPS
@@ -45,7 +45,10 @@ def net(tmp_path_factory, env, serving):
                  "-e", f"DJANGO_ALLOWED_HOSTS={NAME}", "-e", f"DJANGO_TRUSTED_PROXY={ipam['Subnet']}",
                  image).stdout.strip()
     try:
-        yield SimpleNamespace(name=name, gateway=ipam["Gateway"], dir=tmp_path_factory.mktemp("ext"), app=app)
+        from deploy.ship import edge_image
+
+        yield SimpleNamespace(name=name, gateway=ipam["Gateway"], dir=tmp_path_factory.mktemp("ext"), app=app,
+                              edge=edge_image.ref(env.cfg()))   # the stack's proxy image, built by the session deploy
     finally:
         for c in docker("ps", "-aq", "--filter", f"label={LABEL}").stdout.split():
             print(docker("logs", "--tail", "20", c, check=False).stderr[-2000:])
@@ -59,7 +62,7 @@ def proxy(net, trusted_lb: str) -> int:
     cfg_file.chmod(0o644)
     port = free_port()
     docker("run", "-d", "--label", LABEL, "--network", net.name, "-p", f"127.0.0.1:{port}:8080",
-           "-v", f"{cfg_file}:/usr/local/etc/haproxy/haproxy.cfg:ro", "haproxy:3.0-trixie")
+           "-v", f"{cfg_file}:/usr/local/etc/haproxy/haproxy.cfg:ro", net.edge)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
