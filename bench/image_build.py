@@ -18,13 +18,21 @@ from deploy.core import engine
 from deploy.image import builder
 
 
-def build(cli, root, tag, nocache):
+def build(cli, root, tag, nocache, buildargs=None, labels=None, timeline=None):
+    """One build of ``root`` the way `inv build` sends it (deploy.image.builder's context: .dockerignore, the CA
+    bundle, the installed image contract when the project has none); seconds. ``timeline`` collects (seconds since
+    start, log line) pairs and the image id under "id" (bench/wagtail_build.py reads the steps from it)."""
     t0 = time.monotonic()
-    for chunk in cli.api.build(fileobj=builder.context_tar(root, builder.ca_bundle()), custom_context=True, tag=tag,
-                               rm=True, forcerm=True, nocache=nocache, decode=True,
-                               buildargs={"APP_VERSION": "bench"}):
+    context = builder.context_tar(root, builder.ca_bundle(), builder.contract_dir(root))
+    for chunk in cli.api.build(fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, nocache=nocache,
+                               decode=True, buildargs=buildargs or {"APP_VERSION": "bench"}, labels=labels):
         if "error" in chunk:
             raise SystemExit(chunk["error"])
+        if timeline is not None:
+            for line in chunk.get("stream", "").splitlines():
+                timeline.append((time.monotonic() - t0, line))
+            if "ID" in chunk.get("aux", {}):
+                timeline.append((time.monotonic() - t0, "id " + chunk["aux"]["ID"]))
     return time.monotonic() - t0
 
 
