@@ -130,7 +130,10 @@ def report(results):
               f"  one-line {median([r['edit'] for r in runs]):.2f}s  ratio {median([r['ratio'] for r in runs]):.1%}"
               f"  ({len(runs)} runs)")
         print(f"{name} slowest steps of the last cold build:", *slowest(runs[-1]["logs"]["cold"]), sep="\n  ")
-        print(f"{name} steps the last one-line rebuild ran:", *rebuilt(runs[-1]["logs"]["edit"]), sep="\n  ")
+        for i, r in enumerate(runs, 1):
+            for kind, what in (("warm", "warm rebuild (nothing changed)"), ("edit", "one-line rebuild")):
+                print(f"{name} run {i} {what} ran:", *rebuilt(r["logs"][kind]) or ["nothing (every step cached)"],
+                      sep="\n  ")
 
 
 def main():
