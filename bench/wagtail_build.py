@@ -126,9 +126,9 @@ def report(results):
         for i, r in enumerate(runs, 1):
             print(f"{name} run {i}: cold {r['cold']:.1f}s (priming {r['prime']:.1f}s)  warm {r['warm']:.2f}s  "
                   f"one-line {r['edit']:.2f}s  ratio {r['ratio']:.1%}  size {r['size'] / 1e6:.1f} MB")
-        print(f"{name} median: cold {median([r['cold'] for r in runs]):.1f}s  warm {median([r['warm'] for r in runs]):.2f}s"
-              f"  one-line {median([r['edit'] for r in runs]):.2f}s  ratio {median([r['ratio'] for r in runs]):.1%}"
-              f"  ({len(runs)} runs)")
+        m = {key: median([r[key] for r in runs]) for key in ("cold", "warm", "edit", "ratio")}
+        print(f"{name} median: cold {m['cold']:.1f}s  warm {m['warm']:.2f}s  one-line {m['edit']:.2f}s  "
+              f"ratio {m['ratio']:.1%}  ({len(runs)} runs)")
         print(f"{name} slowest steps of the last cold build:", *slowest(runs[-1]["logs"]["cold"]), sep="\n  ")
         for i, r in enumerate(runs, 1):
             for kind, what in (("warm", "warm rebuild (nothing changed)"), ("edit", "one-line rebuild")):
