@@ -233,12 +233,15 @@ def cenv(cluster_spec, tmp_path_factory):
     from deploy.lab import cluster_env
     from deploy.ship import stackfile
 
+    from assetclient import scratch_context
+
     e = ClusterEnv(cluster_spec, tmp_path_factory.mktemp("clusterenv"))
+    e.ctx = scratch_context(tmp_path_factory.mktemp("clusterctx"))  # releases with their own CSS/JS (assetclient)
     proxy = stackfile.stack_spec(e.cfg(), "img", "t", "r", "c")["services"]["proxy"]["deploy"]
     assert proxy.get("mode") == "global", "the stack must run one proxy per node for traffic to enter everywhere"
     cluster_env.push_stand_ins(out=io.StringIO())
     yield e
-    for tag in e.tags:
+    for tag in e.tags + [t + "-static" for t in e.tags]:  # -static: a rollback's image (deploy.image.bridge)
         for ref in (f"djapp:{tag}", f"127.0.0.1:5000/djapp:{tag}"):
             sh("docker", "rmi", ref, check=False)
     # Everything else the deploy made lives inside the nodes: the package finalizer (cluster.down) removes it.

@@ -41,8 +41,8 @@ def serving(cenv):
 
     image = node_docker(cenv.spec, 1, "service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
                         cenv.service("app"), check=False).stdout.strip()
-    if image:
-        return image.split("@")[0].rpartition(":")[2]
+    if image:  # <tag>-static after a rollback (its image with the bridged static files): the release is <tag>
+        return image.split("@")[0].rpartition(":")[2].removesuffix("-static")
     tag, out = cenv.tag("ops1"), io.StringIO()
     outcome = executor.deploy(cenv.cfg(), tag=tag, build=True, out=out)
     assert outcome.result == "ok", out.getvalue()[-3000:]
