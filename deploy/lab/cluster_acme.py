@@ -23,8 +23,8 @@ VALIDITY = 300   # seconds: a renewal happens while the cluster tests run (at 2/
 
 def acme_spec(spec: ClusterSpec, validity: int = VALIDITY) -> acme.AcmeSpec:
     """Pure: the CA of cluster ``spec`` (its subnet known): names ``<cluster>-pebble`` / ``-challtestsrv``."""
-    pairs = tuple(a.split("=", 1) for a in plan.labels(spec)[1::2])
-    return acme.AcmeSpec(prefix=spec.name, labels=tuple(map(tuple, pairs)), http_port=spec.node_app_port,
+    labels = ((plan.LABEL, "cluster"), (plan.CLUSTER_LABEL, spec.name))  # what `cluster.down` removes by
+    return acme.AcmeSpec(prefix=spec.name, labels=labels, http_port=spec.node_app_port,
                          target_ipv4=plan.node_ip(spec.subnet, 1), validity=validity,
                          tls_names=(plan.ca_ip(spec.subnet),))
 

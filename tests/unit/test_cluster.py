@@ -410,3 +410,23 @@ def test_status_without_a_cluster_names_the_fix(monkeypatch, tmp_path):
         cluster.status("djlab")
     assert str(err.value) == (f"no lab cluster named djlab is up ({tmp_path}/cluster/djlab/spec.json is missing); "
                               "run `inv cluster.up`")
+
+
+@pytest.mark.parametrize("attached,connects", [('{"djc-acme":{}}', True), ('{"djc-acme":{},"djc-net":{}}', False)])
+def test_cluster_acme_ensure_attaches_pebble_once_and_writes_both_roots(tmp_path, monkeypatch, attached, connects):
+    from deploy.lab import acme, cluster_acme, paths
+
+    monkeypatch.setattr(paths, "LAB_DIR", tmp_path)
+    started = []
+    monkeypatch.setattr(acme, "ensure", lambda runner, ca, say: started.append(ca))
+    monkeypatch.setattr(acme, "ca_pems", lambda runner, ca: ("ROOT", "INTERMEDIATE"))
+    monkeypatch.setattr(acme, "api_root_pem", lambda runner, ca: "API ROOT")
+    runner = FakeRunner([(["docker", "inspect"], (0, attached)), (["docker", "network", "connect"], (0, ""))])
+    spec = ClusterSpec(name="djc", subnet=SUBNET)
+    values = cluster_acme.ensure(runner, spec)
+    assert started == [cluster_acme.acme_spec(spec)]
+    connect = ["docker", "network", "connect", "--alias", "pebble", "--ip", "172.30.200.5", "djc-net", "djc-pebble"]
+    assert (connect in runner.history) is connects
+    ca_dir = tmp_path / "cluster" / "djc" / "acme"
+    assert (ca_dir / "ca-root.pem").read_text() == "ROOT" and (ca_dir / "api-root.pem").read_text() == "API ROOT"
+    assert values == cluster_acme.env_values(spec, ca_dir)
