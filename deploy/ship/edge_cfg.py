@@ -10,7 +10,10 @@ With TLS at the proxy (TLS_MODE acme or files):
   - HTTPS (container port 8443): TLS 1.2+, Mozilla "intermediate" ciphers, HTTP/2, HSTS, and
     X-Forwarded-Proto set by the proxy (a client's value is overwritten);
   - the certificate starts as a placeholder and is installed into the RUNNING process by the sync program
-    (edge-agent sync: `set ssl cert` + `commit ssl cert` on the admin socket): renewal without a reload.
+    (edge-agent sync: `set ssl cert` + `commit ssl cert` on the admin socket): renewal without a reload;
+  - this configuration itself is served by the certs service (it mounts the versioned Docker config), so a
+    change does not touch the proxy service: the sync program fetches it, checks it (`haproxy -c`), saves the
+    servers' state and reloads the master seamlessly (the listening sockets pass to the new worker).
 TLS_MODE=external: HTTP only; X-Forwarded-Proto is kept from TRUSTED_LB sources and set to http otherwise.
 """
 
@@ -20,6 +23,8 @@ HTTP_PORT, HTTPS_PORT = 8080, 8443       # inside the proxy container
 CERTS_PORT = 8081                        # the certs service: challenges, bundle, status
 CERT_PATH = "/tmp/edge/site.pem"         # the placeholder at start; replaced in memory by the sync program
 ADMIN_SOCKET = "/tmp/edge/admin.sock"
+CONFIG_PATH = "/tmp/edge/haproxy.cfg"     # fetched from the certs service (CONFIG_URL) by `edge-agent prepare`
+SERVER_STATE = "/tmp/edge/server-state"  # saved before a reload: the new worker starts with known servers
 CHALLENGE = "/.well-known/acme-challenge/"
 # Mozilla's "intermediate" profile (ssl-config.mozilla.org, guidelines 5.7) for HAProxy.
 CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
@@ -42,12 +47,12 @@ MAINTENANCE_BACKEND = """backend maintenance
     option httpchk
     http-check send meth GET uri /maintenance-health ver HTTP/1.1 hdr Host maintenance
     http-check expect status 200
-    default-server check inter 1s fastinter 500ms downinter 1s fall 1 rise 1 init-addr none resolvers docker resolve-prefer ipv4
+    default-server check inter 1s fastinter 500ms downinter 1s fall 1 rise 1 init-addr last,none resolvers docker resolve-prefer ipv4
     server-template maintenance 1 "tasks.maintenance:8080"
 """
 # The app's servers: health-checked every second (one failure = DOWN), found by DNS; tcp-ut: see DEFAULTS.
 APP_DEFAULT_SERVER = ("    default-server check inter 1s fastinter 500ms downinter 1s fall 1 rise 1 tcp-ut 3s "
-                      "init-addr none resolvers docker resolve-prefer ipv4")
+                      "init-addr last,none resolvers docker resolve-prefer ipv4")
 RESOLVERS = """resolvers docker
     nameserver dns 127.0.0.11:53
     accepted_payload_size 8192
@@ -92,6 +97,12 @@ DEFAULTS = """defaults
     srvtcpka-intvl 1s
     srvtcpka-cnt 2
 """
+# With TLS the proxy reloads on a new configuration: the new worker starts from the saved state of the servers
+# (addresses, health), and the old one answers a kept-alive client's next request (with Connection: close)
+# instead of closing its idle connections under the client's feet.
+RELOAD_DEFAULTS = """    load-server-state-from-file global
+    option idle-close-on-response
+"""
 
 
 def hsts(cfg) -> str:
@@ -112,7 +123,9 @@ def redirect_location(cfg) -> str:
 def global_section(cfg) -> str:
     lines = ["global", "    log stdout format raw local0 notice", "    maxconn 4096", "    hard-stop-after 20s"]
     if cfg.tls:
-        lines += [f"    stats socket {ADMIN_SOCKET} mode 600 level admin",
+        # expose-fd listeners: a reload hands the listening sockets to the new worker (no refused connection).
+        lines += [f"    stats socket {ADMIN_SOCKET} mode 600 level admin expose-fd listeners",
+                  f"    server-state-file {SERVER_STATE}",
                   "    ssl-default-bind-curves X25519:prime256v1:secp384r1",
                   f"    ssl-default-bind-ciphers {CIPHERS}",
                   f"    ssl-default-bind-ciphersuites {CIPHERSUITES}",
@@ -122,10 +135,16 @@ def global_section(cfg) -> str:
 
 
 def sync_program(cfg) -> str:
-    """The certificate sync process, started and restarted by HAProxy's master (master-worker mode)."""
+    """The sync process of the certificate and the configuration, started by HAProxy's master (master-worker
+    mode); a reload (which it triggers on a new configuration, see edge_sync) stops it and starts a new one."""
     return ("program certsync\n"
             f"    command edge-agent sync --from http://tasks.certs:{CERTS_PORT}/bundle --cert {CERT_PATH} "
-            f"--socket {ADMIN_SOCKET} --interval {cfg.cert_sync_interval}\n")
+            f"--socket {ADMIN_SOCKET} --interval {cfg.cert_sync_interval} "
+            f"--config-from {config_url()} --config {CONFIG_PATH} --state-file {SERVER_STATE}\n")
+
+
+def config_url() -> str:
+    return f"http://tasks.certs:{CERTS_PORT}/haproxy.cfg"
 
 
 def frontends(cfg) -> str:
@@ -180,7 +199,7 @@ def backends(cfg) -> str:
     text += "\n" + MAINTENANCE_BACKEND
     if cfg.tls:
         text += ("\nbackend certs\n"
-                 "    default-server init-addr none resolvers docker resolve-prefer ipv4\n"
+                 "    default-server init-addr last,none resolvers docker resolve-prefer ipv4\n"
                  f"    server-template certs 2 \"tasks.certs:{CERTS_PORT}\"\n")
     return text
 
@@ -192,5 +211,6 @@ def render(cfg) -> str:
     parts = [head + global_section(cfg)]
     if cfg.tls:
         parts.append(sync_program(cfg))
-    parts += [RESOLVERS, DEFAULTS, frontends(cfg), backends(cfg)]
+    defaults = DEFAULTS + (RELOAD_DEFAULTS if cfg.tls else "")
+    parts += [RESOLVERS, defaults, frontends(cfg), backends(cfg)]
     return "\n".join(parts)

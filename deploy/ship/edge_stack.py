@@ -4,7 +4,9 @@
   HTTPS on HTTPS_PORT; its ``certsync`` program installs the current certificate into the running process.
 - ``certs`` (1 replica on a manager, stop-first: two ACME clients must never share the volume; the proxies keep
   serving their certificate in memory meanwhile): the ACME client (or the user's files, from versioned Docker
-  secrets), with the account key and the certificates on the named volume ``certs``.
+  secrets), with the account key and the certificates on the named volume ``certs``. It also serves the proxies'
+  haproxy.cfg (the versioned Docker config is mounted here, not in the proxy): a configuration change never
+  replaces a proxy task, each proxy reloads it seamlessly (edge/edge_sync.py).
 - the ``edge`` overlay network joins only those two: the app cannot fetch the private key.
 The app trusts X-Forwarded-Proto from the stack network only: its subnet is read on the manager at deploy time
 into an env file (``trusted_proxy_cmd``), so the stack file itself is the same in a dry run and a real run.
@@ -17,6 +19,7 @@ import hashlib
 from deploy.ship import edge_cfg
 
 CERTS_STATE = "/var/lib/edge"
+CERTS_PROXY_CFG = "/etc/edge/haproxy.cfg"   # in the certs service: what it serves the proxies at /haproxy.cfg
 
 
 def cert_names(cfg) -> list[str]:
@@ -82,12 +85,19 @@ def apply(spec: dict, cfg, edge_ref: str, block: dict, harden=lambda service: se
     services = spec["services"]
     proxy = services["proxy"]
     proxy["image"] = edge_ref
-    proxy["environment"] = {"CERTS_URL": f"http://tasks.certs:{edge_cfg.CERTS_PORT}/bundle"}
+    proxy["environment"] = {"CERTS_URL": f"http://tasks.certs:{edge_cfg.CERTS_PORT}/bundle",
+                            "CONFIG_URL": edge_cfg.config_url()}
+    # The configuration goes to the certs service, not to the proxy: a change replaces the certs task (the
+    # proxies keep serving meanwhile) and each proxy reloads it seamlessly; the proxy's spec stays the same.
+    certs_configs = [dict(c, target=CERTS_PROXY_CFG) for c in proxy.pop("configs", [])]
     mode = cfg.publish_mode
     proxy["ports"] = [{"target": edge_cfg.HTTP_PORT, "published": cfg.published_port, "protocol": "tcp", "mode": mode},
                       {"target": edge_cfg.HTTPS_PORT, "published": cfg.https_port, "protocol": "tcp", "mode": mode}]
     proxy["networks"] = ["backend", "edge"]
     services["certs"] = harden(certs_service(cfg, edge_ref, block))
+    if certs_configs:
+        services["certs"]["configs"] = certs_configs
+        services["certs"]["command"] += ["--haproxy-cfg", CERTS_PROXY_CFG]
     spec["networks"]["edge"] = {"driver": "overlay"}
     if cfg.acme_network:
         spec["networks"]["acme"] = {"external": True, "name": cfg.acme_network}
@@ -110,3 +120,12 @@ def certs_status_cmd(cfg) -> list:
     return ["sh", "-c", 'c="$(docker ps -q --filter "label=com.docker.swarm.service.name=$1" --filter status=running '
                         '| head -n 1)"; [ -n "$c" ] || { echo "no running task of $1 on this node" >&2; exit 3; }; '
                         'exec docker exec "$c" edge-agent status', "certs-status", f"{cfg.stack_name}_certs"]
+
+
+def proxies_status_cmd(cfg) -> list:
+    """The number of running proxy tasks on its own line, then the certs service's status (what each proxy reported)."""
+    return ["sh", "-c", 'docker service ps --filter desired-state=running --format "{{.CurrentState}}" "$1" '
+                        '| grep -c "^Running"; c="$(docker ps -q --filter "label=com.docker.swarm.service.name=$2" '
+                        '--filter status=running | head -n 1)"; [ -n "$c" ] || { echo "no running task of $2 on this '
+                        'node" >&2; exit 3; }; exec docker exec "$c" edge-agent status',
+            "proxies-status", f"{cfg.stack_name}_proxy", f"{cfg.stack_name}_certs"]

@@ -8,12 +8,13 @@ deploy with the CA's reason; the proxies keep serving the certificate they have.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 
 from deploy.core.errors import ToolkitError
 from deploy.core.runner import quote
-from deploy.ship import edge_image, edge_stack, plan, stackfile, swarm
+from deploy.ship import edge_cfg, edge_image, edge_stack, plan, stackfile, swarm
 from deploy.ship.wait import POLL, quiet
 
 
@@ -37,7 +38,47 @@ def certs_steps(cfg) -> list:
     cmd = edge_stack.certs_status_cmd(cfg)
     return [plan.poll(f"until {stackfile.service(cfg, 'certs')} serves a valid certificate for this configuration "
                       f"(a CA refusal fails here, before any app change)", wait_certs,
-                      detail=f"poll `{quote(cmd)}` up to {cfg.converge_timeout:g}s")]
+                      detail=f"poll `{quote(cmd)}` up to {cfg.converge_timeout:g}s"),
+            plan.poll(f"until every proxy runs the proxy configuration {proxy_config_id(cfg)} (a seamless reload: "
+                      f"no proxy task is replaced)", wait_proxies,
+                      detail=f"poll `{quote(edge_stack.proxies_status_cmd(cfg))}` up to {cfg.converge_timeout:g}s")]
+
+
+def proxy_config_id(cfg) -> str:
+    """What the proxies report once they run this deploy's haproxy.cfg (edge_sync: sha256 of the text, 16 hex)."""
+    return hashlib.sha256(edge_cfg.render(cfg).encode()).hexdigest()[:16]
+
+
+def proxies_verdict(cfg, status: dict | None, running: int) -> tuple[str, str]:
+    """Pure: ('wait'|'ok', message) from the certs service's status and the number of running proxy tasks.
+    A proxy counts when it reported in the last three sync intervals (plus 5 s)."""
+    want = proxy_config_id(cfg)
+    if not status or status.get("proxy_config") != want:
+        return "wait", f"the certs service does not serve configuration {want} yet"
+    fresh = {n: p for n, p in (status.get("proxies") or {}).items()
+             if p.get("age", 1e9) <= 3 * cfg.cert_sync_interval + 5}
+    done = sorted(n for n, p in fresh.items() if p.get("config") == want)
+    if running and len(done) >= running:
+        return "ok", f"{len(done)} of {running} proxies run configuration {want}"
+    others = ", ".join(f"{n} runs {p.get('config') or 'its start configuration'}" for n, p in sorted(fresh.items())
+                       if p.get("config") != want)
+    return "wait", f"{len(done)} of {running} proxies run configuration {want}" + (f" ({others})" if others else "")
+
+
+def wait_proxies(job, step) -> str:
+    cfg, ask = job.cfg, quiet(job.manager)
+    deadline, message, polls = time.monotonic() + cfg.converge_timeout, "no status yet", 0
+    while time.monotonic() < deadline:
+        polls += 1
+        res = ask.run(edge_stack.proxies_status_cmd(cfg), hide=True, check=False, timeout=30)
+        head, _, body = res.stdout.partition("\n") if res.ok else ("", "", "")
+        state, message = proxies_verdict(cfg, parse_status(body), int(head) if head.strip().isdigit() else 0)
+        if state == "ok":
+            return f"{polls} polls; {message}"
+        time.sleep(POLL)
+    raise ToolkitError(f"timed out after {cfg.converge_timeout:g}s waiting for the proxies to load the new proxy "
+                       f"configuration ({message}); nothing was rolled out; see `docker service logs "
+                       f"{stackfile.service(cfg, 'proxy')}`")
 
 
 def trusted_proxy_steps(cfg) -> list:

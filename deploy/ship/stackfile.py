@@ -193,11 +193,16 @@ def _proxy(cfg) -> dict:
         "networks": ["backend"],
         "stop_grace_period": "10s",
         # One proxy per node (global): traffic enters on every node's host-mode port and reaches app
-        # replicas on any node over the overlay network. stop-first: a host port cannot be bound twice.
-        "deploy": dict({k: v for k, v in _deploy_block(cfg, 1, "stop-first").items() if k != "replicas"},
+        # replicas on any node over the overlay network. Host-mode ports: stop-first (a host port cannot be
+        # bound twice on one node); ingress ports belong to the routing mesh: start-first, no gap.
+        "deploy": dict({k: v for k, v in _deploy_block(cfg, 1, proxy_order(cfg)).items() if k != "replicas"},
                        mode="global"),
     }
     return _with_limits(proxy, cfg, "proxy")
+
+
+def proxy_order(cfg) -> str:
+    return "start-first" if cfg.publish_mode == "ingress" else "stop-first"
 
 
 def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, only: tuple | None = None,

@@ -98,3 +98,75 @@ def test_sync_installs_a_bundle_with_one_transaction_on_the_admin_socket(tmp_pat
     server.close()
     assert received == [f"set ssl cert {tmp_path}/site.pem <<\n{pem.strip()}\n\n", f"commit ssl cert {tmp_path}/site.pem\n"]
     assert (tmp_path / "site.pem").read_text() == pem
+
+
+def fake_haproxy(tmp_path, monkeypatch, rc=0, out=""):
+    """A `haproxy` on PATH that records its arguments and answers `-c` with ``rc`` (and ``out`` on stderr)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "haproxy"
+    script.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/haproxy.args\necho '{out}' >&2\nexit {rc}\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+
+
+def sync_args(tmp_path, **over):
+    base = dict(config=str(tmp_path / "haproxy.cfg"), state_file=str(tmp_path / "server-state"),
+                socket=str(tmp_path / "admin.sock"), config_from="http://certs/haproxy.cfg")
+    return SimpleNamespace(**{**base, **over})
+
+
+def test_a_new_configuration_is_checked_its_server_state_saved_then_the_master_reloads(tmp_path, monkeypatch):
+    fake_haproxy(tmp_path, monkeypatch)
+    (tmp_path / "haproxy.cfg").write_text("old\n")
+    monkeypatch.setattr(edge_sync, "admin", lambda sock, cmd: "1\n# be_id be_name srv_id srv_name srv_addr\n")
+    signals = []
+    monkeypatch.setattr(edge_sync.os, "kill", lambda pid, sig: signals.append((pid, sig)))
+    assert edge_sync.reload_config(sync_args(tmp_path), "new\n") is True
+    assert (tmp_path / "haproxy.args").read_text() == f"-W -c -f {tmp_path}/haproxy.cfg.new\n"
+    assert (tmp_path / "server-state").read_text() == "1\n# be_id be_name srv_id srv_name srv_addr\n"
+    assert (tmp_path / "haproxy.cfg").read_text() == "new\n" and not (tmp_path / "haproxy.cfg.new").exists()
+    assert signals == [(edge_sync.os.getppid(), edge_sync.signal.SIGUSR2)]   # the master is this program's parent
+
+
+def test_a_configuration_that_fails_the_check_is_logged_and_never_loaded(tmp_path, monkeypatch, capsys):
+    fake_haproxy(tmp_path, monkeypatch, rc=1, out="[ALERT] (7) : config : parsing [x:3] : unknown keyword bogus")
+    (tmp_path / "haproxy.cfg").write_text("old\n")
+    monkeypatch.setattr(edge_sync.os, "kill", lambda pid, sig: pytest.fail("reloaded a configuration that failed"))
+    assert edge_sync.reload_config(sync_args(tmp_path), "bogus\n") is False
+    assert (tmp_path / "haproxy.cfg").read_text() == "old\n" and not (tmp_path / "haproxy.cfg.new").exists()
+    line = capsys.readouterr().out.strip()
+    assert line.endswith("edge-agent ERROR configsync: the new configuration fails `haproxy -c`, the running one "
+                         "stays: [ALERT] (7) : config : parsing [x:3] : unknown keyword bogus"), line
+
+
+def test_each_fetch_reports_this_proxys_configuration_and_serial_and_a_change_reloads_it(tmp_path, monkeypatch):
+    fetched, reloaded = [], []
+
+    def fetch(url, etag="", timeout=5, headers=None):
+        fetched.append((url, etag, dict(headers)))
+        return ("cfg-2\n", '"e2"') if url.endswith("haproxy.cfg") else (None, etag)
+
+    monkeypatch.setattr(edge_sync, "fetch", fetch)
+    monkeypatch.setattr(edge_sync, "reload_config", lambda args, text: reloaded.append(text) or True)
+    seen = {"config_etag": '"e1"', "cert_etag": '"c1"', "serial": "abc", "config": "1111"}
+    edge_sync.sync_once(sync_args(tmp_path, source="http://certs/bundle"), seen)
+    report = {"X-Edge-Proxy": socket.gethostname(), "X-Edge-Config": "1111", "X-Edge-Serial": "abc"}
+    assert fetched == [("http://certs/haproxy.cfg", '"e1"', report), ("http://certs/bundle", '"c1"', report)]
+    assert reloaded == ["cfg-2\n"] and seen["config"] == edge_sync.digest("cfg-2\n") and seen["config_etag"] == '"e2"'
+
+
+def test_the_certs_service_serves_the_proxy_configuration_and_what_each_proxy_reported(tmp_path):
+    cfg_file = tmp_path / "haproxy.cfg"
+    cfg_file.write_text("global\n")
+    args = SimpleNamespace(state=str(tmp_path), names="djlab.test", directory="https://ca/dir", mode="acme",
+                           config_id="cfg1", haproxy_cfg=str(cfg_file))
+    c = edge_certs.Certs(args)
+    c.save_status()
+    c.report({"X-Edge-Proxy": "node-1", "X-Edge-Config": "aaaa", "X-Edge-Serial": "abc"})
+    c.report({})   # a fetch without the headers (an older proxy, a person with curl) reports nothing
+    status = c.live_status()
+    assert status["proxy_config"] == edge_sync.digest("global\n")
+    assert list(status["proxies"]) == ["node-1"]
+    assert {k: v for k, v in status["proxies"]["node-1"].items() if k not in ("seen", "age")} == \
+        {"config": "aaaa", "serial": "abc"}

@@ -27,7 +27,8 @@ def test_tls_global_section_is_mozilla_intermediate_with_an_admin_socket():
         "    log stdout format raw local0 notice",
         "    maxconn 4096",
         "    hard-stop-after 20s",
-        "    stats socket /tmp/edge/admin.sock mode 600 level admin",
+        "    stats socket /tmp/edge/admin.sock mode 600 level admin expose-fd listeners",
+        "    server-state-file /tmp/edge/server-state",
         "    ssl-default-bind-curves X25519:prime256v1:secp384r1",
         "    ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
         "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:"
@@ -80,11 +81,12 @@ def test_certificate_sync_program_and_certs_backend():
     assert section(text, "program certsync") == [
         "program certsync",
         "    command edge-agent sync --from http://tasks.certs:8081/bundle --cert /tmp/edge/site.pem "
-        "--socket /tmp/edge/admin.sock --interval 2",
+        "--socket /tmp/edge/admin.sock --interval 2 --config-from http://tasks.certs:8081/haproxy.cfg "
+        "--config /tmp/edge/haproxy.cfg --state-file /tmp/edge/server-state",
     ]
     assert section(text, "backend certs") == [
         "backend certs",
-        "    default-server init-addr none resolvers docker resolve-prefer ipv4",
+        "    default-server init-addr last,none resolvers docker resolve-prefer ipv4",
         '    server-template certs 2 "tasks.certs:8081"',
     ]
 
@@ -97,7 +99,7 @@ def test_app_backend_finds_tasks_by_dns_with_health_checks_and_retries():
         "    option httpchk",
         '    http-check send meth GET uri /health/ ver HTTP/1.1 hdr Host "shop.example.com"',
         "    http-check expect status 200",
-        "    default-server check inter 1s fastinter 500ms downinter 1s fall 1 rise 1 tcp-ut 3s init-addr none "
+        "    default-server check inter 1s fastinter 500ms downinter 1s fall 1 rise 1 tcp-ut 3s init-addr last,none "
         "resolvers docker resolve-prefer ipv4",
         '    server-template app 8 "tasks.app:8000"',
     ]
@@ -116,7 +118,7 @@ def test_a_request_to_a_crashed_node_fails_its_connection_in_3_s_and_a_get_is_re
                  "    timeout server 60s", "    timeout connect 2s", "    retries 3", "    option redispatch 1",
                  "    retry-on conn-failure empty-response 503"):
         assert line in defaults, line
-    assert [line for line in defaults if not line.lstrip().startswith("#")][-4:] == [
+    assert [line for line in defaults if not line.lstrip().startswith("#")][-6:-2] == [
         "    option srvtcpka", "    srvtcpka-idle 1s", "    srvtcpka-intvl 1s", "    srvtcpka-cnt 2"]
     servers = [line for line in text.splitlines() if line.startswith("    default-server check")]
     assert len(servers) == 3 and all(" tcp-ut 3s " in line for line in servers[:2]), servers  # app, static
@@ -130,7 +132,8 @@ def test_the_plain_example_config_has_the_same_defaults_and_app_servers_as_the_r
     from deploy.ship.stackfile import PROXY_CFG
 
     example, rendered = PROXY_CFG.read_text(), edge_cfg.render(cfg())
-    assert section(example, "defaults") == section(rendered, "defaults")
+    reload_lines = edge_cfg.RELOAD_DEFAULTS.splitlines()   # only where the proxy reloads (TLS at the proxy)
+    assert section(example, "defaults") + reload_lines == section(rendered, "defaults")
     assert example.count(edge_cfg.APP_DEFAULT_SERVER + "\n") == 2
 
 
@@ -198,3 +201,17 @@ def test_external_mode_is_http_only_and_keeps_forwarded_proto_from_the_load_bala
     ]
     for absent in ("ssl", "certsync", "backend certs", "Strict-Transport-Security", "stats socket"):
         assert absent not in text
+
+
+def test_with_tls_the_proxy_reloads_from_the_saved_server_state_and_answers_idle_clients_once_more():
+    """A new configuration is a master-worker reload: the listeners pass to the new worker (expose-fd), which
+    starts with the servers' addresses and health from the state file (init-addr last), and the old worker lets
+    an idle kept-alive client send one more request instead of closing under it."""
+    text = edge_cfg.render(cfg())
+    assert "    stats socket /tmp/edge/admin.sock mode 600 level admin expose-fd listeners" in section(text, "global")
+    assert "    server-state-file /tmp/edge/server-state" in section(text, "global")
+    assert section(text, "defaults")[-2:] == ["    load-server-state-from-file global",
+                                              "    option idle-close-on-response"]
+    assert all("init-addr last,none " in line for line in text.splitlines() if "init-addr" in line)
+    plain = edge_cfg.render(cfg(tls_mode="external", tls=False))   # no certs service, no reload: no state file
+    assert "server-state" not in plain and "idle-close-on-response" not in plain and "program" not in plain

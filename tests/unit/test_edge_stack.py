@@ -1,6 +1,7 @@
 """deploy.ship.edge_stack / edge_steps / edge_image: the TLS edge in the stack spec, the certificate wait's verdicts,
 the exact remote commands, and the edge image's recipe tag."""
 
+import hashlib
 import json
 
 import pytest
@@ -30,14 +31,18 @@ def test_proxy_becomes_the_edge_image_with_http_and_https_ports_on_both_networks
     assert proxy["ports"] == [{"target": 8080, "published": 80, "protocol": "tcp", "mode": "host"},
                               {"target": 8443, "published": 8443, "protocol": "tcp", "mode": "host"}]
     assert proxy["networks"] == ["backend", "edge"]
-    assert proxy["environment"] == {"CERTS_URL": "http://tasks.certs:8081/bundle"}
+    assert proxy["environment"] == {"CERTS_URL": "http://tasks.certs:8081/bundle",
+                                    "CONFIG_URL": "http://tasks.certs:8081/haproxy.cfg"}
+    assert "configs" not in proxy   # a configuration change never changes the proxy's spec: it reloads
     assert proxy["deploy"]["mode"] == "global"
 
 
 def test_certs_service_one_replica_on_a_manager_with_its_volume_on_the_edge_network_only():
     s = spec(cfg(acme_ca_root=CERT, acme_network="lab-acme"))
     certs = s["services"]["certs"]
-    assert certs["command"] == ["edge-agent", "certs", "--mode", "acme"]
+    assert certs["command"] == ["edge-agent", "certs", "--mode", "acme", "--haproxy-cfg", "/etc/edge/haproxy.cfg"]
+    assert certs["configs"] == [{"source": "haproxy_cfg", "target": "/etc/edge/haproxy.cfg"}]
+    assert s["configs"] == {"haproxy_cfg": {"name": "shop_haproxy_1", "file": "/var/lib/djdeploy/shop/haproxy.cfg"}}
     assert certs["environment"] == {"CERTS_CONFIG_ID": edge_stack.config_id(cfg()), "CERT_NAMES":
                                     "shop.example.com,www.example.com", "ACME_DIRECTORY": "https://ca.example/dir",
                                     "ACME_EMAIL": "ops@example.com", "ACME_CA_ROOT_FILE": "/run/secrets/acme_ca_root"}
@@ -149,3 +154,33 @@ def test_plan_has_the_edge_steps_in_order(tmp_path):
     migrate = next(i for i, w in enumerate(whats) if w.startswith("migrate the database"))
     base = next(i for i, w in enumerate(whats) if w == "deploy db and proxy and certs")
     assert edge < base < certs < migrate
+
+
+def test_the_deploy_waits_until_every_running_proxy_reports_this_deploys_configuration():
+    from deploy.ship import edge_cfg, edge_steps
+
+    c = cfg(cert_sync_interval=2)
+    want = edge_steps.proxy_config_id(c)
+    assert want == hashlib.sha256(edge_cfg.render(c).encode()).hexdigest()[:16]
+    fresh, stale = {"config": want, "age": 1.0}, {"config": "0ld", "age": 99.0}
+    assert edge_steps.proxies_verdict(c, None, 1) == ("wait", f"the certs service does not serve configuration {want} yet")
+    assert edge_steps.proxies_verdict(c, {"proxy_config": "0ld", "proxies": {}}, 1)[0] == "wait"
+    status = {"proxy_config": want, "proxies": {"a": fresh, "b": {"config": "0ld", "age": 2.0}, "c": stale}}
+    assert edge_steps.proxies_verdict(c, status, 2) == (
+        "wait", f"1 of 2 proxies run configuration {want} (b runs 0ld)")
+    status["proxies"]["b"] = dict(fresh)
+    assert edge_steps.proxies_verdict(c, status, 2) == ("ok", f"2 of 2 proxies run configuration {want}")
+    assert edge_steps.proxies_verdict(c, status, 0)[0] == "wait"   # no running proxy task counted yet
+
+
+def test_the_proxies_status_command_counts_running_proxy_tasks_then_asks_the_certs_service():
+    assert edge_stack.proxies_status_cmd(cfg()) == [
+        "sh", "-c", 'docker service ps --filter desired-state=running --format "{{.CurrentState}}" "$1" '
+        '| grep -c "^Running"; c="$(docker ps -q --filter "label=com.docker.swarm.service.name=$2" '
+        '--filter status=running | head -n 1)"; [ -n "$c" ] || { echo "no running task of $2 on this node" >&2; '
+        'exit 3; }; exec docker exec "$c" edge-agent status', "proxies-status", "shop_proxy", "shop_certs"]
+
+
+def test_proxy_ports_in_ingress_mode_update_start_first_and_host_mode_ports_stop_first():
+    assert spec(cfg())["services"]["proxy"]["deploy"]["update_config"]["order"] == "stop-first"
+    assert spec(cfg(publish_mode="ingress"))["services"]["proxy"]["deploy"]["update_config"]["order"] == "start-first"

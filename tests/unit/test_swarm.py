@@ -176,7 +176,7 @@ def test_proxy_config_routes_by_dns_with_health_checks_and_retries():
     text = stackfile.PROXY_CFG.read_text()
     for needle in ("nameserver dns 127.0.0.11:53", 'server-template app "${APP_SLOTS}" "tasks.${APP_SERVICE}:8000"',
                    'http-check send meth GET uri /health/ ver HTTP/1.1 hdr Host "${HEALTH_HOST}"',
-                   "option redispatch", "retry-on conn-failure empty-response 503", "init-addr none",
+                   "option redispatch", "retry-on conn-failure empty-response 503", "init-addr last,none",
                    "http-request disable-l7-retry if !METH_GET !METH_HEAD", "bind :8080"):
         assert needle in text
 

@@ -23,6 +23,10 @@ class Certs:
         self.bundle, self.info, self.error, self.failures, self.origin = "", None, "", 0, ""
         # Where the bundle came from: the ACME directory that issued it, or "files".
         self.want_origin = args.directory if args.mode == "acme" else "files"
+        self.proxy_cfg, self.proxies = "", {}   # haproxy.cfg for the proxies; what each proxy last reported
+        if getattr(args, "haproxy_cfg", ""):
+            with open(args.haproxy_cfg) as fh:
+                self.proxy_cfg = fh.read()
         os.makedirs(self.dir, exist_ok=True)
         path = os.path.join(self.dir, "bundle.pem")
         if os.path.exists(path):
@@ -49,6 +53,25 @@ class Certs:
         info = self.info
         return info["not_after"] - (info["not_after"] - info["not_before"]) / 3
 
+    def report(self, headers):
+        """A proxy's fetch says which configuration and certificate it runs (edge_sync: X-Edge-* headers)."""
+        name = headers.get("X-Edge-Proxy")
+        if name:
+            with LOCK:
+                self.proxies[name[:64]] = {"config": headers.get("X-Edge-Config", "")[:16],
+                                           "serial": headers.get("X-Edge-Serial", "")[:64], "seen": time.time()}
+
+    def live_status(self):
+        """status.json plus the proxies heard from in the last minute (config id, serial, seconds since)."""
+        with open(os.path.join(self.dir, "status.json")) as fh:
+            status = json.load(fh)
+        now = time.time()
+        with LOCK:
+            status["proxies"] = {n: dict(p, age=round(now - p["seen"], 1)) for n, p in self.proxies.items()
+                                 if now - p["seen"] < 60}
+        status["proxy_config"] = hashlib.sha256(self.proxy_cfg.encode()).hexdigest()[:16] if self.proxy_cfg else ""
+        return status
+
     def save_status(self):
         status = {"config_id": self.args.config_id, "source": self.args.mode, "wanted": self.names,
                   "valid": self.valid(), "error": self.error, "failures": self.failures,
@@ -64,19 +87,25 @@ def serve(certs, port):
             if self.path.startswith("/.well-known/acme-challenge/"):
                 body = TOKENS.get(self.path)
                 return self.reply(200 if body else 404, body or "unknown token\n", "text/plain")
+            certs.report(self.headers)
+            if self.path == "/haproxy.cfg":
+                return self.versioned(certs.proxy_cfg, "text/plain", "no proxy configuration\n")
             if self.path == "/bundle":
                 with LOCK:
                     bundle = certs.bundle
-                etag = '"' + hashlib.sha256(bundle.encode()).hexdigest() + '"'
-                if not bundle:
-                    return self.reply(503, "no certificate yet\n", "text/plain")
-                if self.headers.get("If-None-Match") == etag:
-                    return self.reply(304, "", "text/plain", etag)
-                return self.reply(200, bundle, "application/x-pem-file", etag)
+                return self.versioned(bundle, "application/x-pem-file", "no certificate yet\n")
             if self.path == "/status":
-                with open(os.path.join(certs.dir, "status.json")) as fh:
-                    return self.reply(200, fh.read(), "application/json")
+                return self.reply(200, json.dumps(certs.live_status(), sort_keys=True) + "\n", "application/json")
             self.reply(404, "not found\n", "text/plain")
+
+        def versioned(self, body, ctype, missing):
+            """``body`` with an ETag (its sha256): 304 when the client has it, 503 when there is none."""
+            if not body:
+                return self.reply(503, missing, "text/plain")
+            etag = '"' + hashlib.sha256(body.encode()).hexdigest() + '"'
+            if self.headers.get("If-None-Match") == etag:
+                return self.reply(304, "", "text/plain", etag)
+            return self.reply(200, body, ctype, etag)
 
         def reply(self, code, body, ctype, etag=None):
             data = body.encode()

@@ -32,8 +32,9 @@ def cert_info(pem):
             "not_before": leaf.not_valid_before_utc.timestamp(), "not_after": leaf.not_valid_after_utc.timestamp()}
 
 
-def fetch(url, etag="", timeout=5):
-    req = urllib.request.Request(url, headers={"If-None-Match": etag} if etag else {})
+def fetch(url, etag="", timeout=5, headers=None):
+    """GET ``url``: (body, etag), or (None, etag) when unchanged (304). ``headers`` go along (the proxies' report)."""
+    req = urllib.request.Request(url, headers={**(headers or {}), **({"If-None-Match": etag} if etag else {})})
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(req, timeout=timeout) as resp:

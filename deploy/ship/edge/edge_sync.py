@@ -1,8 +1,21 @@
-"""edge-agent sync / prepare: keep the running HAProxy's certificate current through its admin socket."""
+"""edge-agent sync / prepare: keep the running HAProxy's certificate AND configuration current.
+
+- the certificate: installed into the running process through the admin socket (`set ssl cert` + `commit`);
+- the configuration (haproxy.cfg, rendered by the deploy and served by the certs service): checked with
+  `haproxy -c`, the backends' server state saved (addresses and health: the new worker routes from its first
+  request), then a master-worker reload (SIGUSR2 to the master, this program's parent). The new worker takes the
+  listening sockets over from the old one (`expose-fd listeners`), the old one finishes its requests: no refused
+  connection, no restart of the container. A configuration that fails the check is logged and never loaded.
+Every fetch tells the certs service which configuration and certificate this proxy runs (X-Edge-* headers): the
+deploy waits until every live proxy runs the deploy's configuration.
+"""
 
 import datetime
+import hashlib
 import os
+import signal
 import socket
+import subprocess
 import time
 
 from edge_common import UTC, cert_info, fetch, log, write_atomic
@@ -30,17 +43,65 @@ def install(args, bundle):
     write_atomic(args.cert, bundle)
 
 
+def check_config(path):
+    """`haproxy -c`: '' when the file is valid, else HAProxy's own complaint (its ALERT lines)."""
+    res = subprocess.run(["haproxy", "-W", "-c", "-f", path], capture_output=True, text=True, timeout=60)
+    if res.returncode == 0:
+        return ""
+    lines = [ln.strip() for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
+    return " | ".join([ln for ln in lines if "ALERT" in ln] or lines)[:600] or f"exit {res.returncode}"
+
+
+def reload_config(args, text):
+    """Check ``text``, save the server state, put it in place and reload the master. False if it failed the check."""
+    new = f"{args.config}.new"
+    write_atomic(new, text, 0o644)
+    problem = check_config(new)
+    if problem:
+        os.unlink(new)
+        log("ERROR", f"configsync: the new configuration fails `haproxy -c`, the running one stays: {problem}")
+        return False
+    if args.state_file:
+        write_atomic(args.state_file, admin(args.socket, "show servers state\n"), 0o644)
+    os.replace(new, args.config)
+    log("INFO", f"configsync: reloading the proxy with configuration {digest(text)} (seamless)")
+    # The master re-executes itself, starts a new worker and a new sync program, and stops this one.
+    os.kill(os.getppid(), signal.SIGUSR2)
+    return True
+
+
+def digest(text):
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def sync_once(args, seen):
+    """One round: the configuration first (a reload re-reads the certificate from disk), then the certificate."""
+    report = {"X-Edge-Proxy": socket.gethostname(), "X-Edge-Config": seen["config"], "X-Edge-Serial": seen["serial"]}
+    if args.config_from:
+        text, etag = fetch(args.config_from, seen["config_etag"], headers=report)
+        if text is not None and etag != seen["config_etag"]:
+            seen["config_etag"] = etag
+            if reload_config(args, text):
+                seen["config"] = digest(text)
+    bundle, etag = fetch(args.source, seen["cert_etag"], headers=report)
+    if bundle is not None and etag != seen["cert_etag"]:
+        install(args, bundle)
+        seen["cert_etag"], seen["serial"] = etag, cert_info(bundle)["serial"]
+        log("INFO", f"certsync: installed certificate serial={seen['serial']} into the running proxy")
+
+
 def run_sync(args):
-    etag, serial = "", ""
+    seen = {"config_etag": "", "cert_etag": "", "serial": "", "config": ""}
+    if args.config_from and os.path.exists(args.config):   # what `prepare` started this proxy with
+        with open(args.config, "rb") as fh:
+            digest = hashlib.sha256(fh.read()).hexdigest()
+        seen["config_etag"], seen["config"] = f'"{digest}"', digest[:16]
     while True:
         try:
-            bundle, new_etag = fetch(args.source, etag)
-            if bundle is not None and new_etag != etag:
-                install(args, bundle)
-                etag, serial = new_etag, cert_info(bundle)["serial"]
-                log("INFO", f"certsync: installed certificate serial={serial} into the running proxy")
+            sync_once(args, seen)
         except Exception as exc:  # noqa: BLE001 - keep serving the current certificate, try again
-            log("WARNING", f"certsync: {type(exc).__name__}: {exc} (serving serial={serial or 'placeholder'})")
+            log("WARNING", f"sync: {type(exc).__name__}: {exc} (serving serial={seen['serial'] or 'placeholder'}, "
+                           f"configuration {seen['config'] or 'as started'})")
         time.sleep(args.interval)
 
 
@@ -61,6 +122,34 @@ def placeholder():
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
 
 
+def prepare_config(args):
+    """The proxy's configuration from the certs service, waiting for it up to --wait seconds (first deploy: the
+    certs service starts at the same time). Without it the proxy cannot start: exit, Swarm restarts the task."""
+    deadline, last = time.monotonic() + args.wait, ""
+    while True:
+        try:
+            text, _ = fetch(args.config_from, timeout=2)
+            if check_config_text(args, text):
+                return
+            last = "it fails `haproxy -c`"
+        except Exception as exc:  # noqa: BLE001
+            last = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() > deadline:
+            raise SystemExit(f"edge-agent prepare: no usable configuration from {args.config_from} after "
+                             f"{args.wait:g}s ({last}); is the certs service running?")
+        time.sleep(1)
+
+
+def check_config_text(args, text):
+    write_atomic(f"{args.config}.new", text, 0o644)
+    problem = check_config(f"{args.config}.new")
+    if problem:
+        log("ERROR", f"prepare: the configuration from {args.config_from} fails `haproxy -c`: {problem}")
+        return False
+    os.replace(f"{args.config}.new", args.config)
+    return True
+
+
 def run_prepare(args):
     os.makedirs(os.path.dirname(args.cert), mode=0o700, exist_ok=True)
     try:
@@ -69,4 +158,6 @@ def run_prepare(args):
     except Exception as exc:  # noqa: BLE001
         bundle = placeholder()
         log("INFO", f"prepare: no certificate from {args.source} yet ({type(exc).__name__}); starting with a placeholder")
-    write_atomic(args.cert, bundle)
+    write_atomic(args.cert, bundle)   # before the configuration check: its bind line loads this file
+    if args.config_from:
+        prepare_config(args)
