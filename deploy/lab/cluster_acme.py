@@ -18,7 +18,7 @@ from deploy.lab import cluster_plan as plan
 from deploy.lab.cluster_plan import ClusterSpec
 from deploy.lab.cluster_state import ClusterFiles
 
-VALIDITY = 300   # seconds: a renewal happens while the cluster tests run (at 2/3 of the lifetime)
+VALIDITY = 180   # seconds: renewals (at 2/3 of the lifetime, every 120 s) happen while the cluster tests run
 
 
 def acme_spec(spec: ClusterSpec, validity: int = VALIDITY) -> acme.AcmeSpec:

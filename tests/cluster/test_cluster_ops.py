@@ -225,8 +225,9 @@ def test_maintenance_on_and_off_under_load_on_every_node(cenv, serving):
 
 
 def test_the_certificate_was_renewed_and_every_node_serves_the_renewed_one(cenv, serving):
-    """Pebble's certificates live 300 s and the certs service renews at 2/3 of that, with no command run: by now
-    (or within one lifetime) every node's proxy serves a certificate other than the one it served after v1."""
+    """Pebble's certificates live 180 s (cluster_acme.VALIDITY) and the certs service renews at 2/3 of that, with no
+    command run: by now (or within one lifetime) every node's proxy serves a certificate other than the one it
+    served after v1."""
     from deploy.lab import cluster_acme
 
     first = cenv.serials or served_serials(cenv)  # this module alone: the one served now

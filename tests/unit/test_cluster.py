@@ -270,7 +270,7 @@ def test_cluster_acme_is_a_pebble_of_the_cluster_validating_at_node1():
     spec = ClusterSpec(name="djc", subnet=SUBNET)
     ca = cluster_acme.acme_spec(spec)
     assert ca == acme.AcmeSpec(prefix="djc", labels=(("djdeploy.lab", "cluster"), ("djdeploy.lab.cluster", "djc")),
-                               http_port=8080, target_ipv4="172.30.200.11", validity=300,
+                               http_port=8080, target_ipv4="172.30.200.11", validity=180,
                                tls_names=("172.30.200.5",))
     assert acme.problems(ca) == []
     assert "PEBBLE_TLS_NAMES=djc-pebble,172.30.200.5" in acme.pebble_argv(ca)
