@@ -76,8 +76,11 @@ DEFAULTS = """defaults
     timeout http-request 10s
     timeout http-keep-alive 10s
     timeout queue 10s
-    # One request per server connection: a task that drains never holds an idle pooled connection.
-    option http-server-close
+    # Server connections are kept alive and reused (one new connection per request halved the static
+    # files' rate, BENCHMARKS.md); `safe`: a client's first request never goes on a reused connection, and a
+    # reused one that the task closed under it is retried (retry-on below: GET/HEAD).
+    option http-keep-alive
+    http-reuse safe
     # A request that cannot reach a task (refused, reset, empty reply, 503 while draining) is
     # retried on another task (redispatch); non-idempotent requests only on connection failure.
     retries 3
@@ -97,7 +100,7 @@ DEFAULTS = """defaults
     srvtcpka-intvl 1s
     srvtcpka-cnt 2
 """
-# With TLS the proxy reloads on a new configuration: the new worker starts from the saved state of the servers
+# The proxy reloads on a new configuration: the new worker starts from the saved state of the servers
 # (addresses, health), and the old one answers a kept-alive client's next request (with Connection: close)
 # instead of closing its idle connections under the client's feet.
 RELOAD_DEFAULTS = """    load-server-state-from-file global
@@ -121,12 +124,12 @@ def redirect_location(cfg) -> str:
 
 
 def global_section(cfg) -> str:
-    lines = ["global", "    log stdout format raw local0 notice", "    maxconn 4096", "    hard-stop-after 20s"]
+    # expose-fd listeners: a reload hands the listening sockets to the new worker (no refused connection).
+    lines = ["global", "    log stdout format raw local0 notice", "    maxconn 4096", "    hard-stop-after 20s",
+             f"    stats socket {ADMIN_SOCKET} mode 600 level admin expose-fd listeners",
+             f"    server-state-file {SERVER_STATE}"]
     if cfg.tls:
-        # expose-fd listeners: a reload hands the listening sockets to the new worker (no refused connection).
-        lines += [f"    stats socket {ADMIN_SOCKET} mode 600 level admin expose-fd listeners",
-                  f"    server-state-file {SERVER_STATE}",
-                  "    ssl-default-bind-curves X25519:prime256v1:secp384r1",
+        lines += ["    ssl-default-bind-curves X25519:prime256v1:secp384r1",
                   f"    ssl-default-bind-ciphers {CIPHERS}",
                   f"    ssl-default-bind-ciphersuites {CIPHERSUITES}",
                   f"    ssl-default-bind-options {TLS_OPTIONS}",
@@ -137,9 +140,9 @@ def global_section(cfg) -> str:
 def sync_program(cfg) -> str:
     """The sync process of the certificate and the configuration, started by HAProxy's master (master-worker
     mode); a reload (which it triggers on a new configuration, see edge_sync) stops it and starts a new one."""
+    cert = f"--from http://tasks.certs:{CERTS_PORT}/bundle --cert {CERT_PATH} " if cfg.tls else ""
     return ("program certsync\n"
-            f"    command edge-agent sync --from http://tasks.certs:{CERTS_PORT}/bundle --cert {CERT_PATH} "
-            f"--socket {ADMIN_SOCKET} --interval {cfg.cert_sync_interval} "
+            f"    command edge-agent sync {cert}--socket {ADMIN_SOCKET} --interval {cfg.cert_sync_interval} "
             f"--config-from {config_url()} --config {CONFIG_PATH} --state-file {SERVER_STATE}\n")
 
 
@@ -208,9 +211,6 @@ def render(cfg) -> str:
     """The whole haproxy.cfg for ``cfg``."""
     # The same text for TLS_MODE acme and files: switching the source of certificates never restarts a proxy.
     head = f"# Rendered by deploy.ship.edge_cfg for stack {cfg.stack_name}; do not edit.\n"
-    parts = [head + global_section(cfg)]
-    if cfg.tls:
-        parts.append(sync_program(cfg))
-    defaults = DEFAULTS + (RELOAD_DEFAULTS if cfg.tls else "")
-    parts += [RESOLVERS, defaults, frontends(cfg), backends(cfg)]
+    parts = [head + global_section(cfg), sync_program(cfg), RESOLVERS, DEFAULTS + RELOAD_DEFAULTS, frontends(cfg),
+             backends(cfg)]
     return "\n".join(parts)

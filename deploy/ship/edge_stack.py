@@ -79,20 +79,24 @@ def certs_service(cfg, edge_ref: str, block: dict) -> dict:
 
 
 def apply(spec: dict, cfg, edge_ref: str, block: dict, harden=lambda service: service) -> None:
-    """Turn the plain-HTTP proxy of ``spec`` into the TLS edge (proxy + certs). ``block`` is a stop-first
+    """Turn the plain proxy of ``spec`` into the edge (proxy + certs; with TLS_MODE=external the certs service
+    holds no certificate, it serves the proxies' configuration only). ``block`` is a stop-first
     deploy block of the stack (update/rollback/restart policy); ``harden`` applies the stack's runtime limits
     (read-only root with a tmpfs /tmp, no capabilities, the proxy's memory/CPU/PIDs limits) to the certs service."""
     services = spec["services"]
     proxy = services["proxy"]
     proxy["image"] = edge_ref
-    proxy["environment"] = {"CERTS_URL": f"http://tasks.certs:{edge_cfg.CERTS_PORT}/bundle",
-                            "CONFIG_URL": edge_cfg.config_url()}
+    proxy["environment"] = {"CONFIG_URL": edge_cfg.config_url()}
+    if cfg.tls:
+        proxy["environment"]["CERTS_URL"] = f"http://tasks.certs:{edge_cfg.CERTS_PORT}/bundle"
     # The configuration goes to the certs service, not to the proxy: a change replaces the certs task (the
     # proxies keep serving meanwhile) and each proxy reloads it seamlessly; the proxy's spec stays the same.
     certs_configs = [dict(c, target=CERTS_PROXY_CFG) for c in proxy.pop("configs", [])]
     mode = cfg.publish_mode
-    proxy["ports"] = [{"target": edge_cfg.HTTP_PORT, "published": cfg.published_port, "protocol": "tcp", "mode": mode},
-                      {"target": edge_cfg.HTTPS_PORT, "published": cfg.https_port, "protocol": "tcp", "mode": mode}]
+    proxy["ports"] = [{"target": edge_cfg.HTTP_PORT, "published": cfg.published_port, "protocol": "tcp", "mode": mode}]
+    if cfg.tls:
+        proxy["ports"].append({"target": edge_cfg.HTTPS_PORT, "published": cfg.https_port, "protocol": "tcp",
+                               "mode": mode})
     proxy["networks"] = ["backend", "edge"]
     services["certs"] = harden(certs_service(cfg, edge_ref, block))
     if certs_configs:

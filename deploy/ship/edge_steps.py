@@ -14,13 +14,13 @@ import time
 
 from deploy.core.errors import ToolkitError
 from deploy.core.runner import quote
-from deploy.ship import edge_cfg, edge_image, edge_stack, plan, stackfile, swarm
+from deploy.ship import edge_image, edge_stack, plan, stackfile, swarm
 from deploy.ship.wait import POLL, quiet
 
 
 def image_steps(cfg) -> list:
     """Build and push the edge image when the registry lacks its recipe's tag (a local step, before SSH work)."""
-    if not (cfg.proxy and cfg.tls):
+    if not cfg.proxy:
         return []
     return [plan.Step(plan.BUILD, plan.LOCAL, f"the edge image {edge_image.ref(cfg)} unless the registry has it",
                       detail=f"FROM {cfg.proxy_image}, deploy/ship/edge (tag = hash of the recipe)",
@@ -31,28 +31,31 @@ def ensure_image(job, step) -> str:
     return edge_image.ensure(job.cfg, out=job.out)
 
 
-def certs_steps(cfg) -> list:
-    """After the base deploy (db, proxy, certs), before the migration: wait for a valid certificate."""
-    if not (cfg.proxy and cfg.tls):
+def certs_steps(cfg, proxy_text: str) -> list:
+    """After the base deploy (db, proxy, certs), before the migration: with TLS at the proxy, wait for a valid
+    certificate; always, wait until every proxy runs this deploy's configuration."""
+    if not cfg.proxy:
         return []
-    cmd = edge_stack.certs_status_cmd(cfg)
-    return [plan.poll(f"until {stackfile.service(cfg, 'certs')} serves a valid certificate for this configuration "
-                      f"(a CA refusal fails here, before any app change)", wait_certs,
-                      detail=f"poll `{quote(cmd)}` up to {cfg.converge_timeout:g}s"),
-            plan.poll(f"until every proxy runs the proxy configuration {proxy_config_id(cfg)} (a seamless reload: "
-                      f"no proxy task is replaced)", wait_proxies,
-                      detail=f"poll `{quote(edge_stack.proxies_status_cmd(cfg))}` up to {cfg.converge_timeout:g}s")]
+    certs, proxies = edge_stack.certs_status_cmd(cfg), edge_stack.proxies_status_cmd(cfg)
+    want = proxy_config_id(proxy_text)
+    steps = [plan.poll(f"until every proxy runs the proxy configuration {want} (a seamless reload: no proxy task "
+                       f"is replaced)", wait_proxies, want,
+                       detail=f"poll `{quote(proxies)}` up to {cfg.converge_timeout:g}s")]
+    if cfg.tls:
+        steps.insert(0, plan.poll(f"until {stackfile.service(cfg, 'certs')} serves a valid certificate for this "
+                                  f"configuration (a CA refusal fails here, before any app change)", wait_certs,
+                                  detail=f"poll `{quote(certs)}` up to {cfg.converge_timeout:g}s"))
+    return steps
 
 
-def proxy_config_id(cfg) -> str:
-    """What the proxies report once they run this deploy's haproxy.cfg (edge_sync: sha256 of the text, 16 hex)."""
-    return hashlib.sha256(edge_cfg.render(cfg).encode()).hexdigest()[:16]
+def proxy_config_id(proxy_text: str) -> str:
+    """What the proxies report once they run this haproxy.cfg (edge_sync: sha256 of the text, 16 hex digits)."""
+    return hashlib.sha256(proxy_text.encode()).hexdigest()[:16]
 
 
-def proxies_verdict(cfg, status: dict | None, running: int) -> tuple[str, str]:
+def proxies_verdict(cfg, want: str, status: dict | None, running: int) -> tuple[str, str]:
     """Pure: ('wait'|'ok', message) from the certs service's status and the number of running proxy tasks.
     A proxy counts when it reported in the last three sync intervals (plus 5 s)."""
-    want = proxy_config_id(cfg)
     if not status or status.get("proxy_config") != want:
         return "wait", f"the certs service does not serve configuration {want} yet"
     fresh = {n: p for n, p in (status.get("proxies") or {}).items()
@@ -66,13 +69,13 @@ def proxies_verdict(cfg, status: dict | None, running: int) -> tuple[str, str]:
 
 
 def wait_proxies(job, step) -> str:
-    cfg, ask = job.cfg, quiet(job.manager)
+    cfg, ask, want = job.cfg, quiet(job.manager), step.args[0]
     deadline, message, polls = time.monotonic() + cfg.converge_timeout, "no status yet", 0
     while time.monotonic() < deadline:
         polls += 1
         res = ask.run(edge_stack.proxies_status_cmd(cfg), hide=True, check=False, timeout=30)
         head, _, body = res.stdout.partition("\n") if res.ok else ("", "", "")
-        state, message = proxies_verdict(cfg, parse_status(body), int(head) if head.strip().isdigit() else 0)
+        state, message = proxies_verdict(cfg, want, parse_status(body), int(head) if head.strip().isdigit() else 0)
         if state == "ok":
             return f"{polls} polls; {message}"
         time.sleep(POLL)

@@ -204,7 +204,7 @@ def _base_and_migrate_steps(cfg, rel, state, proxy_text) -> list:
         steps = [] if getattr(cfg, "network", "") else [make]
     if "db" in only:
         steps.append(_wait_running(cfg, "db", 1))
-    steps += edge_steps.certs_steps(cfg)
+    steps += edge_steps.certs_steps(cfg, proxy_text)
     return steps + [
             put("the migration's environment", p.migrate_env, swarm.migrate_env(cfg)),
             *deploy_steps.steps(cfg, rel, state),  # the migration-safety check and the pre-migrate backup

@@ -48,10 +48,9 @@ def external_db(cfg) -> bool:
 
 
 def base_services(cfg) -> tuple:
-    """What the base deploy (before the migration) starts: the db service (unless external), the proxy, and with
-    TLS at the proxy the certs service (a certificate must exist before any app change)."""
-    return (() if external_db(cfg) else ("db",)) + (("proxy",) if cfg.proxy else ()) + (
-        ("certs",) if cfg.proxy and getattr(cfg, "tls", False) else ())
+    """What the base deploy (before the migration) starts: the db service (unless external), the proxy and the
+    certs service (the proxies' configuration, and with TLS at the proxy a certificate, before any app change)."""
+    return (() if external_db(cfg) else ("db",)) + (("proxy", "certs") if cfg.proxy else ())
 
 
 def digest8(content: str | bytes) -> str:
@@ -229,11 +228,10 @@ def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, onl
     if cfg.proxy:
         services["proxy"] = _proxy(cfg)
         spec["configs"] = {"haproxy_cfg": {"name": proxy_cfg_name, "file": paths(cfg).proxy_cfg}}
-        if cfg.tls:
-            from deploy.ship import edge_image
+        from deploy.ship import edge_image
 
-            edge_stack.apply(spec, cfg, edge_image.ref(cfg), _deploy_block(cfg, 1, "stop-first"),
-                             harden=lambda svc: _with_limits(svc, cfg, "proxy"))
+        edge_stack.apply(spec, cfg, edge_image.ref(cfg), _deploy_block(cfg, 1, "stop-first"),
+                         harden=lambda svc: _with_limits(svc, cfg, "proxy"))
     if not spec["volumes"]:
         del spec["volumes"]
     if only is not None:

@@ -95,6 +95,8 @@ class FakeManager:
         return self.swarm(command)
 
     def swarm(self, command):
+        if "proxies-status" in command:   # every proxy runs the configuration the deploy put
+            return Result(stdout=f"1\n{proxies_status(self.files)}\n")
         if "stack.yml djt" in command:
             self.app_updates += 1
         if "secret create" in command:
@@ -124,6 +126,16 @@ class FakeManager:
 
     def stdin_of(self, needle):
         return [s for c, s in self.calls if needle in c]
+
+
+def proxies_status(files) -> str:
+    """The certs service's status once the one proxy runs the haproxy.cfg that was put (deploy.ship.edge_steps)."""
+    import hashlib
+    import json
+
+    text = next((v for k, v in files.items() if k.endswith("/haproxy.cfg")), b"")
+    want = hashlib.sha256(text).hexdigest()[:16]
+    return json.dumps({"proxy_config": want, "proxies": {"proxy-1": {"config": want, "age": 0.5}}})
 
 
 def remote(cfg, manager, out=None):
@@ -167,8 +179,9 @@ def builder(calls):
 @pytest.fixture
 def offline(monkeypatch):
     """No HTTP, no sleeping, a fixed git tag: the local side answers as a healthy lab would."""
-    from deploy.ship import executor, wait
+    from deploy.ship import edge_image, executor, wait
 
+    monkeypatch.setattr(edge_image, "ensure", lambda cfg, out=None: edge_image.ref(cfg))   # built and pushed
     monkeypatch.setattr(wait, "probe", lambda url, host: (200, "v2"))
     monkeypatch.setattr(wait, "POLL", 0)
     monkeypatch.setattr(wait, "HEALTH_POLL", 0)

@@ -132,7 +132,7 @@ def test_the_plain_example_config_has_the_same_defaults_and_app_servers_as_the_r
     from deploy.ship.stackfile import PROXY_CFG
 
     example, rendered = PROXY_CFG.read_text(), edge_cfg.render(cfg())
-    reload_lines = edge_cfg.RELOAD_DEFAULTS.splitlines()   # only where the proxy reloads (TLS at the proxy)
+    reload_lines = edge_cfg.RELOAD_DEFAULTS.splitlines()   # the example is not reloaded (no state file)
     assert section(example, "defaults") + reload_lines == section(rendered, "defaults")
     assert example.count(edge_cfg.APP_DEFAULT_SERVER + "\n") == 2
 
@@ -199,11 +199,14 @@ def test_external_mode_is_http_only_and_keeps_forwarded_proto_from_the_load_bala
         "    use_backend static if hashed_static { method GET HEAD }",
         "    default_backend app",
     ]
-    for absent in ("ssl", "certsync", "backend certs", "Strict-Transport-Security", "stats socket"):
+    for absent in ("ssl", "--from", "--cert", "backend certs", "Strict-Transport-Security"):
         assert absent not in text
+    assert section(text, "program certsync")[1] == (   # the configuration only: no certificate here
+        "    command edge-agent sync --socket /tmp/edge/admin.sock --interval 10 --config-from "
+        "http://tasks.certs:8081/haproxy.cfg --config /tmp/edge/haproxy.cfg --state-file /tmp/edge/server-state")
 
 
-def test_with_tls_the_proxy_reloads_from_the_saved_server_state_and_answers_idle_clients_once_more():
+def test_the_proxy_reloads_from_the_saved_server_state_and_answers_idle_clients_once_more():
     """A new configuration is a master-worker reload: the listeners pass to the new worker (expose-fd), which
     starts with the servers' addresses and health from the state file (init-addr last), and the old worker lets
     an idle kept-alive client send one more request instead of closing under it."""
@@ -213,5 +216,6 @@ def test_with_tls_the_proxy_reloads_from_the_saved_server_state_and_answers_idle
     assert section(text, "defaults")[-2:] == ["    load-server-state-from-file global",
                                               "    option idle-close-on-response"]
     assert all("init-addr last,none " in line for line in text.splitlines() if "init-addr" in line)
-    plain = edge_cfg.render(cfg(tls_mode="external", tls=False))   # no certs service, no reload: no state file
-    assert "server-state" not in plain and "idle-close-on-response" not in plain and "program" not in plain
+    plain = edge_cfg.render(cfg(tls_mode="external", tls=False))   # the same reload without TLS at the proxy
+    assert section(plain, "global")[4:6] == section(text, "global")[4:6]
+    assert section(plain, "defaults") == section(text, "defaults")

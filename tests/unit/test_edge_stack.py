@@ -82,9 +82,13 @@ def test_app_env_trusts_the_stack_network_via_its_env_file_and_knows_its_origins
         "https://*.example.com,https://a.b"
 
 
-def test_external_mode_has_no_certs_and_proxy_off_trusts_the_load_balancers():
+def test_external_mode_has_no_certificate_only_the_proxies_configuration_and_proxy_off_trusts_the_load_balancers():
     s = spec(cfg(tls_mode="external", tls=False, trusted_lb="10.1.0.0/16"))
-    assert "certs" not in s["services"] and s["services"]["proxy"]["image"] == "haproxy:3.0-trixie"
+    certs, proxy = s["services"]["certs"], s["services"]["proxy"]
+    assert certs["command"] == ["edge-agent", "certs", "--mode", "external", "--haproxy-cfg", "/etc/edge/haproxy.cfg"]
+    assert certs["secrets"] == [] and "CERT_NAMES" not in certs["environment"] and certs["networks"] == ["edge"]
+    assert proxy["image"] == edge_image.ref(cfg()) and proxy["environment"] == {"CONFIG_URL": "http://tasks.certs:8081/haproxy.cfg"}
+    assert [p["target"] for p in proxy["ports"]] == [8080]   # HTTP only: TLS ended at the load balancer
     app = spec(cfg(tls_mode="external", tls=False, trusted_lb="10.1.0.0/16", proxy=False))["services"]["app"]
     assert app["environment"]["DJANGO_TRUSTED_PROXY"] == "10.1.0.0/16" and "env_file" not in app
 
@@ -157,20 +161,21 @@ def test_plan_has_the_edge_steps_in_order(tmp_path):
 
 
 def test_the_deploy_waits_until_every_running_proxy_reports_this_deploys_configuration():
-    from deploy.ship import edge_cfg, edge_steps
+    from deploy.ship import edge_steps
 
     c = cfg(cert_sync_interval=2)
-    want = edge_steps.proxy_config_id(c)
-    assert want == hashlib.sha256(edge_cfg.render(c).encode()).hexdigest()[:16]
+    want = edge_steps.proxy_config_id("global\n")
+    assert want == hashlib.sha256(b"global\n").hexdigest()[:16]
     fresh, stale = {"config": want, "age": 1.0}, {"config": "0ld", "age": 99.0}
-    assert edge_steps.proxies_verdict(c, None, 1) == ("wait", f"the certs service does not serve configuration {want} yet")
-    assert edge_steps.proxies_verdict(c, {"proxy_config": "0ld", "proxies": {}}, 1)[0] == "wait"
+    assert edge_steps.proxies_verdict(c, want, None, 1) == (
+        "wait", f"the certs service does not serve configuration {want} yet")
+    assert edge_steps.proxies_verdict(c, want, {"proxy_config": "0ld", "proxies": {}}, 1)[0] == "wait"
     status = {"proxy_config": want, "proxies": {"a": fresh, "b": {"config": "0ld", "age": 2.0}, "c": stale}}
-    assert edge_steps.proxies_verdict(c, status, 2) == (
+    assert edge_steps.proxies_verdict(c, want, status, 2) == (
         "wait", f"1 of 2 proxies run configuration {want} (b runs 0ld)")
     status["proxies"]["b"] = dict(fresh)
-    assert edge_steps.proxies_verdict(c, status, 2) == ("ok", f"2 of 2 proxies run configuration {want}")
-    assert edge_steps.proxies_verdict(c, status, 0)[0] == "wait"   # no running proxy task counted yet
+    assert edge_steps.proxies_verdict(c, want, status, 2) == ("ok", f"2 of 2 proxies run configuration {want}")
+    assert edge_steps.proxies_verdict(c, want, status, 0)[0] == "wait"   # no running proxy task counted yet
 
 
 def test_the_proxies_status_command_counts_running_proxy_tasks_then_asks_the_certs_service():

@@ -146,8 +146,9 @@ def test_the_plan_builds_the_backup_image_only_with_off_site_copies_before_any_m
     lines = [s.line() for s in steps]
     step = (f"[local] build the backup image {REF} unless the registry has it: FROM postgres:17-trixie + Perl TLS "
             f"and CA certificates, deploy/ops/backup-image (tag = hash of the recipe)")
-    assert lines[4] == step and lines[3].startswith("[local] push 127.0.0.1:5000/djapp:v2")
-    assert steps[4].action is backup_image.ensure_image and lines[5].startswith("[manager] put the stack file")
+    assert lines[5] == step and lines[3].startswith("[local] push 127.0.0.1:5000/djapp:v2")
+    assert lines[4].startswith("[local] build the edge image")   # the proxy's image, then the backups'
+    assert steps[5].action is backup_image.ensure_image and lines[6].startswith("[manager] put the stack file")
     for extra in ("BACKUP_SCHEDULE=on\n", ""):
         others = plan.build_deploy_plan(make_cfg(tmp_path, extra), rel, plan.EnvState(), "global\n").steps
         assert not any("backup image" in s.what for s in others)

@@ -50,9 +50,13 @@ def test_real_run_executes_exactly_the_dry_run_plan_and_times_every_step(cfg, of
     assert outcome.result == "ok" and manager.closed and built == ["v2"]
     assert outcome.steps == list(outcome.plan.steps) == list(dry.plan.steps)
     assert [r.result for r in outcome.records] == ["ok"] * len(outcome.plan.steps)
-    assert [r.note for r in outcome.records if r.step.kind == "poll"] == ["1 polls", "1 polls", "1 polls"]
+    from deploy.ship import edge_cfg, edge_steps
+
+    proxy_id = edge_steps.proxy_config_id(edge_cfg.render(cfg))   # the haproxy.cfg it put, reported by the proxy
+    assert [r.note for r in outcome.records if r.step.kind == "poll"] == [
+        "1 polls", f"1 polls; 1 of 1 proxies run configuration {proxy_id}", "1 polls", "1 polls"]
     text = out.getvalue()
-    assert f"step timings: deploy of 127.0.0.1:5000/djapp:v2@{DIGEST} to lab: ok (25 of 25 steps ran, " in text
+    assert f"step timings: deploy of 127.0.0.1:5000/djapp:v2@{DIGEST} to lab: ok (27 of 27 steps ran, " in text
     assert text.splitlines()[-1].startswith(f"deploy: 127.0.0.1:5000/djapp:v2@{DIGEST} is serving on lab (")
     for secret in ("regsecret", "pgsecret", KEY):
         assert secret not in text + " ".join(manager.commands())
@@ -74,7 +78,7 @@ def test_stack_file_names_the_image_by_digest_and_the_migration_runs_it(cfg, off
     spec = json.loads(manager.files["/var/lib/djdeploy/djt/stack.yml"])
     assert spec["services"]["app"]["image"] == f"127.0.0.1:5000/djapp:v2@{DIGEST}"
     assert spec["secrets"]["database_url"]["name"] == secret_names(cfg)["database_url"]
-    assert set(json.loads(manager.files["/var/lib/djdeploy/djt/stack-base.yml"])["services"]) == {"db", "proxy"}
+    assert set(json.loads(manager.files["/var/lib/djdeploy/djt/stack-base.yml"])["services"]) == {"db", "proxy", "certs"}
     assert [c for c in manager.commands() if "manage.py migrate" in c][0].endswith(
         f"127.0.0.1:5000/djapp:v2@{DIGEST} python manage.py migrate --noinput")
 
@@ -86,7 +90,7 @@ def test_audit_line_and_step_timings_are_stored_in_the_finish_step(cfg, offline,
     assert line.endswith(f" action=deploy env=lab git=abc1234 image=127.0.0.1:5000/djapp:v2 digest={DIGEST} "
                          "tree=clean result=ok")
     assert (stored["action"], stored["result"], stored["digest"], stored["tree"]) == ("deploy", "ok", DIGEST, "clean")
-    assert [s["n"] for s in stored["steps"]] == list(range(1, 25))  # every step before the finish step itself
+    assert [s["n"] for s in stored["steps"]] == list(range(1, 27))  # every step before the finish step itself
     assert stored["steps"][2] == {**stored["steps"][2], "kind": "build", "where": "local", "result": "ok",
                                   "note": "djapp:v2"}
     owner = manager.stdin_of("owner=\"$(cat)\"")[0]
@@ -106,7 +110,7 @@ def test_audit_last_prints_the_stored_step_table(cfg, offline, reg, monkeypatch)
     assert lines[1] == "step   seconds  result  what"
     assert lines[2].startswith("   1  ") and lines[2].endswith(
         "  ok      [manager] run take the deploy lock /var/lib/djdeploy/djt/lock (owner line on stdin) (taken)")
-    assert len(lines) == 26 and reader.commands() == ["tail -n 1 /var/lib/djdeploy/djt/steps.jsonl"]
+    assert len(lines) == 28 and reader.commands() == ["tail -n 1 /var/lib/djdeploy/djt/steps.jsonl"]
 
 
 def test_concurrent_deploy_is_refused_at_the_lock_before_anything_is_built_or_pushed(cfg, offline, reg):
@@ -122,7 +126,7 @@ def test_concurrent_deploy_is_refused_at_the_lock_before_anything_is_built_or_pu
     cmds = manager.commands()
     assert not any("rm -rf" in c or "audit.log" in c for c in cmds), "someone else's lock must not be released"
     assert not any("stack deploy" in c or "secret create" in c for c in cmds)
-    assert "step timings: deploy of 127.0.0.1:5000/djapp:v2@ to lab: failed (1 of 25 steps ran" in out.getvalue()
+    assert "step timings: deploy of 127.0.0.1:5000/djapp:v2@ to lab: failed (1 of 27 steps ran" in out.getvalue()
 
 
 def test_a_state_change_before_the_lock_stops_the_deploy_before_any_change(cfg, offline, reg):
@@ -161,7 +165,7 @@ def test_failing_migration_rolls_out_nothing_and_releases_the_lock(cfg, offline,
     assert cmds[-2:] == ["rm -f /var/lib/djdeploy/djt/migrate.env", FINISH]
     line, stored = finish_input(manager)
     assert line.endswith("result=failed") and stored["steps"][-2]["result"] == "failed"
-    assert "(20 of 25 steps ran" in out.getvalue()
+    assert "(22 of 27 steps ran" in out.getvalue()
 
 
 def test_rolled_back_release_fails_the_deploy(cfg, offline, reg):
@@ -248,7 +252,7 @@ def test_ssh_lost_mid_deploy_is_one_line_naming_the_step_and_still_tries_to_rele
     manager = FakeManager([("stack.yml djt", lost)], app=True)
     with pytest.raises(ToolkitError) as err:
         deploy(cfg, manager, build=False, migrate=False)
-    assert str(err.value) == (f"step 12/16 (roll out the app (stack deploy)): SSH connection to root@127.0.0.1:2222 "
+    assert str(err.value) == (f"step 13/17 (roll out the app (stack deploy)): SSH connection to root@127.0.0.1:2222 "
                               f"failed during the deploy ({text}); check `inv status --env lab`; if a deploy lock "
                               f"remains, `inv unlock --env lab`")
     assert manager.commands()[-1] == FINISH and manager.closed
@@ -273,7 +277,7 @@ def test_docker_sdk_errors_in_build_and_push_steps_are_one_line(cfg, offline, re
 
     with pytest.raises(ToolkitError) as err:
         deploy(cfg, FakeManager(), builder=broken_build)
-    assert str(err.value) == ("step 3/25 (the app image tagged v2) failed: Docker engine error (no space left on "
+    assert str(err.value) == ("step 3/27 (the app image tagged v2) failed: Docker engine error (no space left on "
                               "device); check the engine (`docker info`) and the registry 127.0.0.1:5000, then rerun "
                               "`inv deploy --env lab`")
 
@@ -283,7 +287,7 @@ def test_docker_sdk_errors_in_build_and_push_steps_are_one_line(cfg, offline, re
     monkeypatch.setattr(registry, "push", refused)
     with pytest.raises(ToolkitError) as err:
         deploy(cfg, FakeManager(), builder=builder([]))
-    assert str(err.value) == ("step 4/25 (127.0.0.1:5000/djapp:v2 to the registry (Docker SDK, credentials in the auth "
+    assert str(err.value) == ("step 4/27 (127.0.0.1:5000/djapp:v2 to the registry (Docker SDK, credentials in the auth "
                               "header)) failed: Connection aborted; check the network and the registry 127.0.0.1:5000, "
                               "then rerun")
 
@@ -330,7 +334,7 @@ def test_a_failing_command_names_its_step_and_what_to_check(cfg, offline, reg):
     manager = FakeManager([("stack.yml djt", Result(exited=1, stderr="failed to update service djt_app: out of sequence"))])
     with pytest.raises(ToolkitError) as err:
         deploy(cfg, manager, builder=builder([]))
-    assert str(err.value) == ("step 21/25 (roll out the app (stack deploy)) failed (exit 1); check `inv status --env lab` "
+    assert str(err.value) == ("step 23/27 (roll out the app (stack deploy)) failed (exit 1); check `inv status --env lab` "
                               "and `inv logs --env lab`; output:\nfailed to update service djt_app: out of sequence")
     assert manager.commands()[-1] == FINISH
 

@@ -1,6 +1,7 @@
 """deploy.ship.plan: the exact steps of a fresh deploy, a redeploy, a rollback and a deploy with --image (pure:
 configuration + release + environment state in, steps out), and how the dry run prints them."""
 
+import hashlib
 import io
 
 import pytest
@@ -27,11 +28,17 @@ BRIDGE_PUSH = "[local] push 127.0.0.1:5000/djapp:v1-static to the registry (unle
 PROXY = f"[manager] put the proxy config: {D}/haproxy.cfg (mode 0600)"
 LOGIN = (f"[manager] run log the manager in to the registry (password on stdin): docker --config {D}/docker login "
          "--username lab --password-stdin 127.0.0.1:5000")
-BASE = [f"[manager] put the base stack file (db, proxy): {D}/stack-base.yml (mode 0600)",
-        f"[manager] run deploy db and proxy: docker --config {D}/docker stack deploy --with-registry-auth "
+PROXY_ID = hashlib.sha256(PROXY_TEXT.encode()).hexdigest()[:16]
+BASE = [f"[manager] put the base stack file (db, proxy, certs): {D}/stack-base.yml (mode 0600)",
+        f"[manager] run deploy db and proxy and certs: docker --config {D}/docker stack deploy --with-registry-auth "
         f"--compose-file {D}/stack-base.yml djt",
         "[manager] poll until djt_db runs 1 healthy task(s): poll `docker service ps --filter desired-state=running "
         "--format '{{.CurrentState}}|{{.Image}}|{{.Error}}' djt_db` up to 300s",
+        f"[manager] poll until every proxy runs the proxy configuration {PROXY_ID} (a seamless reload: no proxy task "
+        "is replaced): poll `sh -c 'docker service ps --filter desired-state=running --format \"{{.CurrentState}}\" "
+        "\"$1\" | grep -c \"^Running\"; c=\"$(docker ps -q --filter \"label=com.docker.swarm.service.name=$2\" "
+        "--filter status=running | head -n 1)\"; [ -n \"$c\" ] || { echo \"no running task of $2 on this node\" >&2; "
+        "exit 3; }; exec docker exec \"$c\" edge-agent status' proxies-status djt_proxy djt_certs` up to 300s",
         f"[manager] put the migration's environment: {D}/migrate.env (mode 0600)",
         # deploy.ops: the backups dir, the migration-safety check, the pre-migrate backup (tests/unit/test_ops_deploy.py)
         f"[manager] run create the backups dir (pre-migrate and scheduled backups): mkdir -p -m 0700 {D}/backups",
@@ -95,13 +102,20 @@ def lines(cfg, rel, state):
     return [s.line() for s in plan.build_deploy_plan(cfg, rel, state, PROXY_TEXT).steps]
 
 
+def edge(cfg):
+    from deploy.ship import edge_image
+
+    return (f"[local] build the edge image {edge_image.ref(cfg)} unless the registry has it: FROM haproxy:3.0-trixie, "
+            "deploy/ship/edge (tag = hash of the recipe)")
+
+
 def known(cfg):
     return plan.EnvState(app=("completed", "T1"), secrets=frozenset(secret_names(cfg).values()), digest=DIGEST)
 
 
 def test_fresh_environment_builds_creates_every_secret_and_waits_for_the_new_service(cfg):
     assert lines(cfg, release(), plan.EnvState()) == [
-        LOCK, CONFIRM + FRESH_STATE, BUILD, PUSH, stack("v2", PUSHED), PROXY, LOGIN, *secrets(cfg), *BASE,
+        LOCK, CONFIRM + FRESH_STATE, BUILD, PUSH, edge(cfg), stack("v2", PUSHED), PROXY, LOGIN, *secrets(cfg), *BASE,
         migrate("v2", PUSHED), RM, TRUSTED, ROLLOUT, WAIT_NEW_APP, WAIT_PROXY, health("v2"), FINISH]
 
 
@@ -109,7 +123,7 @@ def test_redeploy_of_a_new_tag_creates_no_secret_and_waits_for_the_update(cfg):
     state = plan.EnvState(app=("completed", "T1"), secrets=frozenset(secret_names(cfg).values()))
     assert lines(cfg, release(), state) == [
         LOCK, CONFIRM + "app service exists (completed), 3 stack secret(s), image tag not in the registry", BUILD,
-        PUSH, stack("v2", PUSHED), PROXY, LOGIN, *BASE, migrate("v2", PUSHED), RM, TRUSTED, ROLLOUT, WAIT_UPDATE, WAIT_PROXY,
+        PUSH, edge(cfg), stack("v2", PUSHED), PROXY, LOGIN, *BASE, migrate("v2", PUSHED), RM, TRUSTED, ROLLOUT, WAIT_UPDATE, WAIT_PROXY,
         health("v2"), FINISH]
 
 
@@ -125,10 +139,10 @@ def test_rollback_has_no_build_no_base_no_migration_and_pins_the_registry_digest
     from dataclasses import replace
 
     assert lines(cfg, release("rollback", "v1", build=False, migrate=False), known(cfg)) == [
-        LOCK, CONFIRM + KNOWN_STATE, BRIDGE, BRIDGE_PUSH, stack("v1", PUSHED), PROXY, LOGIN, TRUSTED, ROLLOUT,
+        LOCK, CONFIRM + KNOWN_STATE, BRIDGE, BRIDGE_PUSH, edge(cfg), stack("v1", PUSHED), PROXY, LOGIN, TRUSTED, ROLLOUT,
         WAIT_UPDATE, WAIT_PROXY, health("v1"), FINISH]
     assert lines(replace(cfg, static_releases=0), release("rollback", "v1", build=False, migrate=False), known(cfg)) == [
-        LOCK, CONFIRM + KNOWN_STATE, stack("v1", DIGEST), PROXY, LOGIN, TRUSTED, ROLLOUT, WAIT_UPDATE, WAIT_PROXY, health("v1"),
+        LOCK, CONFIRM + KNOWN_STATE, edge(cfg), stack("v1", DIGEST), PROXY, LOGIN, TRUSTED, ROLLOUT, WAIT_UPDATE, WAIT_PROXY, health("v1"),
         FINISH]
 
 
@@ -138,17 +152,17 @@ def test_deploy_with_image_skips_build_and_push_and_pins_the_registry_digest(cfg
 
     bridge = [BRIDGE.replace("v1", "v2"), BRIDGE_PUSH.replace("v1", "v2")]
     assert lines(cfg, release(build=False), known(cfg)) == [
-        LOCK, CONFIRM + KNOWN_STATE, *bridge, stack("v2", PUSHED), PROXY, LOGIN, *BASE, migrate("v2", PUSHED), RM,
+        LOCK, CONFIRM + KNOWN_STATE, *bridge, edge(cfg), stack("v2", PUSHED), PROXY, LOGIN, *BASE, migrate("v2", PUSHED), RM,
         TRUSTED, ROLLOUT, WAIT_UPDATE, WAIT_PROXY, health("v2"), FINISH]
     assert lines(replace(cfg, static_releases=0), release(build=False), known(cfg)) == [
-        LOCK, CONFIRM + KNOWN_STATE, stack("v2", DIGEST), PROXY, LOGIN, *BASE, migrate("v2", DIGEST), RM, TRUSTED, ROLLOUT,
+        LOCK, CONFIRM + KNOWN_STATE, edge(cfg), stack("v2", DIGEST), PROXY, LOGIN, *BASE, migrate("v2", DIGEST), RM, TRUSTED, ROLLOUT,
         WAIT_UPDATE, WAIT_PROXY, health("v2"), FINISH]
 
 
 def test_a_clean_tag_already_in_the_registry_is_not_rebuilt_but_a_dirty_one_is(cfg):
     assert BUILD not in lines(cfg, release(), known(cfg))
     dirty = lines(cfg, release(tag="v2", dirty=True), known(cfg))
-    assert dirty[2:4] == [BUILD, PUSH] and dirty[4] == stack("v2", PUSHED)
+    assert dirty[2:5] == [BUILD, PUSH, edge(cfg)] and dirty[5] == stack("v2", PUSHED)
 
 
 def test_a_rollback_replaces_all_tasks_at_once_and_a_deploy_rollout_parallelism_at_a_time(cfg, tmp_path):
@@ -197,8 +211,11 @@ def test_dry_run_prints_exactly_the_plan_and_changes_nothing(cfg, offline, monke
     manager = FakeManager(app=True, secrets=secret_names(cfg).values())
     out = io.StringIO()
     outcome = executor.deploy(cfg, tag="v2", build=False, dry_run=True, out=out, remote=remote(cfg, manager))
+    from deploy.ship import edge_cfg
+
+    rendered = hashlib.sha256(edge_cfg.render(cfg).encode()).hexdigest()[:16]   # what the deploy puts and waits for
     expected = [LOCK, CONFIRM + KNOWN_STATE, BRIDGE.replace("v1", "v2"), BRIDGE_PUSH.replace("v1", "v2"),
-                stack("v2", PUSHED), PROXY, LOGIN, *BASE, migrate("v2", PUSHED), RM, TRUSTED, ROLLOUT, WAIT_UPDATE,
+                edge(cfg), stack("v2", PUSHED), PROXY, LOGIN, *[b.replace(PROXY_ID, rendered) for b in BASE], migrate("v2", PUSHED), RM, TRUSTED, ROLLOUT, WAIT_UPDATE,
                 WAIT_PROXY, health("v2"), FINISH]
     assert out.getvalue().splitlines() == [
         f"plan: {len(expected)} steps (deploy 127.0.0.1:5000/djapp:v2 to lab; state: {KNOWN_STATE})",
@@ -219,8 +236,8 @@ def test_dry_run_of_a_rollback_names_the_previous_tag_from_the_audit_log(cfg, of
     manager = FakeManager([("audit.log", Result(stdout=audit))], app=True, secrets=secret_names(cfg).values())
     out = io.StringIO()
     outcome = executor.rollback(cfg, dry_run=True, out=out, remote=remote(cfg, manager))
-    assert out.getvalue().splitlines()[0].startswith("plan: 13 steps (rollback 127.0.0.1:5000/djapp:v1 to lab;")
-    assert outcome.plan.steps[4].line() == stack("v1", PUSHED)
+    assert out.getvalue().splitlines()[0].startswith("plan: 14 steps (rollback 127.0.0.1:5000/djapp:v1 to lab;")
+    assert outcome.plan.steps[5].line() == stack("v1", PUSHED)
 
 
 def stack_file(cfg, rel, name):
@@ -235,8 +252,9 @@ def test_the_rollout_stack_file_holds_the_app_alone_so_a_rerun_of_its_stack_depl
     # re-applied the app's identical spec: Swarm then resets the app's UpdateStatus (and its rollback target).
     spec = stack_file(cfg, release(build=False), "/stack.yml")
     assert list(spec["services"]) == ["app"] and "configs" not in spec
-    assert sorted(stack_file(cfg, release(build=False), "/stack-base.yml")["services"]) == ["db", "proxy"]
-    assert "configs" in stack_file(cfg, release(build=False), "/stack-base.yml")
+    base = stack_file(cfg, release(build=False), "/stack-base.yml")
+    assert sorted(base["services"]) == ["certs", "db", "proxy"] and "configs" in base
+    assert "configs" in base["services"]["certs"] and "configs" not in base["services"]["proxy"]
 
 
 def test_scheduled_backups_are_deployed_after_the_health_check_in_their_own_stack_file(cfg):

@@ -19,7 +19,8 @@ def cfg(**over):
                 app_memory="512M", app_cpus="1", app_pids=256, db_memory="1G", db_cpus="1", db_pids=512,
                 proxy_memory="256M", proxy_cpus="0.5", proxy_pids=128, tls_mode="external",
                 tls=False, trusted_lb="192.0.2.7", https_port=443, hsts_max_age=3600, hsts_include_subdomains=False,
-                hsts_preload=False, tls_cert="", tls_key="", acme_ca_root="", acme_network="", cert_sync_interval=10)
+                hsts_preload=False, tls_cert="", tls_key="", acme_ca_root="", acme_network="", cert_sync_interval=10,
+                edge_image="djedge", acme_directory="", acme_email="")
     base.update(over)
     return SimpleNamespace(**base)
 
@@ -107,7 +108,7 @@ def test_stack_spec_app_update_and_rollback_policy():
     assert app["environment"]["DATABASE_URL_FILE"] == "/run/secrets/database_url"
     assert app["environment"]["DJDEPLOY_RELEASE"] == "abc@T"
     assert "ports" not in app  # the proxy publishes
-    assert spec["networks"] == {"backend": {"driver": "overlay", "attachable": True}}
+    assert spec["networks"] == {"backend": {"driver": "overlay", "attachable": True}, "edge": {"driver": "overlay"}}
     names = stackfile.secret_names(cfg())
     assert spec["secrets"] == {k: {"external": True, "name": v} for k, v in names.items()}
 
@@ -117,7 +118,10 @@ def test_stack_spec_proxy_db_and_modes():
     proxy, db = spec["services"]["proxy"], spec["services"]["db"]
     assert proxy["ports"] == [{"target": 8080, "published": 80, "protocol": "tcp", "mode": "host"}]
     assert proxy["deploy"]["update_config"]["order"] == "stop-first"
-    assert proxy["environment"] == {"APP_SERVICE": "app", "APP_SLOTS": "8", "HEALTH_HOST": "shop.example.com"}
+    # the edge image; its configuration comes from the certs service (TLS_MODE=external: no certificate there)
+    assert proxy["environment"] == {"CONFIG_URL": "http://tasks.certs:8081/haproxy.cfg"} and "configs" not in proxy
+    assert spec["services"]["certs"]["command"] == ["edge-agent", "certs", "--mode", "external", "--haproxy-cfg",
+                                                    "/etc/edge/haproxy.cfg"]
     assert spec["configs"] == {"haproxy_cfg": {"name": "shop_haproxy_1", "file": "/var/lib/djdeploy/shop/haproxy.cfg"}}
     assert {s["deploy"]["endpoint_mode"] for s in spec["services"].values()} == {"dnsrr"}
     assert db["deploy"]["placement"] == {"constraints": ["node.role == manager"]}

@@ -8,7 +8,7 @@ set -eu
 if [ "${1:-}" = "haproxy" ]; then
     mkdir -p -m 0700 /tmp/edge
     [ -n "${CONFIG_URL:-}" ] || cp /usr/local/etc/haproxy/haproxy.cfg /tmp/edge/haproxy.cfg
-    edge-agent prepare --from "${CERTS_URL:-http://tasks.certs:8081/bundle}" --cert /tmp/edge/site.pem \
+    edge-agent prepare --from "${CERTS_URL:-}" --cert /tmp/edge/site.pem \
         --config-from "${CONFIG_URL:-}" --config /tmp/edge/haproxy.cfg
 fi
 exec "$@"

@@ -209,6 +209,11 @@ def reason(exc):
 def run_certs(args):
     certs = Certs(args)
     serve(certs, args.port)
+    if args.mode == "external":   # TLS ends before the stack: only the proxies' configuration is served
+        certs.save_status()
+        log("INFO", "serving the proxies' configuration (TLS_MODE=external: no certificate here)")
+        while True:
+            time.sleep(3600)
     if args.mode == "files":
         with open(args.cert_file) as c, open(args.key_file) as k:
             certs.set_bundle(c.read().rstrip("\n") + "\n" + k.read(), "files")

@@ -83,6 +83,8 @@ def sync_once(args, seen):
             seen["config_etag"] = etag
             if reload_config(args, text):
                 seen["config"] = digest(text)
+    if not args.source:   # TLS_MODE=external: no certificate at this proxy
+        return
     bundle, etag = fetch(args.source, seen["cert_etag"], headers=report)
     if bundle is not None and etag != seen["cert_etag"]:
         install(args, bundle)
@@ -152,6 +154,13 @@ def check_config_text(args, text):
 
 def run_prepare(args):
     os.makedirs(os.path.dirname(args.cert), mode=0o700, exist_ok=True)
+    if args.source:
+        prepare_cert(args)
+    if args.config_from:
+        prepare_config(args)
+
+
+def prepare_cert(args):
     try:
         bundle, _ = fetch(args.source, timeout=2)
         log("INFO", f"prepare: starting with certificate serial={cert_info(bundle)['serial']}")
@@ -159,5 +168,3 @@ def run_prepare(args):
         bundle = placeholder()
         log("INFO", f"prepare: no certificate from {args.source} yet ({type(exc).__name__}); starting with a placeholder")
     write_atomic(args.cert, bundle)   # before the configuration check: its bind line loads this file
-    if args.config_from:
-        prepare_config(args)
