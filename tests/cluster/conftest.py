@@ -161,11 +161,10 @@ def manager(cluster_spec):
 
 class ClusterEnv:
     """deploy/cluster.env of a unique stack on the package's cluster: HTTPS on every node with certificates from the
-    cluster's Pebble (``tls``, what `inv cluster.env` writes), or without it TLS_MODE=external (plain HTTP)."""
+    cluster's Pebble, as `inv cluster.env` writes it."""
 
-    def __init__(self, spec, directory: Path, tls: bool = True):
+    def __init__(self, spec, directory: Path):
         from deploy.lab import cluster_acme, cluster_env
-        from deploy.lab.cluster_plan import gateway
 
         self.spec, self.dir, self.host = spec, directory, spec.host_name
         self.stack = "djtc" + secrets.token_hex(3)
@@ -173,10 +172,8 @@ class ClusterEnv:
         key.write_text(secrets.token_urlsafe(50))
         key.chmod(0o600)
         extra = {"DJANGO_SECRET_KEY_FILE": str(key), "CONVERGE_TIMEOUT": "180"}
-        self.tls = cluster_acme.ensure(local_runner(), spec, say=lambda line: None) if tls else None
-        self.ca_root = Path(self.tls["HEALTH_CA_FILE"]).read_text() if tls else ""
-        if not tls:
-            extra.update(TRUSTED_LB=f"{gateway(spec.subnet)}/32", DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost")
+        self.tls = cluster_acme.ensure(local_runner(), spec, say=lambda line: None)
+        self.ca_root = Path(self.tls["HEALTH_CA_FILE"]).read_text()
         cluster_env.write(spec, env_dir=directory, env="cluster", stack=self.stack, replicas=4, extra=extra,
                           tls=self.tls)
         self.tags: list[str] = []
