@@ -14,6 +14,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import ssl
 import urllib.request
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class AcmeSpec:
     mgmt_port: int = 0
     dns_mgmt_port: int = 0
     nonce_reject: int = 0           # percent of good nonces Pebble rejects (its default is 5)
+    tls_names: tuple = ()           # more names or IPv4 addresses in the API's certificate (clients by address)
 
     @property
     def network(self) -> str:
@@ -81,6 +83,8 @@ def problems(spec: AcmeSpec) -> list[str]:
         out.append(f"validity: {spec.validity} s is outside 30 s .. 90 days")
     if not 0 <= spec.nonce_reject <= 100:
         out.append(f"nonce_reject: {spec.nonce_reject} is not a percentage")
+    out += [f"tls_names: {n!r} is not a host name or an IPv4 address" for n in spec.tls_names
+            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", n)]
     return out
 
 
@@ -112,7 +116,8 @@ def pebble_argv(spec: AcmeSpec) -> list[str]:
     """Pure: Pebble with real validation on ``http_port``, challtestsrv as its only DNS, no random VA sleeps,
     no authorization reuse (every order is validated), ``validity``-second certificates."""
     env = {"PEBBLE_HTTP_PORT": spec.http_port, "PEBBLE_CERT_VALIDITY": spec.validity, "PEBBLE_VA_NOSLEEP": 1,
-           "PEBBLE_AUTHZREUSE": 0, "PEBBLE_WFE_NONCEREJECT": spec.nonce_reject, "PEBBLE_TLS_NAMES": spec.pebble}
+           "PEBBLE_AUTHZREUSE": 0, "PEBBLE_WFE_NONCEREJECT": spec.nonce_reject,
+           "PEBBLE_TLS_NAMES": ",".join((spec.pebble, *spec.tls_names))}
     return ["docker", "run", "--detach", "--name", spec.pebble, "--network", spec.network,
             "--network-alias", "pebble", *_labels(spec), *HARDENED,
             "--tmpfs", "/run/pebble:rw,nosuid,nodev,uid=10001,gid=10001,mode=0700",
@@ -121,10 +126,10 @@ def pebble_argv(spec: AcmeSpec) -> list[str]:
             "pebble", "-dnsserver", f"{spec.challtestsrv}:8053"]
 
 
-def connect_argv(spec: AcmeSpec, network: str) -> list[str]:
-    """Pure: attach Pebble to another network as ``pebble``: the cluster's (to validate at a node's address), or an
-    attachable overlay a Swarm stack joins (its services then reach https://pebble:14000/dir)."""
-    return ["docker", "network", "connect", "--alias", "pebble", network, spec.pebble]
+def connect_argv(spec: AcmeSpec, network: str, ipv4: str | None = None) -> list[str]:
+    """Pure: attach Pebble to another network as ``pebble`` (at ``ipv4`` when given): the cluster's (to validate at
+    a node's address), or an attachable overlay a Swarm stack joins (its services then reach https://pebble:14000/dir)."""
+    return ["docker", "network", "connect", "--alias", "pebble", *(["--ip", ipv4] if ipv4 else []), network, spec.pebble]
 
 
 def disconnect_argv(spec: AcmeSpec, network: str) -> list[str]:

@@ -120,7 +120,8 @@ def _ensure_nodes(act: Runner, ask: Runner, spec: ClusterSpec, image: str, subne
         if current:  # settings changed: a fresh node (and a fresh engine state)
             act.run(["docker", "rm", "-f", "-v", node], hide=True)
             act.run(["docker", "volume", "rm", "-f", spec.volume(i)], hide=True)
-        wanted = [(spec.app_port(i), f"app port of {node}")] + ([(spec.ssh_port, "SSH of node 1")] if i == 1 else [])
+        wanted = [(spec.app_port(i), f"app port of {node}"), (spec.https_port(i), f"HTTPS port of {node}")] + \
+            ([(spec.ssh_port, "SSH of node 1")] if i == 1 else [])
         for port, what in wanted:
             if not _port_free(port):
                 raise ToolkitError(plan.port_taken(port, what))
@@ -283,7 +284,7 @@ def status(name: str = "djlab") -> list[str]:
         row = swarm.get(node)
         role = (row[1] or "Worker") if row else "?"
         avail, ready = (row[2], row[3]) if row else ("?", "unknown")
-        ports = f"app 127.0.0.1:{spec.app_port(i)}"
+        ports = f"app 127.0.0.1:{spec.app_port(i)}, https 127.0.0.1:{spec.https_port(i)}"
         if i == 1:
             ssh = "ok" if cluster_registry.answers("127.0.0.1", spec.ssh_port) else "closed"
             ports += f", ssh 127.0.0.1:{spec.ssh_port} ({ssh})"

@@ -5,9 +5,10 @@ unit tests check every command and every error text exactly.
 
 Shape: N node containers (image from deploy/lab/node/) on one user-defined bridge network with a fixed
 subnet (node addresses must survive a node restart: Swarm remembers them). Node i gets address .10+i,
-its own named volume for /var/lib/docker (swarm state and pulled images survive a stop/start) and
-127.0.0.1:<app_port_base + i> -> node:<node_app_port>. Node 1 also publishes SSH on 127.0.0.1:<ssh_port>
-and is the Swarm manager; the others join as workers.
+its own named volume for /var/lib/docker (swarm state and pulled images survive a stop/start),
+127.0.0.1:<app_port_base + i> -> node:<node_app_port> (HTTP) and 127.0.0.1:<https_port_base + i> ->
+node:<node_https_port> (HTTPS). Node 1 also publishes SSH on 127.0.0.1:<ssh_port> and is the Swarm manager;
+the others join as workers. The cluster's ACME CA (deploy.lab.cluster_acme) gets address .5.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class ClusterSpec:
     subnet: str = ""                 # chosen by choose_subnet when empty
     ssh_port: int = 2223             # node 1's sshd
     app_port_base: int = 18000       # node i's app port: app_port_base + i
-    node_app_port: int = 8000        # the port the stack publishes (mode: host) on every node
+    node_app_port: int = 8080        # the HTTP port the stack publishes (mode: host) on every node
+    https_port_base: int = 18440     # node i's HTTPS port: https_port_base + i
+    node_https_port: int = 8443      # the HTTPS port the stack publishes (mode: host) on every node
     registry_port: int = 5000        # the lab registry's port, same on the gateway and inside nodes
 
     @property
@@ -70,6 +73,14 @@ class ClusterSpec:
     def app_port(self, i: int) -> int:
         return self.app_port_base + i
 
+    def https_port(self, i: int) -> int:
+        return self.https_port_base + i
+
+    @property
+    def host_name(self) -> str:
+        """The site's name in the cluster environment (its certificate's; resolved to node 1 by the cluster's CA)."""
+        return f"{self.name}-cluster.test"
+
     @property
     def numbers(self) -> range:
         return range(1, self.nodes + 1)
@@ -82,12 +93,18 @@ def validate(spec: ClusterSpec) -> None:
         problems.append(f"nodes: {spec.nodes} is out of range; use 1..{MAX_NODES}")
     if not spec.name.replace("-", "").isalnum() or not spec.name[:1].isalpha():
         problems.append(f"name: {spec.name!r} must start with a letter and hold only letters, digits and '-'")
-    ports = [("ssh_port", spec.ssh_port)] + [(f"app port of node {i}", spec.app_port(i)) for i in spec.numbers]
+    ports = [("ssh_port", spec.ssh_port)] + [(f"{kind} port of node {i}", port(i)) for i in spec.numbers
+                                             for kind, port in (("app", spec.app_port), ("HTTPS", spec.https_port))]
     for what, port in ports:
         if not 1024 <= port <= 65535:
             problems.append(f"{what}: {port} is not a port in 1024..65535")
-    if spec.ssh_port in [spec.app_port(i) for i in spec.numbers]:
-        problems.append(f"ssh_port: {spec.ssh_port} collides with a node's app port")
+    seen: dict[int, str] = {}
+    for what, port in ports:
+        if port in seen:
+            problems.append(f"{what}: {port} collides with the {seen[port]}")
+        seen.setdefault(port, what)
+    if spec.node_app_port == spec.node_https_port:
+        problems.append(f"node_https_port: {spec.node_https_port} is also node_app_port; HTTP and HTTPS need two ports")
     if spec.subnet:
         try:
             net = ipaddress.ip_network(spec.subnet)
@@ -122,6 +139,11 @@ def gateway(subnet: str) -> str:
 
 def node_ip(subnet: str, i: int) -> str:
     return str(ipaddress.ip_network(subnet)[10 + i])
+
+
+def ca_ip(subnet: str) -> str:
+    """The cluster's ACME CA on the cluster network (a fixed address: its API certificate names it)."""
+    return str(ipaddress.ip_network(subnet)[5])
 
 
 def labels(spec: ClusterSpec, **extra: str) -> list[str]:
@@ -160,6 +182,7 @@ def run_argv(spec: ClusterSpec, i: int, image: str, subnet: str, ssh_dir: str) -
         "-e", f"NODE_CGROUP_PARENT={spec.cgroup_parent(i)}",
         "-e", f"REGISTRY_UPSTREAM={gateway(subnet)}:{spec.registry_port}",
         "-p", f"127.0.0.1:{spec.app_port(i)}:{spec.node_app_port}",
+        "-p", f"127.0.0.1:{spec.https_port(i)}:{spec.node_https_port}",
     ]
     if i == 1:
         body += ["-p", f"127.0.0.1:{spec.ssh_port}:22"]

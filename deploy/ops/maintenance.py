@@ -124,10 +124,18 @@ def switch(cfg, run, *, on: bool, message: str = "", retry_after: int = 300, out
               f"{' (503 + Retry-After on every page but /health/)' if on else ''}\n")
 
 
-def probe_front(url: str, host: str) -> tuple:
-    """(status, Retry-After) of one GET of the front page; (0, '') when nothing answers."""
+def probe_front(url: str, host: str, cafile: str = "") -> tuple:
+    """(status, Retry-After) of one GET of the front page; (0, '') when nothing answers. An https front is reached
+    at the URL's address with SNI ``host``, its certificate verified against ``cafile`` (HEALTH_CA_FILE) or the
+    system's CAs, as the deploy's health check does."""
     import urllib.error
     import urllib.request
+
+    if url.startswith("https://"):
+        from deploy.ship.wait import probe_https
+
+        status, retry = probe_https(url, host, cafile, timeout=5, header="Retry-After")
+        return (status, retry) if status else (0, "")
 
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     req = urllib.request.Request(url, headers={"Host": host})
@@ -142,7 +150,7 @@ def probe_front(url: str, host: str) -> tuple:
 
 def wait_front(cfg, on: bool, probe=None, clock=time.monotonic, sleep=time.sleep) -> None:
     """Poll the front page until it shows the switch 3 times in a row (503 with Retry-After, or not 503)."""
-    probe = probe or probe_front
+    probe = probe or (lambda url, host: probe_front(url, host, cfg.health_ca_file))
     url, deadline, streak, last = front_url(cfg), clock() + SWITCH_TIMEOUT, 0, None
     while clock() < deadline:
         last = probe(url, cfg.health_host)

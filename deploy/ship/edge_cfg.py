@@ -76,11 +76,10 @@ DEFAULTS = """defaults
     timeout http-request 10s
     timeout http-keep-alive 10s
     timeout queue 10s
-    # Server connections are kept alive and reused (one new connection per request halved the static
-    # files' rate, BENCHMARKS.md); `safe`: a client's first request never goes on a reused connection, and a
-    # reused one that the task closed under it is retried (retry-on below: GET/HEAD).
-    option http-keep-alive
-    http-reuse safe
+    # One request per server connection: a task that drains never holds an idle pooled connection, and no
+    # request waits on a pooled connection to a crashed node (keep-alive + http-reuse safe was measured and
+    # not shipped: BENCHMARKS.md, "Server keep-alive in the proxy").
+    option http-server-close
     # A request that cannot reach a task (refused, reset, empty reply, 503 while draining) is
     # retried on another task (redispatch); non-idempotent requests only on connection failure.
     retries 3

@@ -78,9 +78,11 @@ def running(cfg, run: Runner, name: str, replicas: int) -> int:
                        f"{' (' + '; '.join(sorted(set(errors))[:3]) + ')' if errors else ''}; check `inv logs --env {cfg.env}`")
 
 
-def probe_https(url: str, host: str, cafile: str = "", timeout: float = 3.0) -> tuple[int, str]:
+def probe_https(url: str, host: str, cafile: str = "", timeout: float = 3.0,
+                header: str = "X-App-Version") -> tuple[int, str]:
     """One GET over HTTPS to the URL's address with SNI and Host ``host``: the certificate must verify for
-    ``host`` against ``cafile`` (default: the system's CAs). (0, reason) when it cannot connect or verify."""
+    ``host`` against ``cafile`` (default: the system's CAs). (status, the response's ``header``); (0, reason)
+    when it cannot connect or verify."""
     parts = urllib.parse.urlsplit(url)
     port = parts.port or 443
     try:
@@ -93,7 +95,7 @@ def probe_https(url: str, host: str, cafile: str = "", timeout: float = 3.0) -> 
             conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
                          headers={"Host": host if port == 443 else f"{host}:{port}"})
             resp = conn.getresponse()
-            return resp.status, resp.headers.get("X-App-Version", "")
+            return resp.status, resp.headers.get(header, "")
         finally:
             conn.close()
     except (OSError, ssl.SSLError, http.client.HTTPException) as exc:

@@ -10,10 +10,13 @@ from deploy.tasks._base import task
     "name": "cluster name, prefix of every container, volume and network it makes (default djlab)",
     "ssh_port": "127.0.0.1 port for node 1's sshd (default 2223)",
     "app_port_base": "node i's app port is published on 127.0.0.1:<base + i> (default 18000)",
-    "node_app_port": "the port the stack publishes on every node (default 8000)",
+    "node_app_port": "the HTTP port the stack publishes on every node (default 8080)",
+    "https_port_base": "node i's HTTPS port is published on 127.0.0.1:<base + i> (default 18440)",
+    "node_https_port": "the HTTPS port the stack publishes on every node (default 8443)",
     "subnet": "IPv4 subnet of the cluster network (default: the first free 172.30.200-249.0/24)",
 })
-def up(c, nodes=3, name="djlab", ssh_port=2223, app_port_base=18000, node_app_port=8000, subnet=""):
+def up(c, nodes=3, name="djlab", ssh_port=2223, app_port_base=18000, node_app_port=8080, https_port_base=18440,
+       node_https_port=8443, subnet=""):
     """Bring up the lab cluster (nodes, swarm, registry endpoint); a second run only checks."""
     import time
 
@@ -23,6 +26,7 @@ def up(c, nodes=3, name="djlab", ssh_port=2223, app_port_base=18000, node_app_po
     started = time.monotonic()
     spec = cluster.up(spec=ClusterSpec(name=name, nodes=int(nodes), ssh_port=int(ssh_port),
                                        app_port_base=int(app_port_base), node_app_port=int(node_app_port),
+                                       https_port_base=int(https_port_base), node_https_port=int(node_https_port),
                                        subnet=subnet))
     for line in cluster.status(spec.name):
         print(line)
@@ -56,10 +60,13 @@ def status(c, name="djlab"):
     "replicas": "app replicas (default 3: one per node, spread by node.id)",
 })
 def env(c, name="djlab", env="cluster", stack="djcluster", replicas=3):
-    """Push the stand-in images to the lab registry and write deploy/<env>.env for the cluster."""
-    from deploy.lab import cluster, cluster_env
+    """Start the cluster's ACME CA, push the stand-in images and write deploy/<env>.env (HTTPS on every node)."""
+    from deploy.core.runner import Runner
+    from deploy.lab import cluster, cluster_acme, cluster_env
 
     spec = cluster.load_spec(name)
+    tls = cluster_acme.ensure(Runner(ctx=c, echo=False), spec)
     cluster_env.push_stand_ins()
-    path = cluster_env.write(spec, env=env, stack=stack, replicas=int(replicas))
-    print(f"wrote {path}; deploy with `inv deploy --env {env}`")
+    path = cluster_env.write(spec, env=env, stack=stack, replicas=int(replicas), tls=tls)
+    print(f"wrote {path}; deploy with `inv deploy --env {env}`, then open https://{spec.host_name}:"
+          f"{spec.https_port(1)}/ (resolve {spec.host_name} to 127.0.0.1, trust {tls['HEALTH_CA_FILE']})")

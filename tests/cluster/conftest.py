@@ -3,8 +3,10 @@ two runs on one machine do not remove each other's nodes; random loopback ports)
 as the package's tests are done (not at the end of the whole session: the nodes cost CPU). On a failed test the
 nodes' last log lines and the swarm's tasks are printed.
 
-One deploy environment for the package (``cenv``: a unique stack on that cluster): test_cluster_deploy builds on it,
-test_cluster_ops operates what it left serving (or deploys once itself when it runs alone)."""
+One deploy environment for the package (``cenv``: a unique stack on that cluster, HTTPS with certificates from the
+cluster's own Pebble, deploy.lab.cluster_acme): test_cluster_deploy builds on it, test_cluster_ops operates what it
+left serving (or deploys once itself when it runs alone). Clients reach node i at 127.0.0.1:<https_port(i)> with
+SNI/Host ``<cluster>-cluster.test`` and trust the cluster CA's root (``NodeSite``)."""
 
 from __future__ import annotations
 
@@ -20,9 +22,11 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ship"))
+from shiphelpers import Site, _Handler  # noqa: E402  (tests/ship's HTTPS client, reused)
+
 NAME = os.environ.get("DJDEPLOY_TEST_CLUSTER") or "djtest"
 ROOT = Path(__file__).resolve().parents[2]
-FRONT_HOST = "shop.djcluster.test"  # the site's public name (test_cluster_ops: a TLS load balancer in front)
 TEST_LABEL = "djdeploy.test=cluster"
 
 
@@ -81,8 +85,8 @@ def cluster_spec(request, docker_client):
     from deploy.lab.cluster_plan import ClusterSpec
 
     cluster.down(NAME, echo=False)  # leftovers of an interrupted earlier run
-    base = free_block(4)
-    spec = ClusterSpec(name=NAME, nodes=3, ssh_port=base + 4, app_port_base=base, node_app_port=8000)
+    base = free_block(7)  # HTTP base+1..3, SSH base+4, HTTPS base+5..7
+    spec = ClusterSpec(name=NAME, nodes=3, ssh_port=base + 4, app_port_base=base, https_port_base=base + 4)
     request.addfinalizer(lambda: cluster.down(NAME, echo=False))
     started = time.monotonic()
     spec = cluster.up(spec=spec, echo=False)
@@ -156,23 +160,32 @@ def manager(cluster_spec):
 
 
 class ClusterEnv:
-    """deploy/cluster.env of a unique stack on the package's cluster (TLS_MODE=external: plain HTTP at the nodes;
-    X-Forwarded-Proto is trusted from the cluster network's gateway, where a load balancer on the host arrives)."""
+    """deploy/cluster.env of a unique stack on the package's cluster: HTTPS on every node with certificates from the
+    cluster's Pebble, as `inv cluster.env` writes it."""
 
     def __init__(self, spec, directory: Path):
-        from deploy.lab import cluster_env
-        from deploy.lab.cluster_plan import gateway
+        from deploy.lab import cluster_acme, cluster_env
 
-        self.spec, self.dir = spec, directory
+        self.spec, self.dir, self.host = spec, directory, spec.host_name
         self.stack = "djtc" + secrets.token_hex(3)
         key = directory / "django_secret_key"
         key.write_text(secrets.token_urlsafe(50))
         key.chmod(0o600)
-        cluster_env.write(spec, env_dir=directory, env="cluster", stack=self.stack, replicas=4,
-                          extra={"DJANGO_SECRET_KEY_FILE": str(key), "CONVERGE_TIMEOUT": "180",
-                                 "TRUSTED_LB": f"{gateway(spec.subnet)}/32",
-                                 "DJANGO_ALLOWED_HOSTS": f"127.0.0.1,localhost,{FRONT_HOST}"})
+        extra = {"DJANGO_SECRET_KEY_FILE": str(key), "CONVERGE_TIMEOUT": "180"}
+        self.tls = cluster_acme.ensure(local_runner(), spec, say=lambda line: None)
+        self.ca_root = Path(self.tls["HEALTH_CA_FILE"]).read_text()
+        cluster_env.write(spec, env_dir=directory, env="cluster", stack=self.stack, replicas=4, extra=extra,
+                          tls=self.tls)
         self.tags: list[str] = []
+        self.serials: dict[int, str] = {}  # the certificate each node served first (test_cluster_deploy's v1)
+
+    def tls_context(self):
+        import ssl
+
+        return ssl.create_default_context(cadata=self.ca_root)
+
+    def base(self, i: int) -> str:
+        return f"https://{self.host}:{self.spec.https_port(i)}"
 
     def cfg(self):
         from deploy.ship import config
@@ -193,17 +206,39 @@ class ClusterEnv:
                               text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
+def local_runner():
+    from invoke import Context
+
+    from deploy.core.runner import Runner
+
+    return Runner(ctx=Context(), echo=False)
+
+
+class NodeSite(Site):
+    """A browser-like client (tests/ship's Site: CSRF cookie and token by hand) of node i's HTTPS port: 127.0.0.1,
+    SNI and certificate verification for the cluster's host name against the cluster CA's root."""
+
+    def __init__(self, e: ClusterEnv, i: int):
+        import urllib.request
+
+        self.base = e.base(i)
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _Handler(context=e.tls_context()))
+
+
 @pytest.fixture(scope="package")
 def cenv(cluster_spec, tmp_path_factory):
     from deploy.lab import cluster_env
     from deploy.ship import stackfile
 
+    from assetclient import scratch_context
+
     e = ClusterEnv(cluster_spec, tmp_path_factory.mktemp("clusterenv"))
+    e.ctx = scratch_context(tmp_path_factory.mktemp("clusterctx"))  # releases with their own CSS/JS (assetclient)
     proxy = stackfile.stack_spec(e.cfg(), "img", "t", "r", "c")["services"]["proxy"]["deploy"]
     assert proxy.get("mode") == "global", "the stack must run one proxy per node for traffic to enter everywhere"
     cluster_env.push_stand_ins(out=io.StringIO())
     yield e
-    for tag in e.tags:
+    for tag in e.tags + [t + "-static" for t in e.tags]:  # -static: a rollback's image (deploy.image.bridge)
         for ref in (f"djapp:{tag}", f"127.0.0.1:5000/djapp:{tag}"):
             sh("docker", "rmi", ref, check=False)
     # Everything else the deploy made lives inside the nodes: the package finalizer (cluster.down) removes it.

@@ -135,7 +135,7 @@ def test_a_node_pulls_the_pushed_image_under_the_same_name_with_registry_auth(cl
 def test_replicas_spread_over_the_nodes_serve_on_every_loopback_port(cluster_spec, probe_image, logged_in):
     node_docker(cluster_spec, 1, "service", "create", "--detach", "--with-registry-auth", "--name", "web",
                 "--replicas", "3", "--placement-pref", "spread=node.id", "--endpoint-mode", "dnsrr",
-                "--publish", "mode=host,target=8000,published=8000", probe_image)
+                "--publish", f"mode=host,target=8000,published={cluster_spec.node_app_port}", probe_image)
     nodes = poll("3 web tasks running", lambda: len(running_nodes(cluster_spec, "web")) == 3 and
                  running_nodes(cluster_spec, "web"), 90)
     assert nodes == [cluster_spec.node(i) for i in cluster_spec.numbers]

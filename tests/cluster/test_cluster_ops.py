@@ -1,13 +1,16 @@
-"""Operating the three-node cluster environment for real (issue 11's proofs on the cluster), on the stack that
-test_cluster_deploy left serving (one deploy here when this module runs alone):
+"""Operating the three-node cluster environment for real (issue 11's proofs on the cluster, issue 9's HTTPS on every
+node), on the stack that test_cluster_deploy left serving (one deploy here when this module runs alone):
 
-- `inv manage --env cluster -- createsuperuser --noinput` (the password from this process's environment, never
-  printed), then a real browser logs into the admin over HTTPS by the site's name, through a TLS load balancer in
-  front of a worker node (the cluster runs TLS_MODE=external, the way a cloud load balancer fronts a Swarm);
+- HTTP on every node's port answers a permanent redirect to HTTPS; `inv manage --env cluster -- createsuperuser
+  --noinput` (the password from this process's environment, never printed), then a real browser (the site's name
+  resolved to 127.0.0.1, trusting the cluster CA's root) logs into the admin and creates a note through the page's
+  form on each node's HTTPS port;
 - `inv shell --env cluster` under a pseudo-terminal reads back a typed command, and no one-off container is left;
 - a backup round trip: notes written, `db.backup`, notes deleted, `db.restore --yes`, the notes are back on every
   node;
-- maintenance on and off under load on every node's port: only 503 + Retry-After while on, 0 failed requests.
+- maintenance on and off under load on every node's HTTPS port: only 503 + Retry-After while on, 0 failed requests;
+- the certificate was renewed (Pebble's are short-lived) without anyone running a command, and every node's proxy
+  serves the renewed one.
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ import time
 
 import pytest
 
-from browser import admin_login, chromium, page_text  # noqa: F401 (chromium is a fixture)
+from browser import add_note as browser_add_note, admin_login, chromium, page_text  # noqa: F401 (a fixture)
 
-from .conftest import FRONT_HOST, ROOT, node_docker, poll, sh
-from .test_cluster_deploy import add_note, get
-from .tlsfront import TLSFront
+from .conftest import ROOT, node_docker, poll, sh
+from .test_cluster_deploy import add_note, get, served_serials
+from shiphelpers import LoopbackHTTPS
 
 pytestmark = pytest.mark.cluster
 
@@ -38,8 +41,8 @@ def serving(cenv):
 
     image = node_docker(cenv.spec, 1, "service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
                         cenv.service("app"), check=False).stdout.strip()
-    if image:
-        return image.split("@")[0].rpartition(":")[2]
+    if image:  # <tag>-static after a rollback (its image with the bridged static files): the release is <tag>
+        return image.split("@")[0].rpartition(":")[2].removesuffix("-static")
     tag, out = cenv.tag("ops1"), io.StringIO()
     outcome = executor.deploy(cenv.cfg(), tag=tag, build=True, out=out)
     assert outcome.result == "ok", out.getvalue()[-3000:]
@@ -69,50 +72,53 @@ def leftovers(cenv) -> list:
     return containers + dirs
 
 
-def plain_headers(port: int) -> dict:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def redirect_of(e, i: int, path: str) -> tuple[int, str]:
+    """(status, Location) of a plain-HTTP GET to node i's HTTP port by the site's name."""
+    conn = http.client.HTTPConnection("127.0.0.1", e.spec.app_port(i), timeout=10)
     try:
-        conn.request("GET", "/", headers={"Host": FRONT_HOST})
+        conn.request("GET", path, headers={"Host": f"{e.host}:{e.spec.app_port(i)}"})
         resp = conn.getresponse()
         resp.read()
-        return {k.lower(): v for k, v in resp.getheaders()}
+        return resp.status, resp.getheader("Location", "")
     finally:
         conn.close()
 
 
-def test_createsuperuser_then_a_real_browser_logs_into_the_admin_over_https(cenv, serving, chromium):
+def retry_network_changed(driver, action):
+    """Chromium aborts a load on ERR_NETWORK_CHANGED (other tests add and remove bridges): up to 3 attempts."""
+    for attempt in range(3):
+        try:
+            return action()
+        except Exception:
+            if attempt == 2 or "ERR_NETWORK_CHANGED" not in driver.page_source:
+                raise
+
+
+def test_http_redirects_to_https_on_every_node(cenv, serving):
+    for i in cenv.spec.numbers:  # to the HTTPS port the nodes publish (from the host: 127.0.0.1:https_port(i))
+        assert redirect_of(cenv, i, "/anything/deep?x=1") == (
+            301, f"https://{cenv.host}:{cenv.spec.node_https_port}/anything/deep?x=1"), f"node {i}"
+
+
+def test_createsuperuser_then_a_real_browser_logs_in_and_adds_a_note_over_https_on_every_node(cenv, serving, chromium):
     password = secrets.token_urlsafe(16)
     out = inv(cenv, "manage", "--env", "cluster", "--", "createsuperuser", "--noinput",
               DJANGO_SUPERUSER_USERNAME="clusteradmin", DJANGO_SUPERUSER_EMAIL="admin@example.org",
               DJANGO_SUPERUSER_PASSWORD=password)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "Superuser created successfully" in out.stdout, out.stdout[-2000:]
-    port = cenv.spec.app_port(2)  # a worker's proxy
-    driver = chromium(host=FRONT_HOST).driver
-    # The control, first (before the browser learns HSTS for the name): plain HTTP by the site's name drops the
-    # Secure cookies, so the login POST gets Django's CSRF 403. A browser logs in only over HTTPS.
-    with pytest.raises(AssertionError, match="admin login failed"):
-        admin_login(driver, f"http://{FRONT_HOST}:{port}", "clusteradmin", password)
-    assert "CSRF verification failed" in driver.page_source, page_text(driver)[:500]
-    with TLSFront(FRONT_HOST, port) as lb:
-        # The app sees HTTPS (HSTS comes from Django's SecurityMiddleware on secure requests only): the node's proxy
-        # kept the load balancer's X-Forwarded-Proto because it arrives from TRUSTED_LB.
-        status, headers = lb.get("/")
-        assert status == 200 and "strict-transport-security" in headers, headers
-        assert "strict-transport-security" not in plain_headers(port)
-        base = f"https://{FRONT_HOST}:{lb.port}"
-        driver = chromium(host=FRONT_HOST, ca_pem=lb.ca_pem).driver
-        for attempt in range(3):  # Chromium aborts a load on ERR_NETWORK_CHANGED (other tests add/remove bridges)
-            try:
-                admin_login(driver, base, "clusteradmin", password)
-                break
-            except Exception:
-                if attempt == 2 or "ERR_NETWORK_CHANGED" not in driver.page_source:
-                    raise
+    driver = chromium(host=cenv.host, ca_pem=cenv.ca_root).driver  # real trust: the root in the browser's NSS db
+    for i in cenv.spec.numbers:
+        base = cenv.base(i)
+        driver.delete_all_cookies()  # cookies ignore ports: each node's login starts logged out
+        retry_network_changed(driver, lambda: admin_login(driver, base, "clusteradmin", password))
         assert driver.current_url == f"{base}/admin/"
         assert "Site administration" in page_text(driver)
         tools = driver.find_element("id", "user-tools").text
         assert "CLUSTERADMIN" in tools.upper(), tools
+        note = f"browser-note-node{i}-{secrets.token_hex(2)}"
+        retry_network_changed(driver, lambda: browser_add_note(driver, base, note))
+        assert note in get(cenv, 1 + i % cenv.spec.nodes, "/")[2]  # stored once, listed by another node
     assert leftovers(cenv) == []
 
 
@@ -135,7 +141,7 @@ def backups(cenv) -> list:
 
 def test_backup_round_trip(cenv, serving):
     note = f"cluster-ops-note-{secrets.token_hex(3)}"
-    add_note(cenv.spec.app_port(3), note)
+    add_note(cenv, 3, note)
     before = backups(cenv)
     out = inv(cenv, "db.backup", "--env", "cluster")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
@@ -147,19 +153,20 @@ def test_backup_round_trip(cenv, serving):
                "from notes.models import Note; print('deleted', Note.objects.all().delete()[0])")
     assert gone.returncode == 0 and "deleted" in gone.stdout, gone.stdout[-2000:] + gone.stderr[-2000:]
     for i in cenv.spec.numbers:
-        assert note not in get(cenv.spec.app_port(i), "/")[2]
+        assert note not in get(cenv, i, "/")[2]
     out = inv(cenv, "db.restore", name, "--env", "cluster", "--yes")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "maintenance mode on for cluster" in out.stdout and "maintenance mode off for cluster" in out.stdout
     for i in cenv.spec.numbers:
-        status, _, body = get(cenv.spec.app_port(i), "/")
+        status, _, body = get(cenv, i, "/")
         assert status == 200 and note in body, f"node {i}: {status}"
 
 
 class Load:
-    """Threads GET / back to back on each node's port; record (status, Retry-After) or the error of each."""
+    """Threads GET / back to back on each node's HTTPS port; record (status, Retry-After) or the error of each."""
 
-    def __init__(self, ports: list[int], per_port: int = 2):
+    def __init__(self, e, per_port: int = 2):
+        self.e, ports = e, [e.spec.https_port(i) for i in e.spec.numbers]
         self.results: dict[int, list] = {p: [] for p in ports}
         self.stop = threading.Event()
         self.workers = [threading.Thread(target=self.loop, args=(p,), daemon=True) for p in ports for _ in range(per_port)]
@@ -167,10 +174,11 @@ class Load:
             w.start()
 
     def loop(self, port: int):
+        context = self.e.tls_context()
         while not self.stop.is_set():
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                conn.request("GET", "/", headers={"Host": "127.0.0.1"})
+                conn = LoopbackHTTPS(self.e.host, port, timeout=10, context=context)
+                conn.request("GET", "/")
                 resp = conn.getresponse()
                 resp.read()
                 self.results[port].append((resp.status, resp.getheader("Retry-After")))
@@ -187,24 +195,24 @@ class Load:
 
 
 def test_maintenance_on_and_off_under_load_on_every_node(cenv, serving):
-    ports = [cenv.spec.app_port(i) for i in cenv.spec.numbers]
-    load = Load(ports)
+    ports = [cenv.spec.https_port(i) for i in cenv.spec.numbers]
+    load = Load(cenv)
     try:
         poll("load answered on every node", lambda: all(load.results[p] for p in ports), 20)
         out = inv(cenv, "maintenance", "on", "--env", "cluster", "--message", "Back at noon", "--retry-after", "120")
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-        for port in ports:  # every node's proxy switched (the command waited for node 1's)
-            poll(f"the maintenance page on port {port}", lambda port=port: get(port, "/anything")[0] == 503, 30)
-            assert get(port, "/health/?ready=1")[0] == 200
-        conn = http.client.HTTPConnection("127.0.0.1", ports[-1], timeout=10)
-        conn.request("GET", "/anything", headers={"Host": "127.0.0.1"})
+        for i in cenv.spec.numbers:  # every node's proxy switched (the command waited for node 1's)
+            poll(f"the maintenance page on node {i}", lambda i=i: get(cenv, i, "/anything")[0] == 503, 30)
+            assert get(cenv, i, "/health/?ready=1")[0] == 200
+        conn = LoopbackHTTPS(cenv.host, ports[-1], timeout=10, context=cenv.tls_context())
+        conn.request("GET", "/anything")
         resp = conn.getresponse()
         assert (resp.status, resp.getheader("Retry-After")) == (503, "120")
         assert "Back at noon" in resp.read().decode()
         out = inv(cenv, "maintenance", "off", "--env", "cluster")
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-        for port in ports:
-            poll(f"the app again on port {port}", lambda port=port: get(port, "/")[0] == 200, 30)
+        for i in cenv.spec.numbers:
+            poll(f"the app again on node {i}", lambda i=i: get(cenv, i, "/")[0] == 200, 30)
         time.sleep(1)  # a last second of load after the switch back
     finally:
         results = load.finish()
@@ -214,3 +222,15 @@ def test_maintenance_on_and_off_under_load_on_every_node(cenv, serving):
         assert not [r for r in got if r[0] == "error"], f"failed requests on port {port}"
         assert kinds <= {(200, None), (503, "120")}, kinds
         assert (503, "120") in kinds and got[-1] == (200, None), f"port {port}"
+
+
+def test_the_certificate_was_renewed_and_every_node_serves_the_renewed_one(cenv, serving):
+    """Pebble's certificates live 180 s (cluster_acme.VALIDITY) and the certs service renews at 2/3 of that, with no
+    command run: by now (or within one lifetime) every node's proxy serves a certificate other than the one it
+    served after v1."""
+    from deploy.lab import cluster_acme
+
+    first = cenv.serials or served_serials(cenv)  # this module alone: the one served now
+    renewed = poll("every node to serve one renewed certificate", lambda: (now := served_serials(cenv)) and len(
+        set(now.values())) == 1 and set(now.values()).isdisjoint(first.values()) and now, cluster_acme.VALIDITY, 2)
+    print(f"certificate serials per node: after v1 {first}, now {renewed}")

@@ -83,3 +83,53 @@ def test_up_serves_the_admin_and_rejects_a_foreign_host(project):
     # the admin really uses Postgres: the migrations ran in the app container on start
     shown = project.inv("manage", "--", "showmigrations", "auth").stdout
     assert "[X] 0001_initial" in shown
+
+
+@pytest.mark.lab
+def test_a_lab_deploy_and_a_rolling_update_under_load_lose_no_request(project):
+    """The same project deployed to the lab Swarm with the installed toolkit (`inv deploy --env lab`, plain HTTP:
+    TLS_MODE=external), then a one-line change deployed while a client loads it: 0 failed requests, both versions."""
+    import secrets
+    import sys
+    import time
+
+    from tests.own.conftest import ROOT, free_port
+
+    assert STATE.get("built"), "build failed"
+    sys.path.insert(0, str(ROOT / "bench"))
+    from loadgen import LoadGenerator
+
+    sys.path.insert(0, str(ROOT / "tests" / "ship"))
+    from shiphelpers import docker, lab_problem, remove_stack
+
+    from deploy.lab import deploy_env, paths
+
+    problem = lab_problem()
+    assert not problem, problem
+    stack, port = f"djtestown{secrets.token_hex(3)}", free_port()
+    key = project.path.parent / f"{project.name}-secret-key"
+    key.write_text(secrets.token_urlsafe(50))
+    key.chmod(0o600)
+    deploy_env.write_lab_env(project.path / "deploy", name="lab", stack=stack, port=port, tls=None, extra={
+        "APP_IMAGE": project.image, "DJANGO_SECRET_KEY_FILE": str(key), "CONVERGE_TIMEOUT": "180"})
+    with open(project.path / ".git" / "info" / "exclude", "a") as fh:
+        fh.write("deploy/lab.env\n")   # the user's environment file is not part of the release
+    try:
+        assert "is serving on lab" in project.inv("deploy", "--env", "lab").stdout
+        gen = LoadGenerator(port, "/admin/login/", rate=50, seconds=240).start()
+        try:
+            views = project.path / "mysite" / "urls.py"
+            views.write_text(views.read_text() + "# one more line\n")
+            git_commit(project.path)
+            out = project.inv("deploy", "--env", "lab").stdout
+            time.sleep(2)
+        finally:
+            stats = gen.stop()
+        print("load:", stats.summary())
+        assert (stats.failed, stats.non2xx) == (0, 0) and stats.sent >= 100, stats.summary()
+        assert len(stats.versions) == 2 and "is serving on lab" in out, (stats.summary(), out[-2000:])
+    finally:
+        remove_stack(stack)
+        for ref in docker("images", "--format", "{{.Repository}}:{{.Tag}}", f"{paths.REGISTRY}/{project.image}",
+                          check=False).stdout.split():
+            docker("rmi", ref, check=False)

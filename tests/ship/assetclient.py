@@ -1,4 +1,4 @@
-"""A browser-like client for the asset tests (tests/ship/test_assets_lab.py, tests/cluster/test_cluster_assets.py):
+"""A browser-like client for the asset tests (tests/ship/test_assets_lab.py, tests/cluster/test_cluster_deploy.py):
 threads that load a page and every /static/ file it references, and the edit that makes a release with new CSS/JS."""
 
 from __future__ import annotations
@@ -17,22 +17,29 @@ HASHED = re.compile(r"\.[0-9a-f]{12}\.[A-Za-z0-9]+$")
 
 class Browser:
     """Threads that each load / and then every /static/ file the page references (one keep-alive connection per
-    page, like a browser tab); every answer is recorded as (path, status or the error, the page's version)."""
+    page, like a browser tab); every answer is recorded as (path, status or the error, the page's version).
+    Over HTTPS with ``tls`` (an ssl.SSLContext): to 127.0.0.1 with SNI, certificate check and Host ``host``."""
 
-    def __init__(self, port: int, threads: int = 3):
+    def __init__(self, port: int, threads: int = 3, host: str = "127.0.0.1", tls=None, pause: float = 0.03):
         self.port, self.results, self.pages, self.stop = port, [], set(), threading.Event()
+        self.host, self.tls, self.pause = host, tls, pause
         self.lock = threading.Lock()
         self.workers = [threading.Thread(target=self.loop, daemon=True) for _ in range(threads)]
         for w in self.workers:
             w.start()
 
     def get(self, conn, path):
-        conn.request("GET", path, headers={"Host": "127.0.0.1"})
+        conn.request("GET", path, headers={"Host": f"{self.host}:{self.port}" if self.tls else self.host})
         resp = conn.getresponse()
         return resp.status, resp.getheader("X-App-Version"), resp.read().decode("utf-8", "replace")
 
     def visit(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        if self.tls is None:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        else:
+            from shiphelpers import LoopbackHTTPS
+
+            conn = LoopbackHTTPS(self.host, self.port, timeout=10, context=self.tls)
         try:
             status, version, page = self.get(conn, "/")
             found = [("/", status, version)]
@@ -49,7 +56,7 @@ class Browser:
     def loop(self) -> None:
         while not self.stop.is_set():
             self.visit()
-            time.sleep(0.03)
+            time.sleep(self.pause)
 
     def finish(self) -> list:
         self.stop.set()

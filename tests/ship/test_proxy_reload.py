@@ -1,7 +1,7 @@
 """Issues 9 and 13: a change of the proxy's configuration under load on the single node (host-mode ports) is a
 seamless reload of the running proxy, not a replacement of its task: 0 failed requests over HTTPS (kept-alive and
 new connections), the new configuration answers, and the proxy container is the same one.
-Runs on the session's lab stack after test_https_lab (same CA, same stack); puts the environment back.
+Runs on the session's lab stack after test_https_lab (same CA, same stack); puts the env file back.
 """
 
 from __future__ import annotations
@@ -45,5 +45,4 @@ def test_a_proxy_configuration_change_under_load_reloads_the_running_proxy_witho
     assert proxy_containers(env) == before, "the proxy task was replaced instead of reloaded"
     logs = docker("service", "logs", "--raw", f"{env.stack}_proxy", check=False).stdout
     assert "reloading the proxy with configuration" in logs, logs[-3000:]
-    deploy(env, serving)   # back to the session's configuration: one more reload
-    assert hsts(env) == "max-age=3600" and proxy_containers(env) == before
+    # The env file is the session's again; the next test's deploy reloads the proxies back to it.

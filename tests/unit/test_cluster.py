@@ -19,7 +19,7 @@ NESTED = [
 ]
 
 
-def test_node1_run_argv_is_the_nested_engine_recipe_with_ssh_and_app_port():
+def test_node1_run_argv_is_the_nested_engine_recipe_with_ssh_app_and_https_ports():
     argv = plan.run_argv(ClusterSpec(), 1, "djlab-node:abc", SUBNET, "/lab/cluster/djlab/nodes/1")
     config = plan.config_of(argv)
     assert len(config) == 12
@@ -33,18 +33,21 @@ def test_node1_run_argv_is_the_nested_engine_recipe_with_ssh_and_app_port():
         "-v", "/lab/cluster/djlab/nodes/1:/etc/ssh/lab:ro",
         "-e", "NODE_CGROUP_PARENT=/djlab-node1",
         "-e", "REGISTRY_UPSTREAM=172.30.200.1:5000",
-        "-p", "127.0.0.1:18001:8000",
+        "-p", "127.0.0.1:18001:8080",
+        "-p", "127.0.0.1:18441:8443",
         "-p", "127.0.0.1:2223:22",
         "djlab-node:abc",
     ]
     assert "--privileged" not in argv  # fails on this kernel (LAB.md)
 
 
-def test_worker_run_argv_publishes_only_its_app_port():
-    spec = ClusterSpec(name="djtest", app_port_base=21000, node_app_port=80)
+def test_worker_run_argv_publishes_only_its_app_and_https_ports():
+    spec = ClusterSpec(name="djtest", app_port_base=21000, node_app_port=80, https_port_base=21010,
+                       node_https_port=443)
     argv = plan.run_argv(spec, 3, "img", SUBNET, "/d")
     ports = [argv[k + 1] for k, a in enumerate(argv) if a == "-p"]
-    assert ports == ["127.0.0.1:21003:80"]
+    assert ports == ["127.0.0.1:21003:80", "127.0.0.1:21013:443"]
+    assert (spec.https_port(3), spec.host_name) == (21013, "djtest-cluster.test")
     assert "NODE_CGROUP_PARENT=/djtest-node3" in argv and "172.30.200.13" in argv
 
 
@@ -112,6 +115,7 @@ def test_choose_subnet_error_names_the_fix():
 def test_addresses():
     assert plan.gateway("10.9.8.0/24") == "10.9.8.1"
     assert [plan.node_ip("10.9.8.0/24", i) for i in (1, 2, 3)] == ["10.9.8.11", "10.9.8.12", "10.9.8.13"]
+    assert plan.ca_ip("10.9.8.0/24") == "10.9.8.5"
 
 
 def test_validate_lists_every_problem_together():
@@ -129,9 +133,22 @@ def test_validate_lists_every_problem_together():
 def test_validate_port_collision_and_small_subnet():
     with pytest.raises(ToolkitError) as err:
         plan.validate(ClusterSpec(ssh_port=18002, subnet="10.0.0.0/29"))
-    assert "  - ssh_port: 18002 collides with a node's app port\n" in str(err.value)
+    assert "  - app port of node 2: 18002 collides with the ssh_port\n" in str(err.value)
     assert "  - subnet: 10.0.0.0/29 must be an IPv4 network with room for the nodes (/27 or larger)\n" in str(err.value)
     plan.validate(ClusterSpec())  # the defaults are valid
+
+
+def test_validate_https_ports_collide_with_app_ports_and_need_their_own_node_port():
+    with pytest.raises(ToolkitError) as err:
+        plan.validate(ClusterSpec(https_port_base=18001, node_https_port=8080))
+    assert str(err.value) == (
+        "invalid cluster settings:\n"
+        "  - app port of node 2: 18002 collides with the HTTPS port of node 1\n"
+        "  - app port of node 3: 18003 collides with the HTTPS port of node 2\n"
+        "  - node_https_port: 8080 is also node_app_port; HTTP and HTTPS need two ports\n"
+        "fix the flags (see `inv --help cluster.up`)")
+    with pytest.raises(ToolkitError, match="  - HTTPS port of node 3: 65536 is not a port in 1024..65535"):
+        plan.validate(ClusterSpec(https_port_base=65533))
 
 
 def test_node_image_tag_follows_the_content():
@@ -222,7 +239,7 @@ def test_cluster_env_switches_the_lab_env_to_node1_and_registry_stand_ins(tmp_pa
     base = str(paths.LAB_DIR / "cluster" / "djlab")
     assert values == {
         "MANAGER_HOST": "127.0.0.1", "SSH_PORT": "2223", "SSH_KEY": base + "/id_ed25519",
-        "KNOWN_HOSTS": base + "/known_hosts", "STACK_NAME": "djc", "REPLICAS": "5", "PUBLISHED_PORT": "8000",
+        "KNOWN_HOSTS": base + "/known_hosts", "STACK_NAME": "djc", "REPLICAS": "5", "PUBLISHED_PORT": "8080",
         "HEALTH_URL": "http://127.0.0.1:18001/health/?ready=1",
         "POSTGRES_IMAGE": "127.0.0.1:5000/lab/postgres:17-trixie",
         "PROXY_IMAGE": "127.0.0.1:5000/lab/haproxy:3.0-trixie"}
@@ -241,9 +258,56 @@ def test_cluster_env_switches_the_lab_env_to_node1_and_registry_stand_ins(tmp_pa
     assert text.startswith("# The lab cluster djlab (3 nodes) as a deploy environment")
     assert "node 3: 127.0.0.1:18003" in text
     cfg = config.load("cluster", env_dir=tmp_path, environ={})
-    assert (cfg.ssh_port, cfg.stack_name, cfg.replicas, cfg.published_port) == (2223, "djc", 5, 8000)
+    assert (cfg.ssh_port, cfg.stack_name, cfg.replicas, cfg.published_port) == (2223, "djc", 5, 8080)
     assert (cfg.publish_mode, cfg.endpoint_mode, cfg.proxy, cfg.converge_timeout) == ("host", "dnsrr", True, 90.0)
     assert cfg.postgres_image == "127.0.0.1:5000/lab/postgres:17-trixie"
+    assert cfg.tls_mode == "external"  # without the cluster CA's values: plain HTTP
+
+
+def test_cluster_acme_is_a_pebble_of_the_cluster_validating_at_node1():
+    from deploy.lab import acme, cluster_acme
+
+    spec = ClusterSpec(name="djc", subnet=SUBNET)
+    ca = cluster_acme.acme_spec(spec)
+    assert ca == acme.AcmeSpec(prefix="djc", labels=(("djdeploy.lab", "cluster"), ("djdeploy.lab.cluster", "djc")),
+                               http_port=8080, target_ipv4="172.30.200.11", validity=180,
+                               tls_names=("172.30.200.5",))
+    assert acme.problems(ca) == []
+    assert "PEBBLE_TLS_NAMES=djc-pebble,172.30.200.5" in acme.pebble_argv(ca)
+    assert acme.connect_argv(ca, spec.network, "172.30.200.5") == [
+        "docker", "network", "connect", "--alias", "pebble", "--ip", "172.30.200.5", "djc-net", "djc-pebble"]
+
+
+def test_cluster_env_with_the_cluster_ca_serves_https_on_every_node(tmp_path, monkeypatch):
+    from deploy.ship import config
+    from deploy.lab import cluster_acme, cluster_env, deploy_env, paths
+
+    spec = ClusterSpec(name="djc", ssh_port=2223, app_port_base=18000, https_port_base=18440, subnet=SUBNET)
+    monkeypatch.setattr(paths, "LAB_DIR", tmp_path)
+    monkeypatch.setattr(deploy_env, "SECRETS_DIR", tmp_path / "deploy")
+    monkeypatch.setattr(paths, "REGISTRY_PASSWORD_FILE", tmp_path / "password")
+    (tmp_path / "password").write_text("pw")
+    ca_dir = tmp_path / "cluster" / "djc" / "acme"
+    ca_dir.mkdir(parents=True)
+    from test_certs import make_cert
+
+    for name in ("id_ed25519", "known_hosts"):
+        (tmp_path / "cluster" / "djc" / name).write_text("x")
+    for name in ("api-root.pem", "ca-root.pem"):
+        (ca_dir / name).write_bytes(make_cert(("root",))[0])
+    tls = cluster_acme.env_values(spec, cluster_acme.files_dir(spec))
+    assert tls == {"TLS_MODE": "acme", "ACME_DIRECTORY": "https://172.30.200.5:14000/dir",
+                   "ACME_EMAIL": "lab@djdeploy.test", "ACME_CA_ROOT_FILE": str(ca_dir / "api-root.pem"),
+                   "HEALTH_CA_FILE": str(ca_dir / "ca-root.pem"), "DJANGO_ALLOWED_HOSTS": "djc-cluster.test",
+                   "HEALTH_HOST": "djc-cluster.test", "HTTPS_PORT": "8443", "CERT_SYNC_INTERVAL": "2",
+                   "HEALTH_URL": "https://127.0.0.1:18441/health/?ready=1"}
+    path = cluster_env.write(spec, env_dir=tmp_path, stack="djc", tls=tls)
+    assert "# HTTPS: https://djc-cluster.test/ (node 1: 127.0.0.1:18441, node 2: 127.0.0.1:18442, node 3: " \
+           "127.0.0.1:18443;" in path.read_text()
+    cfg = config.load("cluster", env_dir=tmp_path, environ={})
+    assert (cfg.tls_mode, cfg.published_port, cfg.https_port) == ("acme", 8080, 8443)
+    assert (cfg.django_allowed_hosts, cfg.health_host) == ("djc-cluster.test", "djc-cluster.test")
+    assert (cfg.health_url, cfg.acme_network) == ("https://127.0.0.1:18441/health/?ready=1", "")
 
 
 class FakeRunner:
@@ -346,3 +410,23 @@ def test_status_without_a_cluster_names_the_fix(monkeypatch, tmp_path):
         cluster.status("djlab")
     assert str(err.value) == (f"no lab cluster named djlab is up ({tmp_path}/cluster/djlab/spec.json is missing); "
                               "run `inv cluster.up`")
+
+
+@pytest.mark.parametrize("attached,connects", [('{"djc-acme":{}}', True), ('{"djc-acme":{},"djc-net":{}}', False)])
+def test_cluster_acme_ensure_attaches_pebble_once_and_writes_both_roots(tmp_path, monkeypatch, attached, connects):
+    from deploy.lab import acme, cluster_acme, paths
+
+    monkeypatch.setattr(paths, "LAB_DIR", tmp_path)
+    started = []
+    monkeypatch.setattr(acme, "ensure", lambda runner, ca, say: started.append(ca))
+    monkeypatch.setattr(acme, "ca_pems", lambda runner, ca: ("ROOT", "INTERMEDIATE"))
+    monkeypatch.setattr(acme, "api_root_pem", lambda runner, ca: "API ROOT")
+    runner = FakeRunner([(["docker", "inspect"], (0, attached)), (["docker", "network", "connect"], (0, ""))])
+    spec = ClusterSpec(name="djc", subnet=SUBNET)
+    values = cluster_acme.ensure(runner, spec)
+    assert started == [cluster_acme.acme_spec(spec)]
+    connect = ["docker", "network", "connect", "--alias", "pebble", "--ip", "172.30.200.5", "djc-net", "djc-pebble"]
+    assert (connect in runner.history) is connects
+    ca_dir = tmp_path / "cluster" / "djc" / "acme"
+    assert (ca_dir / "ca-root.pem").read_text() == "ROOT" and (ca_dir / "api-root.pem").read_text() == "API ROOT"
+    assert values == cluster_acme.env_values(spec, ca_dir)

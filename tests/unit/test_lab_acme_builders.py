@@ -70,6 +70,8 @@ def test_connect_and_directory_url():
     ({"target_ipv4": "node1"}, "target_ipv4: 'node1' is not an IPv4 address like 172.17.0.1"),
     ({"validity": 5}, "validity: 5 s is outside 30 s .. 90 days"),
     ({"nonce_reject": 101}, "nonce_reject: 101 is not a percentage"),
+    ({"tls_names": ("ok.test", "a b")}, "tls_names: 'a b' is not a host name or an IPv4 address"),
+    ({"tls_names": ("-x",)}, "tls_names: '-x' is not a host name or an IPv4 address"),
 ])
 def test_problems(change, message):
     assert acme.problems(acme.AcmeSpec(**change)) == [message]
@@ -213,3 +215,24 @@ def test_a_foreign_process_on_the_acme_port_is_a_one_line_error(monkeypatch):
                               "DJDEPLOY_LAB_ACME_PORT to a free port")
     running = ScriptedCtx({r"container inspect": Result("true\n")})
     provision.check_acme_port(Runner(ctx=running, echo=False))  # our own Pebble answering: fine
+
+
+def test_entrypoint_names_ipv4_entries_as_ip_sans_in_the_api_certificate(tmp_path):
+    import ipaddress
+    import shutil
+    import subprocess
+
+    from cryptography import x509
+
+    if not shutil.which("openssl"):
+        pytest.skip("needs openssl")
+    script = Path(acme.__file__).parent / "images" / "pebble" / "pebble-entrypoint.sh"
+    # Only the certificate step matters here: the config step after it needs the image's /etc/pebble (absent).
+    subprocess.run(["sh", str(script), "pebble"], env={"PATH": "/usr/bin:/bin", "PEBBLE_TLS_DIR": str(tmp_path),
+                                                       "PEBBLE_TLS_NAMES": "t-pebble,172.30.200.5"},
+                   capture_output=True, timeout=60)
+    cert = x509.load_pem_x509_certificate((tmp_path / "cert.pem").read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["localhost", "pebble", "t-pebble"]
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1"),
+                                                       ipaddress.ip_address("172.30.200.5")]

@@ -206,3 +206,23 @@ def test_local_manage_passes_superuser_variables_by_name_only(tmp_path):
     at = argv.index("run")
     assert argv[at:at + 9] == ["run", "--rm", "--env", "DJANGO_MANAGEPY_MIGRATE=off", "--env",
                                "DJANGO_SUPERUSER_USERNAME", "--env", "DJANGO_SUPERUSER_PASSWORD", "--no-TTY"]
+
+
+def test_an_https_front_is_probed_with_sni_and_the_health_ca(cfg, monkeypatch):  # noqa: F811
+    import dataclasses
+
+    from deploy.ship import wait
+
+    seen = []
+
+    def fake(url, host, cafile="", timeout=3.0, header="X-App-Version"):
+        seen.append((url, host, cafile, timeout, header))
+        return 503, "120"
+
+    monkeypatch.setattr(wait, "probe_https", fake)
+    tls = dataclasses.replace(cfg, health_url="https://127.0.0.1:8443/health/?ready=1", health_host="shop.test",
+                              health_ca_file="/ca/root.pem")
+    maintenance.wait_front(tls, True, sleep=lambda s: None)
+    assert seen[0] == ("https://127.0.0.1:8443/", "shop.test", "/ca/root.pem", 5, "Retry-After") and len(seen) == 3
+    monkeypatch.setattr(wait, "probe_https", lambda *a, **k: (0, "certificate verify failed"))
+    assert maintenance.probe_front("https://127.0.0.1:8443/", "shop.test") == (0, "")

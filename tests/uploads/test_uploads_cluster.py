@@ -50,12 +50,12 @@ def cluster_env(tmp_path_factory):
     from deploy.lab.cluster_plan import ClusterSpec
 
     cluster.down(NAME, echo=False)
-    base = free_block(3)
+    base = free_block(5)  # HTTP base+1..2, SSH base+3, HTTPS base+4..5 (plain HTTP here: TLS_MODE=external)
     store = s3.S3Spec(prefix=f"{NAME}c{secrets.token_hex(2)}", labels=(("djdeploy.test", "uploads"),))
     runner, tags, saved = Runner(ctx=Context(), echo=False), [], os.environ.get("IMAGE_EXTRAS")
     try:
         spec = cluster.up(spec=ClusterSpec(name=NAME, nodes=2, ssh_port=base + 3, app_port_base=base,
-                                           node_app_port=8000), echo=False)
+                                           https_port_base=base + 3, node_app_port=8000), echo=False)
         s3.ensure(runner, store, bucket="uploads", say=lambda m: None)
         runner.run(s3.connect_argv(store, spec.network), hide=True)
         ip = docker("inspect", "--format", f'{{{{(index .NetworkSettings.Networks "{spec.network}").IPAddress}}}}',

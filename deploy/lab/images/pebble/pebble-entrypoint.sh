@@ -1,6 +1,7 @@
 #!/bin/sh
 # `pebble [ARGS]` (the default command): make a TLS root and a server certificate for Pebble's HTTPS API in
-# $PEBBLE_TLS_DIR (names: localhost, 127.0.0.1, pebble and the comma list $PEBBLE_TLS_NAMES), write the config
+# $PEBBLE_TLS_DIR (names: localhost, 127.0.0.1, pebble and the comma list $PEBBLE_TLS_NAMES: host names, or IPv4
+# addresses for clients that reach the API by address, e.g. a lab cluster's nested containers), write the config
 # from /etc/pebble/pebble-config.json with $PEBBLE_HTTP_PORT and $PEBBLE_CERT_VALIDITY (seconds) when set,
 # then run Pebble with ARGS. Any other command (e.g. pebble-challtestsrv ...) runs as given.
 set -eu
@@ -13,7 +14,12 @@ umask 077
 mkdir -p "$tls"
 if [ ! -s "$tls/cert.pem" ]; then
     sans="DNS:localhost,IP:127.0.0.1,DNS:pebble"
-    for name in $(echo "${PEBBLE_TLS_NAMES:-}" | tr ',' ' '); do sans="$sans,DNS:$name"; done
+    for name in $(echo "${PEBBLE_TLS_NAMES:-}" | tr ',' ' '); do
+        case "$name" in
+            *[!0-9.]*) sans="$sans,DNS:$name" ;;
+            *) sans="$sans,IP:$name" ;;
+        esac
+    done
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
         -subj "/CN=djdeploy lab Pebble API root" -addext basicConstraints=critical,CA:TRUE \
         -keyout "$tls/root-key.pem" -out "$tls/root.pem" 2>/dev/null
