@@ -119,17 +119,20 @@ def trusted_proxy_cmd(cfg, network: str) -> list:
             "trusted-proxy", network, app_env_file(cfg.remote_dir)]
 
 
+def _certs_status_script(arg: str) -> str:
+    """sh: `edge-agent status` in the running task of the service named by positional parameter ``arg``."""
+    return (f'c="$(docker ps -q --filter "label=com.docker.swarm.service.name={arg}" --filter status=running '
+            f'| head -n 1)"; [ -n "$c" ] || {{ echo "no running task of {arg} on this node" >&2; exit 3; }}; '
+            'exec docker exec "$c" edge-agent status')
+
+
 def certs_status_cmd(cfg) -> list:
     """The certs service's status (JSON) from its running container on this manager."""
-    return ["sh", "-c", 'c="$(docker ps -q --filter "label=com.docker.swarm.service.name=$1" --filter status=running '
-                        '| head -n 1)"; [ -n "$c" ] || { echo "no running task of $1 on this node" >&2; exit 3; }; '
-                        'exec docker exec "$c" edge-agent status', "certs-status", f"{cfg.stack_name}_certs"]
+    return ["sh", "-c", _certs_status_script("$1"), "certs-status", f"{cfg.stack_name}_certs"]
 
 
 def proxies_status_cmd(cfg) -> list:
     """The number of running proxy tasks on its own line, then the certs service's status (what each proxy reported)."""
     return ["sh", "-c", 'docker service ps --filter desired-state=running --format "{{.CurrentState}}" "$1" '
-                        '| grep -c "^Running"; c="$(docker ps -q --filter "label=com.docker.swarm.service.name=$2" '
-                        '--filter status=running | head -n 1)"; [ -n "$c" ] || { echo "no running task of $2 on this '
-                        'node" >&2; exit 3; }; exec docker exec "$c" edge-agent status',
+                        '| grep -c "^Running"; ' + _certs_status_script("$2"),
             "proxies-status", f"{cfg.stack_name}_proxy", f"{cfg.stack_name}_certs"]

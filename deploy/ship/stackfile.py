@@ -185,8 +185,7 @@ def _db(cfg) -> dict:
 
 def _proxy(cfg) -> dict:
     proxy = {
-        "image": cfg.proxy_image,
-        "environment": {"APP_SERVICE": "app", "APP_SLOTS": str(cfg.replicas * 2 + 2), "HEALTH_HOST": cfg.health_host},
+        "image": cfg.proxy_image,   # edge_stack.apply: the edge image built FROM it, and its environment
         "configs": [{"source": "haproxy_cfg", "target": "/usr/local/etc/haproxy/haproxy.cfg"}],
         "ports": _ports(cfg, PROXY_PORT),
         "networks": ["backend"],

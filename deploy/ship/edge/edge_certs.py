@@ -8,7 +8,7 @@ import os
 import threading
 import time
 
-from edge_common import UTC, cert_info, fetch, log, write_atomic
+from edge_common import UTC, cert_info, digest, fetch, log, write_atomic
 
 TOKENS = {}          # HTTP-01 token path -> key authorization
 LOCK = threading.Lock()
@@ -69,7 +69,7 @@ class Certs:
         with LOCK:
             status["proxies"] = {n: dict(p, age=round(now - p["seen"], 1)) for n, p in self.proxies.items()
                                  if now - p["seen"] < 60}
-        status["proxy_config"] = hashlib.sha256(self.proxy_cfg.encode()).hexdigest()[:16] if self.proxy_cfg else ""
+        status["proxy_config"] = digest(self.proxy_cfg) if self.proxy_cfg else ""
         return status
 
     def save_status(self):

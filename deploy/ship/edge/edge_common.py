@@ -1,6 +1,7 @@
 """Shared by the edge-agent commands: logging, atomic writes, certificate facts, HTTP fetch."""
 
 import datetime
+import hashlib
 import os
 import urllib.error
 import urllib.request
@@ -17,6 +18,11 @@ def write_atomic(path, data, mode=0o600):
     with os.fdopen(fd, "wb") as fh:
         fh.write(data if isinstance(data, bytes) else data.encode())
     os.replace(tmp, path)
+
+
+def digest(text):
+    """A configuration's id, as the proxies report it and the deploy expects it (sha256, 16 hex digits)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def cert_info(pem):

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import time
 
-from edge_common import UTC, cert_info, fetch, log, write_atomic
+from edge_common import UTC, cert_info, digest, fetch, log, write_atomic
 
 
 def admin(sock_path, command):
@@ -52,26 +52,31 @@ def check_config(path):
     return " | ".join([ln for ln in lines if "ALERT" in ln] or lines)[:600] or f"exit {res.returncode}"
 
 
-def reload_config(args, text):
-    """Check ``text``, save the server state, put it in place and reload the master. False if it failed the check."""
+def put_config(args, text, failed, save_state=False):
+    """Put ``text`` at --config if `haproxy -c` accepts it (first saving a running proxy's server state when
+    ``save_state``); else log ``failed`` with HAProxy's complaint, keep the file as it was and return False."""
     new = f"{args.config}.new"
     write_atomic(new, text, 0o644)
     problem = check_config(new)
     if problem:
         os.unlink(new)
-        log("ERROR", f"configsync: the new configuration fails `haproxy -c`, the running one stays: {problem}")
+        log("ERROR", f"{failed}: {problem}")
         return False
-    if args.state_file:
+    if save_state and args.state_file:   # the running proxy's servers, for the new worker
         write_atomic(args.state_file, admin(args.socket, "show servers state\n"), 0o644)
     os.replace(new, args.config)
+    return True
+
+
+def reload_config(args, text):
+    """Put ``text`` in place (checked, server state saved) and reload the master. False if it failed the check."""
+    if not put_config(args, text, "configsync: the new configuration fails `haproxy -c`, the running one stays",
+                      save_state=True):
+        return False
     log("INFO", f"configsync: reloading the proxy with configuration {digest(text)} (seamless)")
     # The master re-executes itself, starts a new worker and a new sync program, and stops this one.
     os.kill(os.getppid(), signal.SIGUSR2)
     return True
-
-
-def digest(text):
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def sync_once(args, seen):
@@ -95,9 +100,9 @@ def sync_once(args, seen):
 def run_sync(args):
     seen = {"config_etag": "", "cert_etag": "", "serial": "", "config": ""}
     if args.config_from and os.path.exists(args.config):   # what `prepare` started this proxy with
-        with open(args.config, "rb") as fh:
-            digest = hashlib.sha256(fh.read()).hexdigest()
-        seen["config_etag"], seen["config"] = f'"{digest}"', digest[:16]
+        with open(args.config) as fh:
+            text = fh.read()
+        seen["config_etag"], seen["config"] = f'"{hashlib.sha256(text.encode()).hexdigest()}"', digest(text)
     while True:
         try:
             sync_once(args, seen)
@@ -131,7 +136,7 @@ def prepare_config(args):
     while True:
         try:
             text, _ = fetch(args.config_from, timeout=2)
-            if check_config_text(args, text):
+            if put_config(args, text, f"prepare: the configuration from {args.config_from} fails `haproxy -c`"):
                 return
             last = "it fails `haproxy -c`"
         except Exception as exc:  # noqa: BLE001
@@ -140,16 +145,6 @@ def prepare_config(args):
             raise SystemExit(f"edge-agent prepare: no usable configuration from {args.config_from} after "
                              f"{args.wait:g}s ({last}); is the certs service running?")
         time.sleep(1)
-
-
-def check_config_text(args, text):
-    write_atomic(f"{args.config}.new", text, 0o644)
-    problem = check_config(f"{args.config}.new")
-    if problem:
-        log("ERROR", f"prepare: the configuration from {args.config_from} fails `haproxy -c`: {problem}")
-        return False
-    os.replace(f"{args.config}.new", args.config)
-    return True
 
 
 def run_prepare(args):
