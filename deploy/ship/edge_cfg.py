@@ -42,6 +42,15 @@ MAINTENANCE_RULE = "    use_backend maintenance if { nbsrv(maintenance) gt 0 } !
 # miss of such a name is answered with no-store, so no cache keeps it.
 HASHED = r"^/static/.+\.[0-9a-f]{12}\.[A-Za-z0-9]+$"
 STATIC_RULE = f"    acl hashed_static path_reg {HASHED}\n    use_backend static if hashed_static {{ method GET HEAD }}"
+# Server connections: the backend decides. HAProxy applies `http-server-close` when either the frontend or the
+# backend has it (defaults give it to both), so the frontends turn it off and every backend but `static` keeps it.
+FRONTEND_KEEPALIVE = "    no option http-server-close"
+# `static` pools its server connections: a hashed file is a GET/HEAD of an immutable name, so a request that meets
+# a pooled connection closing under it (a draining task, a crashed node) is retried on another task like any
+# empty response; one new server connection per static request halved uWSGI's rate behind the proxy
+# (BENCHMARKS.md, "Server keep-alive in the proxy"). `aggressive`: an idle connection that has already carried a
+# request (the server keeps connections) also serves the first request of another client.
+STATIC_POOL = "    no option http-server-close\n    http-reuse aggressive\n"
 MAINTENANCE_BACKEND = """backend maintenance
     retry-on conn-failure empty-response
     option httpchk
@@ -76,9 +85,9 @@ DEFAULTS = """defaults
     timeout http-request 10s
     timeout http-keep-alive 10s
     timeout queue 10s
-    # One request per server connection: a task that drains never holds an idle pooled connection, and no
-    # request waits on a pooled connection to a crashed node (keep-alive + http-reuse safe was measured and
-    # not shipped: BENCHMARKS.md, "Server keep-alive in the proxy").
+    # One request per server connection (every backend but `static`, whose GETs of hashed files are retried
+    # anyway): a draining task never holds an idle pooled connection, and no POST or page request waits on a
+    # pooled connection to a crashed node (BENCHMARKS.md, "Server keep-alive in the proxy").
     option http-server-close
     # A request that cannot reach a task (refused, reset, empty reply, 503 while draining) is
     # retried on another task (redispatch); non-idempotent requests only on connection failure.
@@ -152,7 +161,7 @@ def config_url() -> str:
 def frontends(cfg) -> str:
     if not cfg.tls:
         trusted = " ".join(p.strip() for p in cfg.trusted_lb.split(",") if p.strip())
-        lines = ["frontend web", f"    bind :{HTTP_PORT}",
+        lines = ["frontend web", f"    bind :{HTTP_PORT}", FRONTEND_KEEPALIVE,
                  "    http-request disable-l7-retry if !METH_GET !METH_HEAD"]
         if trusted:
             lines += [f"    acl from_lb src {trusted}",
@@ -168,6 +177,7 @@ def frontends(cfg) -> str:
             f"\n"
             f"frontend https\n"
             f"    bind :{HTTPS_PORT} ssl crt {CERT_PATH} alpn h2,http/1.1\n"
+            f"{FRONTEND_KEEPALIVE}\n"
             f"    http-request set-header X-Forwarded-Proto https\n"
             f"    http-request disable-l7-retry if !METH_GET !METH_HEAD\n"
             f"    http-response set-header Strict-Transport-Security \"{hsts(cfg)}\"\n"
@@ -186,11 +196,13 @@ def _app_servers(cfg, slots: int) -> str:
 
 
 def static_backend(cfg, slots: int) -> str:
-    """The app's tasks again; a 404 is retried on another one, up to one try per slot (redispatch each time)."""
+    """The app's tasks again, over pooled connections; a 404 is retried on another one, up to one try per slot
+    (redispatch each time)."""
     return ("backend static\n"
             f"    retries {slots}\n"
             "    retry-on conn-failure empty-response 503 404\n"
             "    http-response set-header Cache-Control no-store if { status 404 }\n"
+            + STATIC_POOL
             + _app_servers(cfg, slots))
 
 

@@ -59,6 +59,7 @@ def test_https_frontend_tls_h2_forwarded_proto_and_hsts():
     assert section(edge_cfg.render(cfg()), "frontend https") == [
         "frontend https",
         "    bind :8443 ssl crt /tmp/edge/site.pem alpn h2,http/1.1",
+        "    no option http-server-close",
         "    http-request set-header X-Forwarded-Proto https",
         "    http-request disable-l7-retry if !METH_GET !METH_HEAD",
         '    http-response set-header Strict-Transport-Security "max-age=3600"',
@@ -152,13 +153,16 @@ def test_the_load_generator_waits_longer_than_the_proxy_retries_a_get_from_a_cra
 
 def test_hashed_static_names_go_to_a_static_backend_that_retries_a_404_on_another_task():
     """During a rollout a task of the other release lacks a page's hashed files: a 404 is retried (redispatched to
-    another task, defaults' `option redispatch 1`) up to once per slot; a final 404 is never stored by a cache."""
+    another task, defaults' `option redispatch 1`) up to once per slot; a final 404 is never stored by a cache.
+    Only this backend pools its server connections (defaults' http-server-close, which the frontends turn off)."""
     text = edge_cfg.render(cfg())
     assert section(text, "backend static") == [
         "backend static",
         "    retries 8",
         "    retry-on conn-failure empty-response 503 404",
         "    http-response set-header Cache-Control no-store if { status 404 }",
+        "    no option http-server-close",
+        "    http-reuse aggressive",
         *section(text, "backend app")[1:],
     ]
     import re
@@ -191,6 +195,7 @@ def test_external_mode_is_http_only_and_keeps_forwarded_proto_from_the_load_bala
     assert section(text, "frontend web") == [
         "frontend web",
         "    bind :8080",
+        "    no option http-server-close",
         "    http-request disable-l7-retry if !METH_GET !METH_HEAD",
         "    acl from_lb src 10.1.0.0/16 192.0.2.7",
         "    http-request set-header X-Forwarded-Proto http if !from_lb || !{ req.hdr(x-forwarded-proto) -m found }",
