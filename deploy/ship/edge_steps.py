@@ -124,19 +124,28 @@ def verdict(cfg, status: dict | None) -> tuple[str, str]:
 
 
 def wait_certs(job, step) -> str:
+    """Poll the certs service until it serves a valid certificate for this configuration. Failed attempts that
+    were there before this deploy (a redeploy after fixing DNS or the CA) do not fail it: the certs service is
+    asked to retry now, and only an attempt after that counts."""
     cfg, run = job.cfg, job.manager
-    cmd = edge_stack.certs_status_cmd(cfg)
+    cmd, certs = edge_stack.certs_status_cmd(cfg), stackfile.service(cfg, 'certs')
     ask, deadline, message, polls = quiet(run), time.monotonic() + cfg.converge_timeout, "no status yet", 0
+    counted = None   # attempts before the retry we asked for; None: not asked
     while time.monotonic() < deadline:
         polls += 1
         res = ask.run(cmd, hide=True, check=False, timeout=30)
-        state, message = verdict(cfg, parse_status(res.stdout) if res.ok else None)
+        status = parse_status(res.stdout) if res.ok else None
+        state, message = verdict(cfg, status)
         if state in ("ok", "warn"):
-            job.out.write(f"  {stackfile.service(cfg, 'certs')}: {'warning: ' if state == 'warn' else ''}{message}\n")
+            job.out.write(f"  {certs}: {'warning: ' if state == 'warn' else ''}{message}\n")
             return f"{polls} polls; {message}"
-        if state == "fail":
+        if state == "fail" and counted is None:
+            counted = status.get("attempts", 0)
+            job.out.write(f"  {certs}: its earlier attempts failed ({status['error']}); asking it to retry now\n")
+            ask.run(edge_stack.certs_retry_cmd(cfg), hide=True, check=False, timeout=30)
+        elif state == "fail" and status.get("attempts", 0) > counted:
             raise ToolkitError(f"{message}; nothing was rolled out: {cfg.env} keeps serving the previous version "
-                               f"(and its certificate); see `docker service logs {stackfile.service(cfg, 'certs')}`")
+                               f"(and its certificate); see `docker service logs {certs}`")
         time.sleep(POLL)
     raise ToolkitError(f"timed out after {cfg.converge_timeout:g}s waiting for a certificate ({message}); nothing was "
-                       f"rolled out; see `docker service logs {stackfile.service(cfg, 'certs')}`")
+                       f"rolled out; see `docker service logs {certs}`")

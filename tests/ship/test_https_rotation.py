@@ -26,14 +26,25 @@ from test_https_lab import certs_logs, loads, poll, served_serial, serving, stop
 pytestmark = [pytest.mark.lab, pytest.mark.engine]
 
 
-def deploy(env, tag):
+def deploy(env, tag, out=None):
     from deploy.ship import executor
 
-    out = io.StringIO()
+    out = out or io.StringIO()
     try:
         return executor.deploy(env.cfg(), tag=tag, build=False, out=out)
     finally:
         print(out.getvalue()[-2500:])
+
+
+def names_served(env) -> set:
+    from cryptography import x509
+
+    from test_https_lab import tls_socket
+
+    with tls_socket(env) as s:
+        cert = x509.load_der_x509_certificate(s.getpeercert(binary_form=True))
+    return set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName))
 
 
 def app_spec(env) -> str:
@@ -72,7 +83,16 @@ def test_an_acme_failure_fails_the_deploy_with_the_cas_reason_before_any_app_cha
         assert served == serial or served in issued_serials(env), (served, serial)
         assert Site(env).get("/")[0] == 200
         assert audit_last(env).endswith("result=failed")
+        if fault == "failed validation":   # the DNS is fixed: the same configuration, redeployed, passes at once
+            acme.set_address(local_runner(), env.acme, f"bad.{HOST}", None)
+            out = io.StringIO()
+            deploy(env, serving, out=out)   # not failed by the attempts that failed before it
+            assert "its earlier attempts failed" in out.getvalue() and "asking it to retry now" in out.getvalue()
+            poll("the certificate for both names served", lambda: names_served(env) == {HOST, f"bad.{HOST}"},
+                 timeout=60)
     finally:
+        if fault == "failed validation":
+            acme.set_address(local_runner(), env.acme, f"bad.{HOST}", None)
         env.extra.clear()
         env.extra.update(good)
         env.write()

@@ -21,6 +21,7 @@ class Certs:
         self.args, self.dir = args, args.state
         self.names = sorted(n for n in args.names.split(",") if n)
         self.bundle, self.info, self.error, self.failures, self.origin = "", None, "", 0, ""
+        self.attempts, self.wake = 0, threading.Event()   # orders finished; set by POST /retry: retry now
         # Where the bundle came from: the ACME directory that issued it, or "files".
         self.want_origin = args.directory if args.mode == "acme" else "files"
         self.proxy_cfg, self.proxies = "", {}   # haproxy.cfg for the proxies; what each proxy last reported
@@ -74,7 +75,7 @@ class Certs:
 
     def save_status(self):
         status = {"config_id": self.args.config_id, "source": self.args.mode, "wanted": self.names,
-                  "valid": self.valid(), "error": self.error, "failures": self.failures,
+                  "valid": self.valid(), "error": self.error, "failures": self.failures, "attempts": self.attempts,
                   "state": "ok" if self.valid() else ("error" if self.error else "pending"), **(self.info or {})}
         if self.info:
             status["fingerprint"] = hashlib.sha256(self.bundle.split("-----END CERTIFICATE-----")[0].encode()).hexdigest()
@@ -97,6 +98,12 @@ def serve(certs, port):
             if self.path == "/status":
                 return self.reply(200, json.dumps(certs.live_status(), sort_keys=True) + "\n", "application/json")
             self.reply(404, "not found\n", "text/plain")
+
+        def do_POST(self):  # noqa: N802 - `edge-agent retry` (docker exec in this container): no backoff wait
+            if self.path != "/retry" or self.client_address[0] != "127.0.0.1":
+                return self.reply(404, "not found\n", "text/plain")
+            certs.wake.set()
+            self.reply(202, "retrying now\n", "text/plain")
 
         def versioned(self, body, ctype, missing):
             """``body`` with an ETag (its sha256): 304 when the client has it, 503 when there is none."""
@@ -229,16 +236,18 @@ def run_certs(args):
         try:
             log("INFO", f"ordering a certificate for {','.join(certs.names)} from {args.directory} ({what})")
             certs.set_bundle(order(certs, args), args.directory)
-            certs.error, certs.failures = "", 0
+            certs.error, certs.failures, certs.attempts = "", 0, certs.attempts + 1
             certs.save_status()
             log("INFO", f"new certificate serial={certs.info['serial']} valid until "
                         f"{datetime.datetime.fromtimestamp(certs.info['not_after'], UTC):%Y-%m-%dT%H:%M:%SZ}")
         except Exception as exc:  # noqa: BLE001 - every failure is logged and retried
-            certs.failures += 1
+            certs.failures, certs.attempts = certs.failures + 1, certs.attempts + 1
             certs.error = reason(exc)
             certs.save_status()
             delay = min(args.retry_min * 2 ** (certs.failures - 1), args.retry_max)
             still = "the current certificate keeps serving" if certs.info and certs.info["not_after"] > time.time() \
                 else "no valid certificate yet"
             log("ERROR", f"{what} failed (attempt {certs.failures}): {certs.error}; {still}; retrying in {delay:g}s")
-            time.sleep(delay)
+            if certs.wake.wait(delay):   # a deploy asked for a retry now (the cause may be fixed)
+                log("INFO", "retrying now: asked by a deploy (edge-agent retry)")
+            certs.wake.clear()
