@@ -165,3 +165,17 @@ def page_text(driver) -> str:
     from selenium.webdriver.common.by import By
 
     return driver.find_element(By.TAG_NAME, "body").text
+
+
+def wagtail_login(driver, base_url: str, username: str, password: str) -> None:
+    """Sign into the Wagtail admin through its login form; fail with the page's text if it does not land."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{base_url}/admin/login/?next=/admin/")
+    driver.find_element(By.ID, "id_username").send_keys(username)
+    driver.find_element(By.ID, "id_password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "form.login-form button[type=submit]").click()
+    _wait(driver, lambda d: not d.find_elements(By.ID, "id_password") or d.find_elements(By.CSS_SELECTOR, ".error"),
+          "the Wagtail admin after signing in")
+    assert not driver.find_elements(By.ID, "id_password"), \
+        f"Wagtail admin sign-in failed at {driver.current_url}: {page_text(driver)[:500]!r}"

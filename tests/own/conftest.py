@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -71,10 +72,15 @@ class OwnProject:
                     "APP_PORT": str(self.port), "POSTGRES_PASSWORD": self.password, "DJDEPLOY_TEST_OWNER": OWNER,
                     "COMPOSE_FILE": f"docker-compose.yml:{OVERLAY}", "PYTHONUNBUFFERED": "1"}
 
-    def run(self, *argv, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
-        out = subprocess.run(list(argv), cwd=self.path, env=self.env, text=True, capture_output=True, timeout=timeout)
+    def run(self, *argv, timeout: float = 900, check: bool = True, environ: dict | None = None,
+            hidden: tuple = ()) -> subprocess.CompletedProcess:
+        """Run ARGV in the project (``environ`` adds variables); it must never print the database password nor
+        any of ``hidden``."""
+        out = subprocess.run(list(argv), cwd=self.path, env={**self.env, **(environ or {})}, text=True,
+                             capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
         text = out.stdout + out.stderr
-        assert self.password not in text, f"{argv} printed the database password"
+        for value in (self.password, *hidden):
+            assert value not in text, f"{argv} printed a password"
         if check:
             assert out.returncode == 0, f"{' '.join(map(str, argv))} exited {out.returncode}:\n{text[-4000:]}"
         return out
@@ -114,3 +120,35 @@ def cleanup(project: OwnProject, docker_client) -> None:
     for image in docker_client.images.list(name=project.image):
         for tag in image.tags:
             docker_client.images.remove(tag, force=True)
+
+
+@pytest.fixture(scope="session")
+def wagtail_site(toolkit_venv, tmp_path_factory, docker_client):
+    """A Wagtail site from `wagtail start` (not yet prepared), shared by tests/own's Wagtail modules. Its image
+    carries the S3 extra (IMAGE_EXTRAS=s3: django-storages, boto3), so one build serves the local and lab tests."""
+    path = tmp_path_factory.mktemp("wagtail")
+    subprocess.run([str(toolkit_venv / "bin" / "python"), "-m", "wagtail.bin.wagtail", "start", "mysite", str(path)],
+                   check=True, timeout=120, capture_output=True)
+    p = OwnProject(toolkit_venv, path, "wagtail")
+    p.env["IMAGE_EXTRAS"] = "s3"
+    yield p
+    cleanup(p, docker_client)
+
+
+def prepare_wagtail(site: OwnProject, aside: Path) -> None:
+    """What a user does once (test_wagtail checks each output): the site's own Dockerfile and .dockerignore moved
+    to ``aside``, `djdeploy init`, and a first commit."""
+    if (site.path / "tasks.py").exists():
+        return
+    for name in ("Dockerfile", ".dockerignore"):
+        shutil.move(site.path / name, aside / name)
+    site.run(str(site.venv / "bin" / "djdeploy"), "init", str(site.path))
+    git_commit(site.path)
+
+
+@pytest.fixture(scope="session")
+def wagtail_built(wagtail_site, tmp_path_factory):
+    """The Wagtail site prepared and built once (`inv build`) for the session."""
+    prepare_wagtail(wagtail_site, tmp_path_factory.mktemp("wagtail-aside"))
+    wagtail_site.inv("build", "--quiet")
+    return wagtail_site

@@ -12,7 +12,7 @@ import socket
 
 import pytest
 
-from tests.uploads.conftest import PNG_BYTES, Site, docker, wait_for
+from tests.uploads.conftest import PNG_BYTES, Site, docker, start_store, wait_for
 
 pytestmark = [pytest.mark.cluster]
 NAME = "djupl"
@@ -56,8 +56,7 @@ def cluster_env(tmp_path_factory):
     try:
         spec = cluster.up(spec=ClusterSpec(name=NAME, nodes=2, ssh_port=base + 3, app_port_base=base,
                                            https_port_base=base + 3, node_app_port=8000), echo=False)
-        s3.ensure(runner, store, bucket="uploads", say=lambda m: None)
-        runner.run(s3.connect_argv(store, spec.network), hide=True)
+        start_store(store, spec.network, "uploads")
         ip = docker("inspect", "--format", f'{{{{(index .NetworkSettings.Networks "{spec.network}").IPAddress}}}}',
                     store.container).stdout.strip()
         directory = tmp_path_factory.mktemp("uploadscluster")
