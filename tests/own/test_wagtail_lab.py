@@ -24,7 +24,7 @@ import sys
 
 import pytest
 
-from tests.own.conftest import ROOT, git_commit
+from tests.own.conftest import ROOT, add_serve_view, git_commit
 from tests.uploads.conftest import IN_CI, lab_problem, start_store, wait_for
 
 sys.path.insert(0, str(ROOT / "tests" / "ship"))
@@ -37,14 +37,6 @@ pytestmark = [pytest.mark.lab, pytest.mark.engine]
 BUCKET = "media"
 SIZES = ((120, 80), (60, 40), (90, 90))    # a rendition before the redeploy, one after it, one after the rollback
 STATE: dict = {}
-SERVE_VIEW = '''
-# Wagtail's dynamic image serve view (docs: "Dynamic image serve view"), before the page catch-all
-from django.urls import re_path  # noqa: E402
-from wagtail.images.views.serve import ServeView  # noqa: E402
-
-urlpatterns.insert(0, re_path(r"^images/([^/]*)/(\\d*)/([^/]*)/[^/]*$", ServeView.as_view(),
-                              name="wagtailimages_serve"))
-'''
 
 
 class Lab:
@@ -57,7 +49,9 @@ class Lab:
         self.https = Site(env)
 
     def inv(self, *args, environ: dict | None = None, **kw):
-        return self.site.inv(*args, environ={"DJDEPLOY_ENV_DIR": str(self.env.dir), **(environ or {})}, **kw)
+        out = self.site.inv(*args, environ={"DJDEPLOY_ENV_DIR": str(self.env.dir), **(environ or {})}, **kw)
+        print(f"--- inv {' '.join(args)}\n{out.stdout[-2500:]}")
+        return out
 
     def get(self, path: str):
         with self.https.opener.open(self.https.base + path, timeout=20) as resp:
@@ -97,10 +91,7 @@ def lab(wagtail_built, tmp_path_factory, request):
     if problem:
         (pytest.fail if IN_CI else pytest.skip)(f"needs the lab: {problem}")
     site = wagtail_built
-    urls = site.path / "mysite" / "urls.py"
-    if "ServeView" not in urls.read_text():
-        urls.write_text(urls.read_text() + SERVE_VIEW)
-        git_commit(site.path)
+    add_serve_view(site)
     env = Env(tmp_path_factory.mktemp("wagtaillab"))       # stack djtest<hex>, its own Pebble (shiphelpers)
     store, network = s3.S3Spec(prefix=env.stack, labels=(("djdeploy.test", "ship"),)), f"{env.stack}-net"
     try:
