@@ -18,7 +18,8 @@ STATE: dict = {}
 
 @pytest.fixture(scope="module")
 def site(wagtail_site):
-    return wagtail_site
+    yield wagtail_site
+    wagtail_site.inv("down", "--volumes", "--yes", check=False, timeout=180)   # the local stack; the image stays
 
 
 @pytest.fixture(autouse=True)
