@@ -132,3 +132,24 @@ def add_serve_view(site: OwnProject) -> None:
     if "ServeView" not in urls.read_text():
         urls.write_text(urls.read_text() + SERVE_VIEW)
         git_commit(site.path)
+
+
+def make_png(path, width: int = 1100, height: int = 800) -> bytes:
+    """Noise, so the PNG stays over Django's 2.5 MB in-memory upload limit (FILE_UPLOAD_MAX_MEMORY_SIZE)."""
+    from PIL import Image
+
+    Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)).save(path)
+    data = path.read_bytes()
+    assert len(data) > 2.5 * 1024 * 1024
+    return data
+
+
+def create_superuser(site: OwnProject, env: str, environ: dict, username: str = "wagadmin") -> str:
+    """`inv manage --env ENV -- createsuperuser --noinput` in the site, the password only in that process's
+    environment (never printed: OwnProject.run checks); returns the password."""
+    password = secrets.token_urlsafe(16)
+    created = site.inv("manage", "--env", env, "--", "createsuperuser", "--noinput", timeout=300, hidden=(password,),
+                       environ={**environ, "DJANGO_SUPERUSER_USERNAME": username, "DJANGO_SUPERUSER_PASSWORD": password,
+                                "DJANGO_SUPERUSER_EMAIL": f"{username}@example.org"})
+    assert "Superuser created successfully" in created.stdout, created.stdout[-2000:]
+    return password

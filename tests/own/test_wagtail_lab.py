@@ -17,20 +17,19 @@ Wagtail's dynamic image serve view added to its urls.py as Wagtail's docs say. O
 from __future__ import annotations
 
 import io
-import os
-import re
 import secrets
 import sys
 
 import pytest
 
-from tests.own.conftest import ROOT, add_serve_view, git_commit
+from tests.own.conftest import ROOT, add_serve_view, create_superuser, git_commit, make_png
 from tests.uploads.conftest import IN_CI, lab_problem, start_store, wait_for
 
 sys.path.insert(0, str(ROOT / "tests" / "ship"))
 sys.path.insert(0, str(ROOT / "tests"))
 from shiphelpers import HOST, LABEL, Env, docker, dump_logs, remove_stack  # noqa: E402 (it puts bench/ on the path)
-from browser import chromium, page_text, wagtail_login  # noqa: E402,F401 (chromium is a fixture)
+from browser import (chromium, retry_network_change, wagtail_login, wagtail_rendition_path,  # noqa: E402,F401
+                     wagtail_upload_image)
 from loadgen import LoadGenerator  # noqa: E402
 
 pytestmark = [pytest.mark.lab, pytest.mark.engine]
@@ -111,49 +110,6 @@ def lab(wagtail_built, tmp_path_factory, request):
             docker("rmi", ref, check=False)
 
 
-def make_png(path, width: int = 1100, height: int = 800) -> bytes:
-    """Noise, so the PNG stays over Django's 2.5 MB in-memory upload limit (FILE_UPLOAD_MAX_MEMORY_SIZE)."""
-    from PIL import Image
-
-    Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)).save(path)
-    data = path.read_bytes()
-    assert len(data) > 2.5 * 1024 * 1024
-    return data
-
-
-def upload_image(driver, base: str, path, title: str) -> int:
-    """Add an image through /admin/images/add/; return its id (from the success message's Edit link)."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    driver.get(f"{base}/admin/images/add/")
-    driver.find_element(By.ID, "id_file").send_keys(str(path))
-    field = driver.find_element(By.ID, "id_title")
-    field.clear()
-    field.send_keys(title)
-    driver.find_element(By.CSS_SELECTOR, "form[enctype='multipart/form-data'] button[type=submit]").click()
-    link = re.compile(r"/admin/images/(\d+)/$")
-
-    def edit_link(d):
-        hrefs = d.execute_script("return Array.from(document.querySelectorAll('.messages a'), a => a.href)")
-        return next((int(m.group(1)) for h in hrefs if (m := link.search(h))), None)
-    try:
-        return WebDriverWait(driver, 60).until(edit_link)
-    except Exception:
-        raise AssertionError(f"no 'Image added' message at {driver.current_url}: {page_text(driver)[:800]!r}") from None
-
-
-def rendition_path(driver, base: str, image_id: int, width: int, height: int) -> str:
-    """The URL Wagtail's admin URL generator gives for a fill-WxH rendition (its path: the site root is Wagtail's)."""
-    from selenium.webdriver.common.by import By
-
-    driver.get(f"{base}/admin/images/{image_id}/generate_url/?filter_method=fill&width={width}&height={height}")
-    url = driver.find_element(By.ID, "result-url").get_attribute("value")
-    path = "/" + url.split("://", 1)[-1].split("/", 1)[1]
-    assert path.startswith("/images/") and f"/{image_id}/fill-{width}x{height}/" in path, url
-    return path
-
-
 def test_the_site_deploys_over_https_with_its_media_on_s3(lab):
     out = lab.inv("deploy", "--env", "lab", timeout=900).stdout
     assert "is serving on lab" in out, out[-3000:]
@@ -164,26 +120,16 @@ def test_the_site_deploys_over_https_with_its_media_on_s3(lab):
 
 def test_a_real_browser_signs_into_the_wagtail_admin_and_uploads_an_image(lab, chromium, tmp_path):
     assert "v1" in STATE, "the deploy failed"
-    password = secrets.token_urlsafe(16)
-    created = lab.inv("manage", "--env", "lab", "--", "createsuperuser", "--noinput", timeout=300, hidden=(password,),
-                      environ={"DJANGO_SUPERUSER_USERNAME": "wagadmin", "DJANGO_SUPERUSER_PASSWORD": password,
-                               "DJANGO_SUPERUSER_EMAIL": "wagadmin@example.org"})
-    assert "Superuser created successfully" in created.stdout
+    password = create_superuser(lab.site, "lab", {"DJDEPLOY_ENV_DIR": str(lab.env.dir)})
     photo = tmp_path / "harbour.png"
     STATE["original"] = make_png(photo)
     base = f"https://{HOST}:{lab.env.https_port}"
     driver = chromium(host=HOST, ca_pem=lab.env.ca_root).driver
-    for attempt in range(3):  # Chromium aborts a load on ERR_NETWORK_CHANGED (other tests add and remove bridges)
-        try:
-            wagtail_login(driver, base, "wagadmin", password)
-            break
-        except Exception:
-            if attempt == 2 or "ERR_NETWORK_CHANGED" not in driver.page_source:
-                raise
-    image_id = upload_image(driver, base, photo, "Harbour " + secrets.token_hex(3))
+    retry_network_change(driver, lambda: wagtail_login(driver, base, "wagadmin", password))
+    image_id = wagtail_upload_image(driver, base, photo, "Harbour " + secrets.token_hex(3))
     STATE["uploader"] = wait_for(lambda: lab.logged_by("POST /admin/images/add/"), 20,
                                  "the upload's line in a task's request log")
-    STATE["renditions"] = [rendition_path(driver, base, image_id, w, h) for w, h in SIZES]
+    STATE["renditions"] = [wagtail_rendition_path(driver, base, image_id, w, h) for w, h in SIZES]
 
 
 def served_by_every_task(lab, path: str, size: tuple) -> dict:

@@ -1,6 +1,7 @@
 """Uploads on S3 on a two-node lab cluster: an upload of the bundled app, and an image of the Wagtail site from
-`wagtail start` (tests/own/conftest.py, deployed as a second stack from its own directory) with its renditions, are
-served by replicas on both nodes, and are still there after the worker holding a replica is stopped. The cluster
+`wagtail start` (tests/own/fixtures.py; a second stack deployed from its own directory, the image uploaded through
+its admin by a real browser) with its renditions, are served by replicas on both nodes, and are still there after
+the worker holding a replica is stopped. The cluster
 (``djupl``, random loopback ports; the Wagtail stack publishes the nodes' HTTPS port, unused in plain HTTP) and the
 S3 server (attached to the cluster's network, reached by its address) live for this module only."""
 
@@ -14,19 +15,14 @@ import socket
 
 import pytest
 
-from tests.own.conftest import add_serve_view
+from tests.own.conftest import add_serve_view, create_superuser, make_png
 from tests.uploads.conftest import PNG_BYTES, Site, docker, start_store, wait_for
+from browser import (chromium, retry_network_change, wagtail_login, wagtail_rendition_path,  # noqa: F401
+                     wagtail_upload_image)
 
 pytestmark = [pytest.mark.cluster]
 NAME = "djupl"
 STATE: dict = {}
-# A Wagtail image added through its models in a one-off container (`inv manage -- shell -c`; Pillow draws it),
-# then the signed URLs of two renditions for the serve view
-ADD_IMAGE = ("import io; from PIL import Image as P; from django.core.files.images import ImageFile; "
-             "from wagtail.images.models import Image; from wagtail.images.views.serve import generate_image_url; "
-             "b = io.BytesIO(); P.new('RGB', (300, 200), (0, 128, 128)).save(b, 'PNG'); "
-             "i = Image.objects.create(title='cluster', file=ImageFile(b, name='cluster.png')); "
-             "print('URLS', generate_image_url(i, 'fill-120x80'), generate_image_url(i, 'fill-60x40'))")
 
 
 def free_block(count: int) -> int:
@@ -129,9 +125,10 @@ def rendition(port: int, path: str, size: tuple) -> bytes | None:
     return body
 
 
-def test_a_wagtail_sites_image_renditions_are_served_on_every_node(cluster_env, wagtail_built):
-    """The site deployed with `inv deploy --env wagcluster` from its directory (publishing the nodes' HTTPS port),
-    an image added in a one-off container: each node's proxy serves its rendition, the same bytes."""
+def test_a_wagtail_sites_image_renditions_are_served_on_every_node(cluster_env, wagtail_built, chromium, tmp_path):
+    """The site deployed with `inv deploy --env wagcluster` from its directory (publishing the nodes' HTTPS port);
+    a real browser signs into its admin through node 1 and uploads an image: each node's proxy serves its
+    rendition, the same bytes."""
     from deploy.lab import cluster_env as cluster_files
 
     spec, directory, _, _, common = cluster_env
@@ -145,8 +142,13 @@ def test_a_wagtail_sites_image_renditions_are_served_on_every_node(cluster_env, 
     print(out[-2500:])
     assert "is serving on wagcluster" in out
     assert placement(spec, f"{stack}_app") == [spec.node(1), spec.node(2)], "one replica on each node"
-    added = site.inv("manage", "--env", "wagcluster", "--", "shell", "-c", ADD_IMAGE, environ=environ).stdout
-    urls = added.split("URLS ", 1)[1].split()
+    password = create_superuser(site, "wagcluster", environ)
+    base, photo = f"http://localhost:{spec.https_port(1)}", tmp_path / "cluster.png"
+    make_png(photo)
+    driver = chromium().driver      # localhost: a secure context, so the admin's Secure cookies work over HTTP
+    retry_network_change(driver, lambda: wagtail_login(driver, base, "wagadmin", password))
+    image_id = wagtail_upload_image(driver, base, photo, "Cluster " + secrets.token_hex(3))
+    urls = [wagtail_rendition_path(driver, base, image_id, w, h) for w, h in ((120, 80), (60, 40))]
     print("renditions:", urls)
     bodies = {rendition(spec.https_port(i), urls[0], (120, 80)) for i in spec.numbers}
     assert len(bodies) == 1 and None not in bodies, "both nodes serve the same rendition"
