@@ -1,7 +1,7 @@
 """A Wagtail site from `wagtail start` (Wagtail 8.0.1 from PyPI), the same steps as the startproject test: init (which
 keeps the site's own Dockerfile and says it is not the toolkit's; moved away as it says, init writes its own), then
 `inv build`, `inv smoke` and `inv up`: the Wagtail home page and admin login serve, a foreign Host gets 400.
-The site and its build are the session's (tests/own/conftest.py), shared with test_wagtail_lab."""
+The site and its build are the session's (tests/own/fixtures.py), shared with the lab and cluster tests."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Wagtail site from `wagtail start` (the session's, built once: tests/own/conftest.py) on the lab Swarm, deployed
+"""The Wagtail site from `wagtail start` (the session's, built once: tests/own/fixtures.py) on the lab Swarm, deployed
 from its own directory with the pip-installed toolkit (`inv deploy --env lab`), as its users would run it: HTTPS with
 certificates from this module's Pebble (TLS_MODE=acme, https://djlab.test:<port>), the stack's Postgres, media on
 the lab S3 (IMAGE_EXTRAS=s3; bucket, endpoint and addressing as app variables, the keys as app secrets) and
