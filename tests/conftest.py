@@ -55,6 +55,10 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"rep_{report.when}", report)
 
 
+# The installed toolkit and the Wagtail site: session fixtures of tests/own that the uploads cluster test uses too
+from tests.own.fixtures import toolkit_venv, wagtail_built, wagtail_site  # noqa: E402,F401
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     from deploy.core.engine import client

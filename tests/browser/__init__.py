@@ -165,3 +165,61 @@ def page_text(driver) -> str:
     from selenium.webdriver.common.by import By
 
     return driver.find_element(By.TAG_NAME, "body").text
+
+
+def wagtail_login(driver, base_url: str, username: str, password: str) -> None:
+    """Sign into the Wagtail admin through its login form; fail with the page's text if it does not land."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{base_url}/admin/login/?next=/admin/")
+    driver.find_element(By.ID, "id_username").send_keys(username)
+    driver.find_element(By.ID, "id_password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "form.login-form button[type=submit]").click()
+    _wait(driver, lambda d: not d.find_elements(By.ID, "id_password") or d.find_elements(By.CSS_SELECTOR, ".error"),
+          "the Wagtail admin after signing in")
+    assert not driver.find_elements(By.ID, "id_password"), \
+        f"Wagtail admin sign-in failed at {driver.current_url}: {page_text(driver)[:500]!r}"
+
+
+def wagtail_upload_image(driver, base: str, path, title: str) -> int:
+    """Add an image through /admin/images/add/; return its id (from the success message's Edit link)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(f"{base}/admin/images/add/")
+    driver.find_element(By.ID, "id_file").send_keys(str(path))
+    field = driver.find_element(By.ID, "id_title")
+    field.clear()
+    field.send_keys(title)
+    driver.find_element(By.CSS_SELECTOR, "form[enctype='multipart/form-data'] button[type=submit]").click()
+    link = re.compile(r"/admin/images/(\d+)/$")
+
+    def edit_link(d):
+        hrefs = d.execute_script("return Array.from(document.querySelectorAll('.messages a'), a => a.href)")
+        return next((int(m.group(1)) for h in hrefs if (m := link.search(h))), None)
+    try:
+        return WebDriverWait(driver, 60).until(edit_link)
+    except Exception:
+        raise AssertionError(f"no 'Image added' message at {driver.current_url}: {page_text(driver)[:800]!r}") from None
+
+
+def wagtail_rendition_path(driver, base: str, image_id: int, width: int, height: int) -> str:
+    """The URL Wagtail's admin URL generator gives for a fill-WxH rendition (its path: the site root is Wagtail's)."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{base}/admin/images/{image_id}/generate_url/?filter_method=fill&width={width}&height={height}")
+    url = driver.find_element(By.ID, "result-url").get_attribute("value")
+    path = "/" + url.split("://", 1)[-1].split("/", 1)[1]
+    assert path.startswith("/images/") and f"/{image_id}/fill-{width}x{height}/" in path, url
+    return path
+
+
+def retry_network_change(driver, action, attempts: int = 3):
+    """Run ``action()``, again when Chromium aborted a load on ERR_NETWORK_CHANGED (other tests add and remove
+    bridges on this host); any other failure is raised at once."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception:
+            if attempt == attempts - 1 or "ERR_NETWORK_CHANGED" not in driver.page_source:
+                raise

@@ -1,15 +1,15 @@
 """A Wagtail site from `wagtail start` (Wagtail 8.0.1 from PyPI), the same steps as the startproject test: init (which
 keeps the site's own Dockerfile and says it is not the toolkit's; moved away as it says, init writes its own), then
-`inv build`, `inv smoke` and `inv up`: the Wagtail home page and admin login serve, a foreign Host gets 400."""
+`inv build`, `inv smoke` and `inv up`: the Wagtail home page and admin login serve, a foreign Host gets 400.
+The site and its build are the session's (tests/own/fixtures.py), shared with the lab and cluster tests."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import pytest
 
-from tests.own.conftest import OwnProject, cleanup, git_commit
+from tests.own.conftest import git_commit
 from tests.own.test_startproject import get
 
 pytestmark = pytest.mark.engine
@@ -17,13 +17,9 @@ STATE: dict = {}
 
 
 @pytest.fixture(scope="module")
-def site(toolkit_venv, tmp_path_factory, docker_client):
-    path = tmp_path_factory.mktemp("wagtail")
-    subprocess.run([str(toolkit_venv / "bin" / "python"), "-m", "wagtail.bin.wagtail", "start", "mysite", str(path)],
-                   check=True, timeout=120, capture_output=True)
-    p = OwnProject(toolkit_venv, path, "wagtail")
-    yield p
-    cleanup(p, docker_client)
+def site(wagtail_site):
+    yield wagtail_site
+    wagtail_site.inv("down", "--volumes", "--yes", check=False, timeout=180)   # the local stack; the image stays
 
 
 @pytest.fixture(autouse=True)
@@ -51,9 +47,8 @@ def test_init_keeps_the_sites_own_dockerfile_until_it_is_moved_away(site, tmp_pa
     STATE["ready"] = True
 
 
-def test_build_smoke_and_up_serve_the_site(site):
-    assert STATE.get("ready"), "init failed"
-    site.inv("build", "--quiet")
+def test_build_smoke_and_up_serve_the_site(site, wagtail_built):
+    assert STATE.get("ready"), "init failed"   # wagtail_built: `inv build --quiet` succeeded
     smoke = site.inv("smoke").stdout
     assert "ok   page answers" in smoke and "ok   hashed static files (200, expires a year ahead)" in smoke, smoke
     site.inv("up", "--timeout", "180")

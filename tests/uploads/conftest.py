@@ -109,21 +109,29 @@ class Env:
         return self.tags[-1]
 
 
-def start_dependencies(env: Env) -> None:
-    """The overlay (attachable, for this stack alone), the external Postgres and the S3 server on it."""
+def start_store(spec, network: str, bucket: str) -> str:
+    """The lab S3 server ``spec`` (deploy.lab.s3.S3Spec) with ``bucket``, attached to ``network`` as ``s3`` (the app
+    reaches it at http://s3:5000); returns its endpoint from this host (http://127.0.0.1:<published port>)."""
     from invoke import Context
 
     from deploy.core.runner import Runner
-    from deploy.lab import deploy_env, s3
+    from deploy.lab import s3
+
+    runner = Runner(ctx=Context(), echo=False)
+    record = s3.ensure(runner, spec, bucket=bucket, say=lambda m: None)
+    runner.run(s3.connect_argv(spec, network), hide=True)
+    return record["endpoint"]
+
+
+def start_dependencies(env: Env) -> None:
+    """The overlay (attachable, for this stack alone), the external Postgres and the S3 server on it."""
+    from deploy.lab import deploy_env
 
     docker("network", "create", "--driver", "overlay", "--attachable", "--label", LABEL, env.network)
     pg_env = secret_file(env.dir / "pg.env", f"POSTGRES_USER=app\nPOSTGRES_DB=app\nPOSTGRES_PASSWORD={env.pg_password}")
     docker("run", "--detach", "--name", env.pg, "--label", LABEL, "--network", env.network, "--network-alias", "extpg",
            "--env-file", str(pg_env), "postgres:17-trixie")
-    runner = Runner(ctx=Context(), echo=False)
-    record = s3.ensure(runner, env.s3, bucket="uploads", say=lambda m: None)
-    runner.run(s3.connect_argv(env.s3, env.network), hide=True)
-    env.s3_endpoint = record["endpoint"]
+    env.s3_endpoint = start_store(env.s3, env.network, "uploads")
     env.write(**deploy_env.s3_keys("uploads"))
     wait_for(lambda: docker("exec", env.pg, "pg_isready", "-q", "-h", "127.0.0.1", "-U", "app", check=False)
              .returncode == 0, 60, "the external Postgres")
