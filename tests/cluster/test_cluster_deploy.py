@@ -68,20 +68,15 @@ def placement(spec, service: str) -> list[str]:
     return sorted(line.split("\t")[0] for line in out.splitlines() if "\tRunning" in line)
 
 
-def loads(e, nodes, seconds=240, static=None):
-    """One generator per node's loopback HTTPS port, every other one with keep-alive; about 72 requests/s in total.
-    With ``static`` (a hashed file's path: the proxy's pooled `static` backend), one more kept-alive generator per
-    node, keyed (node, "static"), about 24 requests/s in total."""
+def loads(e, nodes, seconds=240):
+    """One generator per node's loopback HTTPS port, every other one with keep-alive; about 72 requests/s in total."""
     sys.path.insert(0, str(ROOT / "bench"))
     from loadgen import LoadGenerator
 
-    spec = e.spec
-    gen = lambda i, path, rate, keepalive: LoadGenerator(  # noqa: E731
-        spec.https_port(i), path, rate=rate / len(nodes), seconds=seconds, keepalive=keepalive,
-        host_header=f"{e.host}:{spec.https_port(i)}", tls=e.tls_context()).start()
-    gens = {i: gen(i, "/", 72, k % 2 == 1) for k, i in enumerate(nodes)}
-    gens.update({(i, "static"): gen(i, static, 24, True) for i in nodes if static})
-    return gens
+    rate, spec = 72 / len(nodes), e.spec
+    return {i: LoadGenerator(spec.https_port(i), "/", rate=rate, seconds=seconds, keepalive=k % 2 == 1,
+                             host_header=f"{e.host}:{spec.https_port(i)}", tls=e.tls_context()).start()
+            for k, i in enumerate(nodes)}
 
 
 def stop(gens):
@@ -192,8 +187,7 @@ def crash_a_worker(e, app: str, during=None):
     victim = max((2, 3), key=lambda i: on[spec.node(i)])
     assert on[spec.node(victim)] >= 1, f"no app replica on a worker to crash: {dict(on)}"
     survivors = [i for i in spec.numbers if i != victim]
-    static = re.search(r"/static/[^\"']+\.[0-9a-f]{12}\.css", get(e, survivors[0], "/")[2]).group(0)
-    gens, times, result = loads(e, survivors, seconds=400, static=static), {}, None
+    gens, times, result = loads(e, survivors, seconds=400), {}, None
     try:
         poll("load flowing to the survivors", lambda: all(g.stats.ok for g in gens.values()), 10, 0.1)
         killed = time.monotonic()
@@ -223,13 +217,11 @@ def crash_round(cenv, n: int, v3: str) -> None:
     victim, stats, times, _ = crash_a_worker(cenv, cenv.service("app"), during=deploy)
     print(f"crash {n + 1}: killed {cenv.spec.node(victim)}; seconds after the kill: "
           + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))
-    pages = {i: s for i, s in stats.items() if isinstance(i, int)}   # the others: a hashed CSS file, pooled
-    total = sum(s.sent for s in pages.values()) / max(s.seconds for s in pages.values())
-    assert total >= 50, f"crash {n + 1}: {total:.1f} page requests/s"
+    total = sum(s.sent for s in stats.values()) / max(s.seconds for s in stats.values())
+    assert total >= 50, f"crash {n + 1}: {total:.1f} requests/s"
     for i, s in stats.items():
         assert (s.failed, s.non2xx) == (0, 0), f"crash {n + 1}, node {i}: {s.summary()}"
-        assert s.sent > 0 and (i not in pages or s.order == ([STATE["v2"], v3] if n == 0 else [v3])), \
-            f"crash {n + 1}, node {i}: {s.summary()}"
+        assert s.order == ([STATE["v2"], v3] if n == 0 else [v3]), f"crash {n + 1}, node {i}: {s.summary()}"
 
 
 def test_crashing_a_worker_three_times_loses_no_request_to_the_survivors_and_a_deploy_succeeds(cenv):
