@@ -171,7 +171,7 @@ def remove_all(env: Env) -> None:
     for c in docker("ps", "-aq", "--filter", f"label=djdeploy.stack={env.stack}", check=False).stdout.split():
         docker("rm", "-f", c, check=False)
     docker("rm", "-f", env.pg, check=False)
-    docker("volume", "rm", f"{env.stack}_media", check=False)
+    docker("volume", "rm", f"{env.stack}_media", f"{env.stack}_certs", check=False)
     s3.remove(Runner(ctx=Context(), echo=False), env.s3)
     docker("network", "rm", env.network, check=False)
     subprocess.run(["rm", "-rf", f"/var/lib/djdeploy/{env.stack}"], check=False)
