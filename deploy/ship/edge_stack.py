@@ -119,7 +119,7 @@ def trusted_proxy_cmd(cfg, network: str) -> list:
             "trusted-proxy", network, app_env_file(cfg.remote_dir)]
 
 
-def _certs_status_script(arg: str, agent: str = "status") -> str:
+def _certs_agent_script(arg: str, agent: str = "status") -> str:
     """sh: `edge-agent <agent>` in the running task of the service named by positional parameter ``arg``."""
     return (f'c="$(docker ps -q --filter "label=com.docker.swarm.service.name={arg}" --filter status=running '
             f'| head -n 1)"; [ -n "$c" ] || {{ echo "no running task of {arg} on this node" >&2; exit 3; }}; '
@@ -128,16 +128,16 @@ def _certs_status_script(arg: str, agent: str = "status") -> str:
 
 def certs_status_cmd(cfg) -> list:
     """The certs service's status (JSON) from its running container on this manager."""
-    return ["sh", "-c", _certs_status_script("$1"), "certs-status", f"{cfg.stack_name}_certs"]
+    return ["sh", "-c", _certs_agent_script("$1"), "certs-status", f"{cfg.stack_name}_certs"]
 
 
 def certs_retry_cmd(cfg) -> list:
     """Ask the running certs service to retry a failed order now (it otherwise waits out its backoff)."""
-    return ["sh", "-c", _certs_status_script("$1", "retry"), "certs-retry", f"{cfg.stack_name}_certs"]
+    return ["sh", "-c", _certs_agent_script("$1", "retry"), "certs-retry", f"{cfg.stack_name}_certs"]
 
 
 def proxies_status_cmd(cfg) -> list:
     """The number of running proxy tasks on its own line, then the certs service's status (what each proxy reported)."""
     return ["sh", "-c", 'docker service ps --filter desired-state=running --format "{{.CurrentState}}" "$1" '
-                        '| grep -c "^Running"; ' + _certs_status_script("$2"),
+                        '| grep -c "^Running"; ' + _certs_agent_script("$2"),
             "proxies-status", f"{cfg.stack_name}_proxy", f"{cfg.stack_name}_certs"]

@@ -100,9 +100,9 @@ def test_a_lab_deploy_and_a_rolling_update_under_load_lose_no_request(project):
     from loadgen import LoadGenerator
 
     sys.path.insert(0, str(ROOT / "tests" / "ship"))
-    from shiphelpers import docker, lab_problem, remove_stack
+    from shiphelpers import lab_problem, remove_pushed_images, remove_stack
 
-    from deploy.lab import deploy_env, paths
+    from deploy.lab import deploy_env
 
     problem = lab_problem()
     assert not problem, problem
@@ -130,6 +130,4 @@ def test_a_lab_deploy_and_a_rolling_update_under_load_lose_no_request(project):
         assert len(stats.versions) == 2 and "is serving on lab" in out, (stats.summary(), out[-2000:])
     finally:
         remove_stack(stack)
-        for ref in docker("images", "--format", "{{.Repository}}:{{.Tag}}", f"{paths.REGISTRY}/{project.image}",
-                          check=False).stdout.split():
-            docker("rmi", ref, check=False)
+        remove_pushed_images(project.image)

@@ -27,7 +27,8 @@ from tests.uploads.conftest import IN_CI, lab_problem, start_store, wait_for
 
 sys.path.insert(0, str(ROOT / "tests" / "ship"))
 sys.path.insert(0, str(ROOT / "tests"))
-from shiphelpers import HOST, LABEL, Env, docker, dump_logs, remove_stack  # noqa: E402 (it puts bench/ on the path)
+from shiphelpers import (HOST, LABEL, Env, docker, dump_logs, remove_pushed_images,  # noqa: E402 (bench/ on the path)
+                         remove_stack)
 from browser import (chromium, retry_network_change, wagtail_login, wagtail_rendition_path,  # noqa: E402,F401
                      wagtail_upload_image)
 from loadgen import LoadGenerator  # noqa: E402
@@ -83,7 +84,7 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(wagtail_built, tmp_path_factory, request):
     from deploy.core.runner import Runner
-    from deploy.lab import deploy_env, paths, s3
+    from deploy.lab import deploy_env, s3
     from invoke import Context
 
     problem = lab_problem()
@@ -105,9 +106,7 @@ def lab(wagtail_built, tmp_path_factory, request):
         env.remove_ca()
         s3.remove(Runner(ctx=Context(), echo=False), store)
         docker("network", "rm", network, check=False)
-        for ref in docker("images", "--format", "{{.Repository}}:{{.Tag}}", f"{paths.REGISTRY}/{site.image}",
-                          check=False).stdout.split():
-            docker("rmi", ref, check=False)
+        remove_pushed_images(site.image)
 
 
 def test_the_site_deploys_over_https_with_its_media_on_s3(lab):

@@ -84,6 +84,15 @@ def remove_stack(stack: str) -> None:
     subprocess.run(["rm", "-rf", f"/var/lib/djdeploy/{stack}"], check=False)
 
 
+def remove_pushed_images(image: str) -> None:
+    """This engine's tags of ``image`` under the lab registry's name (what a deploy pushed from here)."""
+    from deploy.lab import paths
+
+    for ref in docker("images", "--format", "{{.Repository}}:{{.Tag}}", f"{paths.REGISTRY}/{image}",
+                      check=False).stdout.split():
+        docker("rmi", ref, check=False)
+
+
 def dump_logs(stack: str) -> None:
     for svc in ("app", "proxy", "certs", "db"):
         out = docker("service", "ps", "--no-trunc", f"{stack}_{svc}", check=False)

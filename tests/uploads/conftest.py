@@ -152,29 +152,23 @@ def dump_logs(env: Env) -> None:
 
 
 def remove_all(env: Env) -> None:
+    """The stack (shiphelpers.remove_stack: its tasks, secrets, configs, volumes, remote dir), then what the session
+    added: the external Postgres, the media volume, the S3 server, the overlay and the image tags."""
+    import sys
+
     from invoke import Context
 
     from deploy.core.runner import Runner
     from deploy.lab import paths, s3
 
-    docker("stack", "rm", env.stack, check=False)
-    gone = lambda: not docker("ps", "-aq", "--filter", f"label=com.docker.stack.namespace={env.stack}",  # noqa: E731
-                              check=False).stdout.split()
-    try:
-        wait_for(gone, 90, f"the tasks of {env.stack} to go")
-    except AssertionError as exc:
-        print(exc)
-    for kind in ("secret", "config"):
-        ids = docker(kind, "ls", "-q", "--filter", f"name={env.stack}_", check=False).stdout.split()
-        if ids:
-            docker(kind, "rm", *ids, check=False)
-    for c in docker("ps", "-aq", "--filter", f"label=djdeploy.stack={env.stack}", check=False).stdout.split():
-        docker("rm", "-f", c, check=False)
+    sys.path.insert(0, str(ROOT / "tests" / "ship"))
+    from shiphelpers import remove_stack
+
+    remove_stack(env.stack)
     docker("rm", "-f", env.pg, check=False)
-    docker("volume", "rm", f"{env.stack}_media", f"{env.stack}_certs", check=False)
+    docker("volume", "rm", f"{env.stack}_media", check=False)
     s3.remove(Runner(ctx=Context(), echo=False), env.s3)
     docker("network", "rm", env.network, check=False)
-    subprocess.run(["rm", "-rf", f"/var/lib/djdeploy/{env.stack}"], check=False)
     for tag in env.tags:
         for ref in (f"djapp:{tag}", f"{paths.REGISTRY}/djapp:{tag}"):
             docker("rmi", ref, check=False)
