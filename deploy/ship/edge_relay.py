@@ -32,11 +32,13 @@ RELAY_CAPS = ["NET_BIND_SERVICE", "SETGID", "SETUID"]
 # Kept-alive client connections through an old relay end when the proxy closes them (timeout http-keep-alive
 # 10 s, or a response with Connection: close): the grace covers that and the proxy's longest request.
 RELAY_GRACE = "75s"
-# The proxy is healthy once its HAProxy listens on its own (overlay) port 8080: a bash connect, cheap enough for
-# every second on every node. (`edge-agent health`, a Python start that imports the ACME library, was not: on the
-# loaded 3-node lab its checks timed out, Swarm replaced healthy proxies in a loop.)
-PROXY_HEALTH = {"test": ["CMD", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080"], "interval": "1s", "timeout": "3s",
-                "retries": 3,
+# The proxy is healthy once its HAProxy listens on its own (overlay) port 8080: a bash connect (`edge-agent health`,
+# a Python start importing the ACME library, timed out on the loaded 3-node lab). Every 5 s, not 1 s: each check is an exec in the container; on the loaded 3-node lab two more execs per node and
+# second (proxy and relay) starved the app's own 1 s checks, and Swarm replaced healthy app tasks. A handover waits
+# for the first check (5 s after the start), which is only on an image change.
+CHECK_EVERY = "5s"
+PROXY_HEALTH = {"test": ["CMD", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080"], "interval": CHECK_EVERY,
+                "timeout": "3s", "retries": 3,
                 # prepare may wait up to 120 s for the configuration and certificate (the old proxy serves meanwhile)
                 "start_period": "130s"}
 
@@ -77,7 +79,7 @@ def _relay_service(cfg, block: dict) -> dict:
         "environment": {"RELAY_CFG": render(cfg).replace("$", "$$")},
         "volumes": [{"type": "volume", "source": "sockets", "target": SOCKET_DIR}],
         "networks": ["hostnet"],
-        "healthcheck": {"test": ["CMD", "bash", "-c", probe], "interval": "1s", "timeout": "3s", "retries": 3,
+        "healthcheck": {"test": ["CMD", "bash", "-c", probe], "interval": CHECK_EVERY, "timeout": "3s", "retries": 3,
                         "start_period": "10s"},
         "stop_signal": "SIGUSR1",
         "stop_grace_period": RELAY_GRACE,

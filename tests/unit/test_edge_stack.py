@@ -33,7 +33,7 @@ def test_proxy_becomes_the_edge_image_with_http_and_https_ports_on_both_networks
     assert proxy["networks"] == ["backend", "edge"]
     assert proxy["environment"] == {"CERTS_URL": "http://tasks.certs:8081/bundle",
                                     "CONFIG_URL": "http://tasks.certs:8081/haproxy.cfg"}
-    assert proxy["healthcheck"] == {"test": ["CMD", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080"], "interval": "1s",
+    assert proxy["healthcheck"] == {"test": ["CMD", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080"], "interval": "5s",
                                     "timeout": "3s", "retries": 3, "start_period": "130s"}
     assert "configs" not in proxy   # a configuration change never changes the proxy's spec: it reloads
     assert proxy["deploy"]["mode"] == "global"
