@@ -50,8 +50,7 @@ def external_db(cfg) -> bool:
 def base_services(cfg) -> tuple:
     """What the base deploy (before the migration) starts: the db service (unless external), the proxy and the
     certs service (the proxies' configuration, and with TLS at the proxy a certificate, before any app change)."""
-    relay = ("relay",) if cfg.proxy and cfg.publish_mode == "host" else ()
-    return (() if external_db(cfg) else ("db",)) + (("proxy", "certs") + relay if cfg.proxy else ())
+    return (() if external_db(cfg) else ("db",)) + (("proxy", "certs") if cfg.proxy else ())
 
 
 def digest8(content: str | bytes) -> str:
@@ -191,9 +190,9 @@ def _proxy(cfg) -> dict:
         "ports": _ports(cfg, PROXY_PORT),
         "networks": ["backend"],
         "stop_grace_period": "10s",
-        # One proxy per node (global): traffic enters on every node's port and reaches app replicas on any
-        # node over the overlay network. Start-first: ingress ports belong to the routing mesh; host-mode
-        # ports are the relay's (deploy.ship.edge_relay), this proxy listens on a unix socket it hands over.
+        # One proxy per node (global): traffic enters on every node's host-mode port and reaches app
+        # replicas on any node over the overlay network. Host-mode ports: stop-first (a host port cannot be
+        # bound twice on one node); ingress ports belong to the routing mesh: start-first, no gap.
         "deploy": dict({k: v for k, v in _deploy_block(cfg, 1, proxy_order(cfg)).items() if k != "replicas"},
                        mode="global"),
     }
@@ -201,8 +200,7 @@ def _proxy(cfg) -> dict:
 
 
 def proxy_order(cfg) -> str:
-    """Start-first in every mode: ingress ports are the mesh's; host-mode ports the relay's (edge_stack.apply)."""
-    return "start-first"
+    return "start-first" if cfg.publish_mode == "ingress" else "stop-first"
 
 
 def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, only: tuple | None = None,
@@ -232,8 +230,7 @@ def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, onl
         from deploy.ship import edge_image
 
         edge_stack.apply(spec, cfg, edge_image.ref(cfg), _deploy_block(cfg, 1, "stop-first"),
-                         harden=lambda svc, caps=(): _with_limits(svc, cfg, "proxy", cap_add=caps),
-                         start_first=_deploy_block(cfg, 1, "start-first"))
+                         harden=lambda svc: _with_limits(svc, cfg, "proxy"))
     if not spec["volumes"]:
         del spec["volumes"]
     if only is not None:
