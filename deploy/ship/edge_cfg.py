@@ -19,6 +19,8 @@ TLS_MODE=external: HTTP only; X-Forwarded-Proto is kept from TRUSTED_LB sources 
 
 from __future__ import annotations
 
+from deploy.ship import edge_relay
+
 HTTP_PORT, HTTPS_PORT = 8080, 8443       # inside the proxy container
 CERTS_PORT = 8081                        # the certs service: challenges, bundle, status
 CERT_PATH = "/tmp/edge/site.pem"         # the placeholder at start; replaced in memory by the sync program
@@ -45,6 +47,14 @@ STATIC_RULE = f"    acl hashed_static path_reg {HASHED}\n    use_backend static 
 # Server connections: the backend decides. HAProxy applies `http-server-close` when either the frontend or the
 # backend has it (defaults give it to both), so the frontends turn it off and every backend but `static` keeps it.
 FRONTEND_KEEPALIVE = "    no option http-server-close"
+# A new worker (a proxy replaced start-first, or reloaded) can find no app server for a moment: its first DNS
+# answers may move an address from one server slot to another (seen in the lab: "0 active ... no server
+# available", one 503). A request then waits for a server up to 2 s instead of getting a 503 at once (WAIT_END
+# holds the rules until the delay expires; they run again then). An app with no task at all costs each request 2 s.
+WAIT_FOR_SERVERS = ("    tcp-request inspect-delay 2s\n"
+                    "    tcp-request content accept if { nbsrv(app) gt 0 } { nbsrv(static) gt 0 } || "
+                    "{ nbsrv(maintenance) gt 0 }\n"
+                    "    tcp-request content accept if WAIT_END")
 # `static` pools its server connections: a hashed file is a GET/HEAD of an immutable name, so a request that meets
 # a pooled connection closing under it (a draining task, a crashed node) is retried on another task like any
 # empty response; one new server connection per static request halved uWSGI's rate behind the proxy
@@ -136,6 +146,8 @@ def global_section(cfg) -> str:
     lines = ["global", "    log stdout format raw local0 notice", "    maxconn 4096", "    hard-stop-after 20s",
              f"    stats socket {ADMIN_SOCKET} mode 600 level admin expose-fd listeners",
              f"    server-state-file {SERVER_STATE}"]
+    if edge_relay.enabled(cfg):   # the successor proxy on this node reads the servers' state here before it starts
+        lines.append(edge_relay.handoff_socket_line(cfg).rstrip("\n"))
     if cfg.tls:
         lines += ["    ssl-default-bind-curves X25519:prime256v1:secp384r1",
                   f"    ssl-default-bind-ciphers {CIPHERS}",
@@ -158,10 +170,19 @@ def config_url() -> str:
     return f"http://tasks.certs:{CERTS_PORT}/haproxy.cfg"
 
 
+TLS_BIND = f"ssl crt {CERT_PATH} alpn h2,http/1.1"
+
+
+def _relay_bind(cfg, name: str) -> list:
+    """With the relay (host-mode ports): the unix socket it forwards to, besides the overlay port."""
+    line = edge_relay.binds(cfg, name)
+    return [line] if line else []
+
+
 def frontends(cfg) -> str:
     if not cfg.tls:
         trusted = " ".join(p.strip() for p in cfg.trusted_lb.split(",") if p.strip())
-        lines = ["frontend web", f"    bind :{HTTP_PORT}", FRONTEND_KEEPALIVE,
+        lines = ["frontend web", f"    bind :{HTTP_PORT}", *_relay_bind(cfg, "http"), FRONTEND_KEEPALIVE, WAIT_FOR_SERVERS,
                  "    http-request disable-l7-retry if !METH_GET !METH_HEAD"]
         if trusted:
             lines += [f"    acl from_lb src {trusted}",
@@ -171,13 +192,16 @@ def frontends(cfg) -> str:
         return "\n".join(lines + [MAINTENANCE_RULE, STATIC_RULE, "    default_backend app"]) + "\n"
     return (f"frontend http\n"
             f"    bind :{HTTP_PORT}\n"
+            + "".join(f"{line}\n" for line in _relay_bind(cfg, "http")) +
             f"    acl acme_challenge path_beg {CHALLENGE}\n"
             f"    http-request redirect location {redirect_location(cfg)} code 301 unless acme_challenge\n"
             f"    use_backend certs if acme_challenge\n"
             f"\n"
             f"frontend https\n"
-            f"    bind :{HTTPS_PORT} ssl crt {CERT_PATH} alpn h2,http/1.1\n"
+            f"    bind :{HTTPS_PORT} {TLS_BIND}\n"
+            + "".join(f"{line} {TLS_BIND}\n" for line in _relay_bind(cfg, "https")) +
             f"{FRONTEND_KEEPALIVE}\n"
+            f"{WAIT_FOR_SERVERS}\n"
             f"    http-request set-header X-Forwarded-Proto https\n"
             f"    http-request disable-l7-retry if !METH_GET !METH_HEAD\n"
             f"    http-response set-header Strict-Transport-Security \"{hsts(cfg)}\"\n"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 
-from deploy.ship import edge_cfg
+from deploy.ship import edge_cfg, edge_relay
 
 CERTS_STATE = "/var/lib/edge"
 CERTS_PROXY_CFG = "/etc/edge/haproxy.cfg"   # in the certs service: what it serves the proxies at /haproxy.cfg
@@ -78,11 +78,14 @@ def certs_service(cfg, edge_ref: str, block: dict) -> dict:
     }
 
 
-def apply(spec: dict, cfg, edge_ref: str, block: dict, harden=lambda service: service) -> None:
+def apply(spec: dict, cfg, edge_ref: str, block: dict, harden=lambda service, caps=(): service,
+          start_first: dict | None = None) -> None:
     """Turn the plain proxy of ``spec`` into the edge (proxy + certs; with TLS_MODE=external the certs service
     holds no certificate, it serves the proxies' configuration only). ``block`` is a stop-first
     deploy block of the stack (update/rollback/restart policy); ``harden`` applies the stack's runtime limits
-    (read-only root with a tmpfs /tmp, no capabilities, the proxy's memory/CPU/PIDs limits) to the certs service."""
+    (read-only root with a tmpfs /tmp, no capabilities but ``caps``, the proxy's memory/CPU/PIDs limits) to the certs
+    service and the relay. With host-mode ports the relay publishes them (deploy.ship.edge_relay; ``start_first``:
+    its deploy block)."""
     services = spec["services"]
     proxy = services["proxy"]
     proxy["image"] = edge_ref
@@ -98,6 +101,7 @@ def apply(spec: dict, cfg, edge_ref: str, block: dict, harden=lambda service: se
         proxy["ports"].append({"target": edge_cfg.HTTPS_PORT, "published": cfg.https_port, "protocol": "tcp",
                                "mode": mode})
     proxy["networks"] = ["backend", "edge"]
+    proxy["healthcheck"] = dict(edge_relay.PROXY_HEALTH)   # start-first: the old proxy stops once this one serves
     services["certs"] = harden(certs_service(cfg, edge_ref, block))
     if certs_configs:
         services["certs"]["configs"] = certs_configs
@@ -106,6 +110,8 @@ def apply(spec: dict, cfg, edge_ref: str, block: dict, harden=lambda service: se
     if cfg.acme_network:
         spec["networks"]["acme"] = {"external": True, "name": cfg.acme_network}
     spec["volumes"]["certs"] = {}
+    if edge_relay.enabled(cfg):
+        edge_relay.apply(spec, cfg, start_first or block, harden)
 
 
 def app_env_file(remote_dir: str) -> str:

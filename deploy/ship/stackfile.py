@@ -50,7 +50,8 @@ def external_db(cfg) -> bool:
 def base_services(cfg) -> tuple:
     """What the base deploy (before the migration) starts: the db service (unless external), the proxy and the
     certs service (the proxies' configuration, and with TLS at the proxy a certificate, before any app change)."""
-    return (() if external_db(cfg) else ("db",)) + (("proxy", "certs") if cfg.proxy else ())
+    relay = ("relay",) if cfg.proxy and cfg.publish_mode == "host" else ()
+    return (() if external_db(cfg) else ("db",)) + (("proxy", "certs") + relay if cfg.proxy else ())
 
 
 def digest8(content: str | bytes) -> str:
@@ -190,9 +191,9 @@ def _proxy(cfg) -> dict:
         "ports": _ports(cfg, PROXY_PORT),
         "networks": ["backend"],
         "stop_grace_period": "10s",
-        # One proxy per node (global): traffic enters on every node's host-mode port and reaches app
-        # replicas on any node over the overlay network. Host-mode ports: stop-first (a host port cannot be
-        # bound twice on one node); ingress ports belong to the routing mesh: start-first, no gap.
+        # One proxy per node (global): traffic enters on every node's port and reaches app replicas on any
+        # node over the overlay network. Start-first: ingress ports belong to the routing mesh; host-mode
+        # ports are the relay's (deploy.ship.edge_relay), this proxy listens on a unix socket it hands over.
         "deploy": dict({k: v for k, v in _deploy_block(cfg, 1, proxy_order(cfg)).items() if k != "replicas"},
                        mode="global"),
     }
@@ -200,7 +201,8 @@ def _proxy(cfg) -> dict:
 
 
 def proxy_order(cfg) -> str:
-    return "start-first" if cfg.publish_mode == "ingress" else "stop-first"
+    """Start-first in every mode: ingress ports are the mesh's; host-mode ports the relay's (edge_stack.apply)."""
+    return "start-first"
 
 
 def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, only: tuple | None = None,
@@ -230,7 +232,8 @@ def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, onl
         from deploy.ship import edge_image
 
         edge_stack.apply(spec, cfg, edge_image.ref(cfg), _deploy_block(cfg, 1, "stop-first"),
-                         harden=lambda svc: _with_limits(svc, cfg, "proxy"))
+                         harden=lambda svc, caps=(): _with_limits(svc, cfg, "proxy", cap_add=caps),
+                         start_first=_deploy_block(cfg, 1, "start-first"))
     if not spec["volumes"]:
         del spec["volumes"]
     if only is not None:

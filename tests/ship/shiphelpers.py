@@ -79,7 +79,7 @@ def remove_stack(stack: str) -> None:
             docker(kind, "rm", *sorted(set(ids)), check=False)
     for c in docker("ps", "-aq", "--filter", f"label=djdeploy.stack={stack}", check=False).stdout.split():
         docker("rm", "-f", c, check=False)
-    for volume in ("pgdata", "certs"):
+    for volume in ("pgdata", "certs", "sockets"):
         docker("volume", "rm", f"{stack}_{volume}", check=False)
     subprocess.run(["rm", "-rf", f"/var/lib/djdeploy/{stack}"], check=False)
 

@@ -90,7 +90,8 @@ def containers(env, service: str) -> list[dict]:
 def test_swarm_containers_run_hardened_and_the_app_still_serves_pages_static_files_and_admin_posts(env):
     """Read-only root fs (tmpfs /tmp), no capabilities, memory/CPU/PIDs limits from the env file's defaults;
     the app still serves a page, a hashed static file and the admin login POST (CSRF checked)."""
-    expected = {"app": (512 * 2**20, 10**9, 256), "db": (2**30, 10**9, 512), "proxy": (256 * 2**20, 5 * 10**8, 128)}
+    expected = {"app": (512 * 2**20, 10**9, 256), "db": (2**30, 10**9, 512), "proxy": (256 * 2**20, 5 * 10**8, 128),
+                "relay": (256 * 2**20, 5 * 10**8, 128)}
     for service, (memory, cpus, pids) in expected.items():
         for c in containers(env, service):
             host = c["HostConfig"]
@@ -100,6 +101,11 @@ def test_swarm_containers_run_hardened_and_the_app_still_serves_pages_static_fil
             assert any(m["Type"] == "tmpfs" and m["Destination"] == "/tmp" for m in c["Mounts"]), service
     caps = sorted(c.removeprefix("CAP_") for c in containers(env, "db")[0]["HostConfig"]["CapAdd"])
     assert caps == ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]
+    relay = containers(env, "relay")[0]   # root only to bind the host ports, then HAProxy runs as haproxy
+    assert sorted(c.removeprefix("CAP_") for c in relay["HostConfig"]["CapAdd"]) == ["NET_BIND_SERVICE", "SETGID", "SETUID"]
+    assert relay["HostConfig"]["NetworkMode"] == "host"
+    haproxy_uid = docker("exec", relay["Id"], "id", "-u", "haproxy").stdout.strip()
+    assert docker("top", relay["Id"], "-o", "uid").stdout.split()[1:] == [haproxy_uid]   # no process left as root
     site = STATE["site"]
     status, _, page = site.get("/")
     static = re.search(r'/static/[\w./-]+\.[0-9a-f]{12}\.(?:css|js)', page).group(0)

@@ -46,3 +46,35 @@ def test_a_proxy_configuration_change_under_load_reloads_the_running_proxy_witho
     logs = docker("service", "logs", "--raw", f"{env.stack}_proxy", check=False).stdout
     assert "reloading the proxy with configuration" in logs, logs[-3000:]
     # The env file is the session's again; the next test's deploy reloads the proxies back to it.
+
+
+def service_image(env, name: str) -> str:
+    return docker("service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+                  f"{env.stack}_{name}").stdout.strip()
+
+
+def test_a_proxy_image_change_under_load_on_one_node_hands_the_ports_over_without_a_failed_request(env, serving):
+    """PROXY_IMAGE changes (the same HAProxy under a new name): the relay (which is PROXY_IMAGE), the proxy and the
+    certs service (the edge image built FROM it) are all replaced in one deploy, on the node's host-mode ports."""
+    renamed = f"djdeploy-test/haproxy:relay-{env.stack}"
+    good = dict(env.extra)
+    old = env.cfg().proxy_image
+    docker("tag", old, renamed)
+    before = {name: service_image(env, name) for name in ("relay", "proxy", "certs")}
+    gens = loads(env, env.tls_context(), seconds=300)
+    try:
+        env.write(PROXY_IMAGE=renamed)
+        deploy(env, serving)
+        poll("more load after the handover", lambda: all(g.stats.sent > 0 for g in gens), timeout=10)
+        after = {name: service_image(env, name) for name in before}
+    finally:
+        stats = stop(gens)   # 0 failed requests, 0 non-2xx, >= 50 requests/s
+        env.extra.clear()
+        env.extra.update(good)
+        env.write()
+    assert stats[0].sent and stats[1].sent
+    assert after["relay"] == renamed and all(after[n] != before[n] for n in before), (before, after)
+    logs = docker("service", "logs", "--raw", f"{env.stack}_proxy", check=False).stdout
+    assert "starting from its servers' state" in logs, logs[-3000:]
+    # The env file is the session's again; the next deploy hands the ports back to the session's image.
+    docker("rmi", renamed, check=False)

@@ -66,7 +66,7 @@ def test_external_stack_has_no_db_service_and_the_url_as_the_secret(tmp_path):
     cfg = config.load("lab", env_dir=tmp_path, environ={})
     assert cfg.database == "external" and cfg.database_url == URL and URL in cfg.secrets
     spec = stackfile.stack_spec(cfg, "img", "v2", "T", "p")
-    assert set(spec["services"]) == {"app", "proxy", "certs"} and set(spec["volumes"]) == {"certs"}   # no pgdata
+    assert set(spec["services"]) == {"app", "proxy", "certs", "relay"} and set(spec["volumes"]) == {"certs", "sockets"}   # no pgdata
     assert set(stackfile.secret_values(cfg)) == {"django_secret_key", "database_url"}
     assert stackfile.secret_values(cfg)["database_url"] == URL
     assert URL not in stackfile.render(spec) and f"DATABASE_URL={URL}" in swarm.migrate_env(cfg).splitlines()
@@ -81,7 +81,7 @@ def lines(cfg):
 def test_external_plan_deploys_only_the_proxy_first_and_never_waits_for_a_db(tmp_path):
     external(tmp_path, f"DATABASE_URL={URL}\n")
     got = lines(config.load("lab", env_dir=tmp_path, environ={}))
-    assert f"[manager] run deploy proxy and certs: docker --config {D}/docker stack deploy --with-registry-auth " \
+    assert f"[manager] run deploy proxy and certs and relay: docker --config {D}/docker stack deploy --with-registry-auth " \
            f"--compose-file {D}/stack-base.yml djt" in got
     assert not [line for line in got if "djt_db" in line or "network create" in line]
     assert any("migrate the database once" in line and "--network djt_backend" in line for line in got)
@@ -117,14 +117,14 @@ def test_media_volume_mounts_a_shared_volume_and_keeps_every_replica_on_the_mana
     spec = stackfile.stack_spec(cfg, "img", "v2", "T", "p")
     app = spec["services"]["app"]
     assert app["volumes"][0] == {"type": "volume", "source": "media", "target": "/app/media"}
-    assert spec["volumes"] == {"pgdata": {}, "media": {}, "certs": {}}
+    assert spec["volumes"] == {"pgdata": {}, "media": {}, "certs": {}, "sockets": {}}
     assert app["deploy"]["placement"] == {"constraints": ["node.role == manager"]}
     assert app["environment"]["DJANGO_MEDIA_ROOT"] == "/app/media"
     assert app["environment"]["UWSGI_STATIC_MAP2"] == "/media/=/app/"
     write_env(tmp_path)
     plain = stackfile.stack_spec(config.load("lab", env_dir=tmp_path, environ={}), "img", "v2", "T", "p")
     assert [v for v in plain["services"]["app"]["volumes"] if v["type"] != "tmpfs"] == []
-    assert plain["volumes"] == {"pgdata": {}, "certs": {}}
+    assert plain["volumes"] == {"pgdata": {}, "certs": {}, "sockets": {}}
 
 
 def test_media_volume_errors(tmp_path):

@@ -8,7 +8,7 @@ from deploy.ship import edge_cfg
 def cfg(**over):
     base = dict(stack_name="shop", tls_mode="acme", tls=True, https_port=443, hsts_max_age=3600,
                 hsts_include_subdomains=False, hsts_preload=False, cert_sync_interval=10, replicas=3,
-                health_host="shop.example.com", trusted_lb="")
+                health_host="shop.example.com", trusted_lb="", proxy=True, publish_mode="ingress")
     base.update(over)
     return SimpleNamespace(**base)
 
@@ -60,6 +60,9 @@ def test_https_frontend_tls_h2_forwarded_proto_and_hsts():
         "frontend https",
         "    bind :8443 ssl crt /tmp/edge/site.pem alpn h2,http/1.1",
         "    no option http-server-close",
+        "    tcp-request inspect-delay 2s",
+        "    tcp-request content accept if { nbsrv(app) gt 0 } { nbsrv(static) gt 0 } || { nbsrv(maintenance) gt 0 }",
+        "    tcp-request content accept if WAIT_END",
         "    http-request set-header X-Forwarded-Proto https",
         "    http-request disable-l7-retry if !METH_GET !METH_HEAD",
         '    http-response set-header Strict-Transport-Security "max-age=3600"',
@@ -196,6 +199,9 @@ def test_external_mode_is_http_only_and_keeps_forwarded_proto_from_the_load_bala
         "frontend web",
         "    bind :8080",
         "    no option http-server-close",
+        "    tcp-request inspect-delay 2s",
+        "    tcp-request content accept if { nbsrv(app) gt 0 } { nbsrv(static) gt 0 } || { nbsrv(maintenance) gt 0 }",
+        "    tcp-request content accept if WAIT_END",
         "    http-request disable-l7-retry if !METH_GET !METH_HEAD",
         "    acl from_lb src 10.1.0.0/16 192.0.2.7",
         "    http-request set-header X-Forwarded-Proto http if !from_lb || !{ req.hdr(x-forwarded-proto) -m found }",
@@ -224,3 +230,29 @@ def test_the_proxy_reloads_from_the_saved_server_state_and_answers_idle_clients_
     plain = edge_cfg.render(cfg(tls_mode="external", tls=False))   # the same reload without TLS at the proxy
     assert section(plain, "global")[4:6] == section(text, "global")[4:6]
     assert section(plain, "defaults") == section(text, "defaults")
+
+
+def test_with_host_mode_ports_the_proxy_also_listens_on_the_relays_unix_sockets_and_has_a_handoff_socket():
+    text = edge_cfg.render(cfg(publish_mode="host"))
+    assert section(text, "frontend http")[:3] == [
+        "frontend http",
+        "    bind :8080",
+        "    bind unix@/var/lib/haproxy/http.sock mode 600 accept-proxy",
+    ]
+    assert section(text, "frontend https")[:3] == [
+        "frontend https",
+        "    bind :8443 ssl crt /tmp/edge/site.pem alpn h2,http/1.1",
+        "    bind unix@/var/lib/haproxy/https.sock mode 600 accept-proxy ssl crt /tmp/edge/site.pem alpn h2,http/1.1",
+    ]
+    assert "    stats socket /var/lib/haproxy/handoff.sock mode 600 level operator" in section(text, "global")
+    plain = edge_cfg.render(cfg(publish_mode="host", tls=False, tls_mode="external"))
+    assert section(plain, "frontend web")[:3] == [
+        "frontend web", "    bind :8080", "    bind unix@/var/lib/haproxy/http.sock mode 600 accept-proxy"]
+    assert "unix@" not in edge_cfg.render(cfg()) and "handoff" not in edge_cfg.render(cfg())   # ingress: no relay
+
+
+def test_a_request_that_finds_no_app_server_waits_for_one_up_to_2_s_instead_of_a_503():
+    for text in (edge_cfg.render(cfg()), edge_cfg.render(cfg(tls=False, tls_mode="external"))):
+        front = section(text, "frontend https" if "frontend https" in text else "frontend web")
+        assert front.index("    tcp-request content accept if WAIT_END") == front.index("    tcp-request inspect-delay 2s") + 2
+    assert "inspect-delay" not in "\n".join(section(edge_cfg.render(cfg()), "frontend http"))   # redirects, challenges

@@ -26,13 +26,15 @@ def spec(c):
 
 
 def test_proxy_becomes_the_edge_image_with_http_and_https_ports_on_both_networks():
-    proxy = spec(cfg())["services"]["proxy"]
+    proxy = spec(cfg(publish_mode="ingress"))["services"]["proxy"]
     assert proxy["image"] == edge_image.ref(cfg()) and proxy["image"].startswith("reg.example.com/djedge:e")
-    assert proxy["ports"] == [{"target": 8080, "published": 80, "protocol": "tcp", "mode": "host"},
-                              {"target": 8443, "published": 8443, "protocol": "tcp", "mode": "host"}]
+    assert proxy["ports"] == [{"target": 8080, "published": 80, "protocol": "tcp", "mode": "ingress"},
+                              {"target": 8443, "published": 8443, "protocol": "tcp", "mode": "ingress"}]
     assert proxy["networks"] == ["backend", "edge"]
     assert proxy["environment"] == {"CERTS_URL": "http://tasks.certs:8081/bundle",
                                     "CONFIG_URL": "http://tasks.certs:8081/haproxy.cfg"}
+    assert proxy["healthcheck"] == {"test": ["CMD", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080"], "interval": "5s",
+                                    "timeout": "3s", "retries": 3, "start_period": "130s"}
     assert "configs" not in proxy   # a configuration change never changes the proxy's spec: it reloads
     assert proxy["deploy"]["mode"] == "global"
 
@@ -87,8 +89,9 @@ def test_external_mode_has_no_certificate_only_the_proxies_configuration_and_pro
     certs, proxy = s["services"]["certs"], s["services"]["proxy"]
     assert certs["command"] == ["edge-agent", "certs", "--mode", "external", "--haproxy-cfg", "/etc/edge/haproxy.cfg"]
     assert certs["secrets"] == [] and "CERT_NAMES" not in certs["environment"] and certs["networks"] == ["edge"]
-    assert proxy["image"] == edge_image.ref(cfg()) and proxy["environment"] == {"CONFIG_URL": "http://tasks.certs:8081/haproxy.cfg"}
-    assert [p["target"] for p in proxy["ports"]] == [8080]   # HTTP only: TLS ended at the load balancer
+    assert proxy["image"] == edge_image.ref(cfg()) and proxy["environment"] == {
+        "CONFIG_URL": "http://tasks.certs:8081/haproxy.cfg", "EDGE_HANDOFF": "/var/lib/haproxy/handoff.sock"}
+    assert "https" not in s["services"]["relay"]["environment"]["RELAY_CFG"]   # HTTP only: TLS ended at the load balancer
     app = spec(cfg(tls_mode="external", tls=False, trusted_lb="10.1.0.0/16", proxy=False))["services"]["app"]
     assert app["environment"]["DJANGO_TRUSTED_PROXY"] == "10.1.0.0/16" and "env_file" not in app
 
@@ -156,7 +159,7 @@ def test_plan_has_the_edge_steps_in_order(tmp_path):
     edge = next(i for i, w in enumerate(whats) if w.startswith("the edge image"))
     certs = next(i for i, w in enumerate(whats) if w.startswith("until djt_certs serves a valid certificate"))
     migrate = next(i for i, w in enumerate(whats) if w.startswith("migrate the database"))
-    base = next(i for i, w in enumerate(whats) if w == "deploy db and proxy and certs")
+    base = next(i for i, w in enumerate(whats) if w == "deploy db and proxy and certs and relay")
     assert edge < base < certs < migrate
 
 
@@ -186,6 +189,14 @@ def test_the_proxies_status_command_counts_running_proxy_tasks_then_asks_the_cer
         'exit 3; }; exec docker exec "$c" edge-agent status', "proxies-status", "shop_proxy", "shop_certs"]
 
 
-def test_proxy_ports_in_ingress_mode_update_start_first_and_host_mode_ports_stop_first():
-    assert spec(cfg())["services"]["proxy"]["deploy"]["update_config"]["order"] == "stop-first"
+def test_the_proxy_updates_start_first_in_both_modes_and_host_mode_ports_are_the_relays():
+    assert spec(cfg())["services"]["proxy"]["deploy"]["update_config"]["order"] == "start-first"
     assert spec(cfg(publish_mode="ingress"))["services"]["proxy"]["deploy"]["update_config"]["order"] == "start-first"
+    host = spec(cfg())["services"]
+    assert "ports" not in host["proxy"] and "relay" in host and "relay" not in spec(cfg(publish_mode="ingress"))["services"]
+    relay = host["relay"]
+    assert relay["deploy"]["update_config"]["order"] == "start-first" and relay["deploy"]["mode"] == "global"
+    assert relay["deploy"]["resources"] == {"limits": {"memory": "256M", "cpus": "0.5", "pids": 128}}
+    assert (relay["read_only"], relay["cap_drop"], relay["cap_add"]) == (True, ["ALL"], [
+        "NET_BIND_SERVICE", "SETGID", "SETUID"])
+    assert "bind :80\n" in relay["environment"]["RELAY_CFG"] and "bind :8443\n" in relay["environment"]["RELAY_CFG"]

@@ -78,7 +78,7 @@ def test_stack_file_names_the_image_by_digest_and_the_migration_runs_it(cfg, off
     spec = json.loads(manager.files["/var/lib/djdeploy/djt/stack.yml"])
     assert spec["services"]["app"]["image"] == f"127.0.0.1:5000/djapp:v2@{DIGEST}"
     assert spec["secrets"]["database_url"]["name"] == secret_names(cfg)["database_url"]
-    assert set(json.loads(manager.files["/var/lib/djdeploy/djt/stack-base.yml"])["services"]) == {"db", "proxy", "certs"}
+    assert set(json.loads(manager.files["/var/lib/djdeploy/djt/stack-base.yml"])["services"]) == {"db", "proxy", "certs", "relay"}
     assert [c for c in manager.commands() if "manage.py migrate" in c][0].endswith(
         f"127.0.0.1:5000/djapp:v2@{DIGEST} python manage.py migrate --noinput")
 

@@ -29,8 +29,8 @@ PROXY = f"[manager] put the proxy config: {D}/haproxy.cfg (mode 0600)"
 LOGIN = (f"[manager] run log the manager in to the registry (password on stdin): docker --config {D}/docker login "
          "--username lab --password-stdin 127.0.0.1:5000")
 PROXY_ID = hashlib.sha256(PROXY_TEXT.encode()).hexdigest()[:16]
-BASE = [f"[manager] put the base stack file (db, proxy, certs): {D}/stack-base.yml (mode 0600)",
-        f"[manager] run deploy db and proxy and certs: docker --config {D}/docker stack deploy --with-registry-auth "
+BASE = [f"[manager] put the base stack file (db, proxy, certs, relay): {D}/stack-base.yml (mode 0600)",
+        f"[manager] run deploy db and proxy and certs and relay: docker --config {D}/docker stack deploy --with-registry-auth "
         f"--compose-file {D}/stack-base.yml djt",
         "[manager] poll until djt_db runs 1 healthy task(s): poll `docker service ps --filter desired-state=running "
         "--format '{{.CurrentState}}|{{.Image}}|{{.Error}}' djt_db` up to 300s",
@@ -253,7 +253,7 @@ def test_the_rollout_stack_file_holds_the_app_alone_so_a_rerun_of_its_stack_depl
     spec = stack_file(cfg, release(build=False), "/stack.yml")
     assert list(spec["services"]) == ["app"] and "configs" not in spec
     base = stack_file(cfg, release(build=False), "/stack-base.yml")
-    assert sorted(base["services"]) == ["certs", "db", "proxy"] and "configs" in base
+    assert sorted(base["services"]) == ["certs", "db", "proxy", "relay"] and "configs" in base
     assert "configs" in base["services"]["certs"] and "configs" not in base["services"]["proxy"]
 
 

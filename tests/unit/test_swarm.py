@@ -116,10 +116,11 @@ def test_stack_spec_app_update_and_rollback_policy():
 def test_stack_spec_proxy_db_and_modes():
     spec = stackfile.stack_spec(cfg(publish_mode="host", endpoint_mode="dnsrr"), "i", "t", "r", "shop_haproxy_1")
     proxy, db = spec["services"]["proxy"], spec["services"]["db"]
-    assert proxy["ports"] == [{"target": 8080, "published": 80, "protocol": "tcp", "mode": "host"}]
-    assert proxy["deploy"]["update_config"]["order"] == "stop-first"
+    assert "ports" not in proxy and "bind :80\n" in spec["services"]["relay"]["environment"]["RELAY_CFG"]
+    assert proxy["deploy"]["update_config"]["order"] == "start-first"   # the relay publishes host-mode ports
     # the edge image; its configuration comes from the certs service (TLS_MODE=external: no certificate there)
-    assert proxy["environment"] == {"CONFIG_URL": "http://tasks.certs:8081/haproxy.cfg"} and "configs" not in proxy
+    assert proxy["environment"] == {"CONFIG_URL": "http://tasks.certs:8081/haproxy.cfg",
+                                    "EDGE_HANDOFF": "/var/lib/haproxy/handoff.sock"} and "configs" not in proxy
     assert spec["services"]["certs"]["command"] == ["edge-agent", "certs", "--mode", "external", "--haproxy-cfg",
                                                     "/etc/edge/haproxy.cfg"]
     assert spec["configs"] == {"haproxy_cfg": {"name": "shop_haproxy_1", "file": "/var/lib/djdeploy/shop/haproxy.cfg"}}
@@ -196,7 +197,7 @@ def test_proxy_runs_on_every_node_and_app_replicas_spread_over_nodes():
     spec = stackfile.stack_spec(cfg(publish_mode="host", endpoint_mode="dnsrr"), "i", "t", "r", "x")
     proxy, app = spec["services"]["proxy"]["deploy"], spec["services"]["app"]["deploy"]
     assert proxy["mode"] == "global" and "replicas" not in proxy
-    assert proxy["update_config"]["order"] == "stop-first"  # a host-mode port cannot be bound twice on a node
+    assert proxy["update_config"]["order"] == "start-first"  # the relay hands host-mode ports over (edge_relay)
     assert app["placement"] == {"preferences": [{"spread": "node.id"}]}
     assert app["replicas"] == spec["services"]["app"]["deploy"]["replicas"]
 

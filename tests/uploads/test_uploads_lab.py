@@ -48,7 +48,7 @@ def test_deploy_with_an_external_postgres_migrates_and_serves(env):
     outcome, printed = deploy(env, v1)
     assert outcome.result == "ok"
     names = docker("service", "ls", "--format", "{{.Name}}", "--filter", f"name={env.stack}_").stdout.split()
-    assert sorted(names) == [f"{env.stack}_app", f"{env.stack}_certs", f"{env.stack}_proxy"]     # no db service
+    assert sorted(names) == [f"{env.stack}_{s}" for s in ("app", "certs", "proxy", "relay")]   # no db service
     site = Site(env.port)
     status, headers, _ = site.get("/health/?ready=1")
     assert (status, headers["X-App-Version"]) == (200, v1)

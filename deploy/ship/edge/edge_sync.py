@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 from edge_common import UTC, cert_info, digest, fetch, log, write_atomic
@@ -97,7 +98,15 @@ def sync_once(args, seen):
         log("INFO", f"certsync: installed certificate serial={seen['serial']} into the running proxy")
 
 
+def _leave(signum, frame):
+    """SIGUSR1 from the master (the proxy's soft stop, or a reload): exit 0. Python's default for SIGUSR1 is to
+    die of it, and the master answers a current program dying of a signal with `exit-on-failure`: SIGTERM to the
+    worker, whose kept-alive connections were then cut instead of finished (a proxy replaced start-first)."""
+    sys.exit(0)
+
+
 def run_sync(args):
+    signal.signal(signal.SIGUSR1, _leave)
     seen = {"config_etag": "", "cert_etag": "", "serial": "", "config": ""}
     if args.config_from and os.path.exists(args.config):   # what `prepare` started this proxy with
         with open(args.config) as fh:
@@ -147,19 +156,47 @@ def prepare_config(args):
         time.sleep(1)
 
 
+def predecessor_state(args):
+    """The server state of the proxy this one replaces on the node (relay mode: --handoff, its operator socket on
+    the shared volume), or None when there is none. Saved at --state-file, HAProxy starts from it
+    (`load-server-state-from-file`): the app's servers known and UP from the first request, no DNS wait."""
+    if not args.handoff or not os.path.exists(args.handoff):
+        return None
+    try:
+        state = admin(args.handoff, "show servers state\n")
+    except OSError:
+        return None   # a socket file left by a proxy that is gone: nothing to hand over
+    if args.state_file and state.startswith("1"):   # the format version line
+        write_atomic(args.state_file, state, 0o644)
+    return state
+
+
 def run_prepare(args):
     os.makedirs(os.path.dirname(args.cert), mode=0o700, exist_ok=True)
+    handover = predecessor_state(args) is not None
+    if handover:
+        log("INFO", "prepare: a running proxy serves this node; starting from its servers' state")
     if args.source:
-        prepare_cert(args)
+        prepare_cert(args, wait=args.wait if handover else 0)
     if args.config_from:
         prepare_config(args)
 
 
-def prepare_cert(args):
-    try:
-        bundle, _ = fetch(args.source, timeout=2)
-        log("INFO", f"prepare: starting with certificate serial={cert_info(bundle)['serial']}")
-    except Exception as exc:  # noqa: BLE001
-        bundle = placeholder()
-        log("INFO", f"prepare: no certificate from {args.source} yet ({type(exc).__name__}); starting with a placeholder")
+def prepare_cert(args, wait=0):
+    """The current certificate from the certs service, else a placeholder. With a predecessor serving (``wait``),
+    the placeholder is never needed: the certs service (replaced in the same update) is awaited up to ``wait`` s."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            bundle, _ = fetch(args.source, timeout=2)
+            log("INFO", f"prepare: starting with certificate serial={cert_info(bundle)['serial']}")
+            break
+        except Exception as exc:  # noqa: BLE001
+            if time.monotonic() < deadline:
+                time.sleep(1)
+                continue
+            bundle = placeholder()
+            log("INFO", f"prepare: no certificate from {args.source} yet ({type(exc).__name__}); "
+                        "starting with a placeholder")
+            break
     write_atomic(args.cert, bundle)   # before the configuration check: its bind line loads this file
