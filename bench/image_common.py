@@ -26,6 +26,8 @@ def cleanup(cli):
         c.remove(force=True)
     for n in cli.networks.list(filters={"label": "djdeploy.bench=image"}):
         n.remove()
+    for v in cli.volumes.list(filters={"label": "djdeploy.bench=image"}):
+        v.remove(force=True)
 
 
 def app_env(**extra):

@@ -8,10 +8,12 @@ in the same order, so each round's ratios compare servers under the same machine
 keep-alive probe per server shows the delayed-ACK stall (latency p50/p90 on a single connection).
 
 With --proxy, the shipped uWSGI and gunicorn are also measured through the stack's front proxy (haproxy:3.0-trixie
-with the repository's haproxy.cfg, one in front of each), as rows "proxy:uwsgi" and "proxy:gunicorn".
+with the repository's haproxy.cfg, one in front of each), as rows "proxy:uwsgi" and "proxy:gunicorn". With --relay
+as well (implies --proxy), through the host-mode relay in front of those proxies too (deploy/ship/edge_relay.py:
+TCP HAProxy, unix socket, PROXY protocol v2), as rows "relay:uwsgi" and "relay:gunicorn".
 
 Usage: python bench/image_throughput.py [--image djapp:latest] [--rounds 5] [--seconds 8] [--connections 16]
-                                        [--variants all|none|NAME,...] [--proxy]
+                                        [--variants all|none|NAME,...] [--proxy] [--relay]
 Needs wrk (apt-get install wrk). Only 127.0.0.1 is targeted; everything created is labelled djdeploy.bench=image
 and removed.
 """
@@ -135,6 +137,39 @@ def start_proxies(cli, net, servers):
     return proxies
 
 
+def start_relays(cli, net, servers):
+    """The relay (edge_relay.render) in front of a proxy that also binds the relay's unix socket: {"relay:NAME": port}.
+    Both share a volume, as in the stack; the proxy's configuration gets the stack's extra bind line."""
+    from types import SimpleNamespace
+
+    from image_common import free_port
+
+    from deploy.ship import edge_relay
+
+    src = sorted((Path(__file__).resolve().parent.parent / "deploy").glob("**/proxy/haproxy.cfg"))[0].read_text()
+    relayed = src.replace("    bind :8080\n", "    bind :8080\n    bind unix@%s mode 666 accept-proxy\n"
+                          % edge_relay.HTTP_SOCKET, 1)
+    assert relayed != src, "the proxy's frontend has no `bind :8080` line"
+    relay_cfg = edge_relay.render(SimpleNamespace(published_port=8080, tls=False, https_port=0))
+    relays = {}
+    for name in ("uwsgi", "gunicorn"):
+        vol = cli.volumes.create(f"djbench-sockets-{name}-{uuid.uuid4().hex[:6]}", labels=LABEL)
+        sockets = {vol.name: {"bind": edge_relay.SOCKET_DIR, "mode": "rw"}}
+        cli.containers.run("haproxy:3.0-trixie", ["sh", "-c", 'printf "%s" "$CFG" > /tmp/p.cfg && exec haproxy '
+                                                  '-db -f /tmp/p.cfg'],
+                           detach=True, network=net.name, labels=LABEL, volumes=sockets,
+                           environment={"APP_SERVICE": name, "APP_SLOTS": "1", "HEALTH_HOST": "localhost",
+                                        "CFG": relayed})
+        port = free_port()
+        cli.containers.run("haproxy:3.0-trixie", ["sh", "-c", 'printf "%s" "$CFG" > /tmp/r.cfg && exec haproxy '
+                                                  '-db -f /tmp/r.cfg'],
+                           detach=True, user="root", network=net.name, labels=LABEL, volumes=sockets,
+                           environment={"CFG": relay_cfg}, ports={"8080/tcp": ("127.0.0.1", port)})
+        wait_200(port, timeout=60)
+        relays[f"relay:{name}"] = port
+    return relays
+
+
 def fmt(name, rps, non2xx, sock):
     return (f"{name} {rps:.0f}" + (f" (non-2xx {non2xx})" if non2xx else "")
             + (f" (socket errors {sock})" if sock else ""))
@@ -154,6 +189,9 @@ def measure(servers, paths, args):
             last = {name: values[-1] for (name, lab), values in results.items() if lab == label and values}
             extra = (f", through the proxy {last['proxy:uwsgi'] / last['proxy:gunicorn']:.2f}x"
                      if "proxy:uwsgi" in last else "")
+            if "relay:uwsgi" in last:
+                extra += (f", through the relay {last['relay:uwsgi'] / last['relay:gunicorn']:.2f}x"
+                          f" (relay/proxy uwsgi {last['relay:uwsgi'] / last['proxy:uwsgi']:.2f})")
             print(f"round {rnd} {label:6}: " + " | ".join(line) +
                   f" | uwsgi/gunicorn {last['uwsgi'] / last['gunicorn']:.2f}x{extra}", flush=True)
     return {k: v for k, v in results.items() if v}
@@ -165,7 +203,8 @@ def report(results, servers):
         for name in servers:
             values = results.get((name, label))
             if values:
-                base = results[("proxy:gunicorn" if name.startswith("proxy:") else "gunicorn", label)]
+                prefix = name.split(":")[0] + ":" if name.startswith(("proxy:", "relay:")) else ""
+                base = results[(prefix + "gunicorn", label)]
                 ratios = [a / b for a, b in zip(values, base)]
                 print(f"  {label:6} {name:28} median {median(values):7.0f} req/s  ratio {median(ratios):5.2f}x  "
                       f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})")
@@ -186,6 +225,8 @@ def main():
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--variants", default="all", help="all, none, or a comma list of: " + ", ".join(VARIANTS))
     ap.add_argument("--proxy", action="store_true", help="also measure uwsgi and gunicorn through the stack's HAProxy")
+    ap.add_argument("--relay", action="store_true", help="also through the host-mode relay in front of that HAProxy "
+                    "(implies --proxy)")
     args = ap.parse_args()
     cli = engine.client(timeout=1200)
     cleanup(cli)
@@ -194,8 +235,10 @@ def main():
     try:
         env = app_env(DATABASE_URL=start_postgres(cli, net))
         servers = start_servers(cli, args, net, env, gunicorn_ref)
-        if args.proxy:
+        if args.proxy or args.relay:
             servers.update(start_proxies(cli, net, servers))
+        if args.relay:
+            servers.update(start_relays(cli, net, servers))
         css = CSS_RE.search(get(servers["uwsgi"], "/", host="localhost")[2].decode()).group(0)
         paths = {"page": "/", "static": css}
         for name, port in servers.items():

@@ -29,6 +29,7 @@ RELAY_CFG = "/tmp/relay.cfg"
 RELAY_TIMEOUT = "75s"
 # The relay binds the node's ports as root, then HAProxy drops to its user (`user`/`group`): what that needs.
 RELAY_CAPS = ["NET_BIND_SERVICE", "SETGID", "SETUID"]
+BOUND = "grep -qE '^Uid:[[:space:]]+[1-9]' /proc/1/status"   # HAProxy runs as its user: its ports are bound
 # Kept-alive client connections through an old relay end when the proxy closes them (timeout http-keep-alive
 # 10 s, or a response with Connection: close): the grace covers that and the proxy's longest request.
 RELAY_GRACE = "75s"
@@ -69,9 +70,10 @@ def render(cfg) -> str:
 
 def _relay_service(cfg, block: dict) -> dict:
     script = f'printf "%s" "$$RELAY_CFG" > {RELAY_CFG} && exec haproxy -db -f {RELAY_CFG}'
-    # A new relay is healthy after its first check (interval): it has bound the port by then; the old one is
-    # sent SIGUSR1 only after that. (Another relay answers the same port on the host: it proves a listener.)
-    probe = f"exec 3<>/dev/tcp/127.0.0.1/{cfg.published_port}"
+    # Healthy once this relay's own HAProxy listens: a connect alone could be answered by the old relay on the
+    # same host port, so the check also needs HAProxy (pid 1) to have dropped root, which it does only after
+    # binding every listener. Swarm sends the old relay SIGUSR1 only after that.
+    probe = f"{BOUND} && exec 3<>/dev/tcp/127.0.0.1/{cfg.published_port}"
     return {
         "image": cfg.proxy_image,
         "user": "root",

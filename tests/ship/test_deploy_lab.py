@@ -105,7 +105,8 @@ def test_swarm_containers_run_hardened_and_the_app_still_serves_pages_static_fil
     assert sorted(c.removeprefix("CAP_") for c in relay["HostConfig"]["CapAdd"]) == ["NET_BIND_SERVICE", "SETGID", "SETUID"]
     assert relay["HostConfig"]["NetworkMode"] == "host"
     haproxy_uid = docker("exec", relay["Id"], "id", "-u", "haproxy").stdout.strip()
-    assert docker("top", relay["Id"], "-o", "uid").stdout.split()[1:] == [haproxy_uid]   # no process left as root
+    uids = [line.split()[1] for line in docker("top", relay["Id"], "-o", "pid,uid").stdout.splitlines()[1:]]
+    assert uids == [haproxy_uid], uids   # no process left as root
     site = STATE["site"]
     status, _, page = site.get("/")
     static = re.search(r'/static/[\w./-]+\.[0-9a-f]{12}\.(?:css|js)', page).group(0)

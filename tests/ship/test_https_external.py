@@ -28,7 +28,7 @@ LABEL = "djdeploy.test=https-external"
 def render(trusted_lb: str) -> str:
     from deploy.ship import edge_cfg
 
-    cfg = SimpleNamespace(stack_name="ext", tls_mode="external", tls=False, replicas=1, health_host=NAME,
+    cfg = SimpleNamespace(stack_name="ext", proxy=True, publish_mode="ingress", tls_mode="external", tls=False, replicas=1, health_host=NAME,
                           trusted_lb=trusted_lb, cert_sync_interval=10)
     return edge_cfg.render(cfg)
 

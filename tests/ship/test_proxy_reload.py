@@ -53,6 +53,15 @@ def service_image(env, name: str) -> str:
                   f"{env.stack}_{name}").stdout.strip()
 
 
+def print_edge(env) -> None:
+    """What the edge's tasks did, for a failed handover: each service's tasks, then the last lines of its logs."""
+    for name in ("relay", "proxy", "certs"):
+        service = f"{env.stack}_{name}"
+        print(docker("service", "ps", "--no-trunc", "--format", "{{.Name}} {{.Image}} {{.CurrentState}} {{.Error}}",
+                     service, check=False).stdout)
+        print(docker("service", "logs", "--raw", "--timestamps", "--tail", "60", service, check=False).stdout)
+
+
 def test_a_proxy_image_change_under_load_on_one_node_hands_the_ports_over_without_a_failed_request(env, serving):
     """PROXY_IMAGE changes (the same HAProxy under a new name): the relay (which is PROXY_IMAGE), the proxy and the
     certs service (the edge image built FROM it) are all replaced in one deploy, on the node's host-mode ports."""
@@ -68,7 +77,11 @@ def test_a_proxy_image_change_under_load_on_one_node_hands_the_ports_over_withou
         poll("more load after the handover", lambda: all(g.stats.sent > 0 for g in gens), timeout=10)
         after = {name: service_image(env, name) for name in before}
     finally:
-        stats = stop(gens)   # 0 failed requests, 0 non-2xx, >= 50 requests/s
+        try:
+            stats = stop(gens)   # 0 failed requests, 0 non-2xx, >= 50 requests/s
+        except AssertionError:
+            print_edge(env)
+            raise
         env.extra.clear()
         env.extra.update(good)
         env.write()

