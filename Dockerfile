@@ -108,6 +108,10 @@ RUN if [ -n "$DJDEPLOY_SYSTEM_PACKAGES" ]; then apt-get update \
 #   requests/s with one offload thread); hashed static files are served by a `file` route (docker-entrypoint.sh),
 #   which writes each response in one segment: the static map's two (headers, then sendfile) stall on the
 #   client's delayed ACK with keep-alive;
+# - the HTTP router reaches the workers over a unix socket in /tmp (tmpfs in the hardened stack and compose file)
+#   and runs two processes: with the default (a TCP socket on 127.0.0.1, one router process) the router's
+#   loopback hop bounded hashed static files at ~1.9x gunicorn + WhiteNoise on a 2-core machine, 3.5x with both
+#   (bench/image_throughput.py variants, BENCHMARKS.md "Static files: the router's socket");
 # - every request is logged except health probes and served static files (docker-entrypoint.sh's routes);
 #   the master writes the log (log-master) and drains the router's "Connection reset by peer" lines: HAProxy
 #   ends every health check with a TCP reset (by design), which the HTTP router would log each second;
@@ -124,6 +128,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     DJANGO_SETTINGS_MODULE=djdeploy_django.settings \
     DJDEPLOY_SETTINGS_MODULE=config.settings \
     UWSGI_HTTP=:8000 \
+    UWSGI_SOCKET=/tmp/djapp-workers.sock \
+    UWSGI_HTTP_PROCESSES=2 \
     UWSGI_MASTER=1 \
     UWSGI_MODULE=djdeploy_django.wsgi:application \
     UWSGI_NEED_APP=1 \

@@ -14,7 +14,11 @@ TCP HAProxy, unix socket, PROXY protocol v2), as rows "relay:uwsgi" and "relay:g
 
 Usage: python bench/image_throughput.py [--image djapp:latest] [--rounds 5] [--seconds 8] [--connections 16]
                                         [--variants all|none|NAME,...] [--proxy] [--relay]
-Needs wrk (apt-get install wrk). Only 127.0.0.1 is targeted; everything created is labelled djdeploy.bench=image
+                                        [--via netns|published]
+Needs wrk (apt-get install wrk) and, with --via netns (the default), nsenter and root: wrk then runs in each
+server container's network namespace against that container's 127.0.0.1, so the lab engine's userland proxy
+(docker-proxy, which carries every request to a published 127.0.0.1 port) is not measured; --via published
+measures through the published ports as before. Only 127.0.0.1 is targeted; everything created is labelled djdeploy.bench=image
 and removed.
 """
 
@@ -45,6 +49,8 @@ VARIANTS = {  # name: environment overrides of the shipped configuration (same i
     "shipped+offload1": {"UWSGI_OFFLOAD_THREADS": "1"},
     "shipped+unixsocket": {"UWSGI_SOCKET": "@djapp-workers"},
     "shipped+2routers": {"UWSGI_HTTP_PROCESSES": "2"},
+    "shipped+tmpsocket": {"UWSGI_SOCKET": "/tmp/djapp-workers.sock"},
+    "shipped+tmpsocket+2routers": {"UWSGI_SOCKET": "/tmp/djapp-workers.sock", "UWSGI_HTTP_PROCESSES": "2"},
 }
 
 
@@ -68,10 +74,29 @@ def build_gunicorn(cli, app_ref):
     return tag
 
 
+# published port -> (container, port inside it): with --via netns (the default), wrk runs in the server
+# container's network namespace (nsenter) against its own 127.0.0.1, instead of through the published port.
+INNER: dict = {}
+VIA = {"mode": "netns"}
+
+
+def wrk_argv(port, path, seconds, connections, threads=2) -> list[str]:
+    """The wrk command for the server published on ``port``: through docker-proxy (--via published) or from
+    inside its network namespace, still to 127.0.0.1 (the lab engine's userland proxy costs every request a
+    copy through a Go process on this 2-core machine, a cost production traffic does not pay)."""
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if VIA["mode"] == "netns" and port in INNER:
+        container, inner = INNER[port]
+        container.reload()
+        return ["nsenter", "-t", str(container.attrs["State"]["Pid"]), "-n"] + argv + [
+            f"http://127.0.0.1:{inner}{path}"]
+    return argv + [f"http://127.0.0.1:{port}{path}"]
+
+
 def wrk(port, path, seconds, connections, threads=2):
     """(requests/s, non-2xx count, socket errors text, latency percentiles {50: ms, 90: ms})."""
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
-                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(wrk_argv(port, path, seconds, connections, threads), capture_output=True, text=True,
+                         check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.+)", out)
@@ -112,6 +137,7 @@ def start_servers(cli, args, net, env, gunicorn_ref):
                           **({"command": command} if command else {}))
         wait_200(port, timeout=90, container=c)
         servers[name] = port
+        INNER[port] = (c, 8000)
         if name == "uwsgi":  # 20 notes on the page, through the ORM in a one-off container
             cli.containers.run(args.image, ["python", "manage.py", "shell", "-c",
                                             "from notes.models import Note; Note.objects.bulk_create("
@@ -128,11 +154,12 @@ def start_proxies(cli, net, servers):
     proxies = {}
     for name in ("uwsgi", "gunicorn"):
         port = free_port()
-        cli.containers.run("haproxy:3.0-trixie", detach=True, network=net.name, labels=LABEL,
-                           environment={"APP_SERVICE": name, "APP_SLOTS": "1", "HEALTH_HOST": "localhost"},
-                           volumes={str(cfg): {"bind": "/usr/local/etc/haproxy/haproxy.cfg", "mode": "ro"}},
-                           ports={"8080/tcp": ("127.0.0.1", port)})
+        c = cli.containers.run("haproxy:3.0-trixie", detach=True, network=net.name, labels=LABEL,
+                               environment={"APP_SERVICE": name, "APP_SLOTS": "1", "HEALTH_HOST": "localhost"},
+                               volumes={str(cfg): {"bind": "/usr/local/etc/haproxy/haproxy.cfg", "mode": "ro"}},
+                               ports={"8080/tcp": ("127.0.0.1", port)})
         wait_200(port, timeout=60)
+        INNER[port] = (c, 8080)
         proxies[f"proxy:{name}"] = port
     return proxies
 
@@ -161,11 +188,12 @@ def start_relays(cli, net, servers):
                            environment={"APP_SERVICE": name, "APP_SLOTS": "1", "HEALTH_HOST": "localhost",
                                         "CFG": relayed})
         port = free_port()
-        cli.containers.run("haproxy:3.0-trixie", ["sh", "-c", 'printf "%s" "$CFG" > /tmp/r.cfg && exec haproxy '
-                                                  '-db -f /tmp/r.cfg'],
-                           detach=True, user="root", network=net.name, labels=LABEL, volumes=sockets,
-                           environment={"CFG": relay_cfg}, ports={"8080/tcp": ("127.0.0.1", port)})
+        c = cli.containers.run("haproxy:3.0-trixie", ["sh", "-c", 'printf "%s" "$CFG" > /tmp/r.cfg && exec '
+                                                      'haproxy -db -f /tmp/r.cfg'],
+                               detach=True, user="root", network=net.name, labels=LABEL, volumes=sockets,
+                               environment={"CFG": relay_cfg}, ports={"8080/tcp": ("127.0.0.1", port)})
         wait_200(port, timeout=60)
+        INNER[port] = (c, 8080)
         relays[f"relay:{name}"] = port
     return relays
 
@@ -227,7 +255,11 @@ def main():
     ap.add_argument("--proxy", action="store_true", help="also measure uwsgi and gunicorn through the stack's HAProxy")
     ap.add_argument("--relay", action="store_true", help="also through the host-mode relay in front of that HAProxy "
                     "(implies --proxy)")
+    ap.add_argument("--via", choices=("netns", "published"), default="netns",
+                    help="netns: wrk in each server container's network namespace, to its 127.0.0.1 (default); "
+                    "published: through the published 127.0.0.1 port (the engine's docker-proxy in between)")
     args = ap.parse_args()
+    VIA["mode"] = args.via
     cli = engine.client(timeout=1200)
     cleanup(cli)
     gunicorn_ref = build_gunicorn(cli, args.image)
