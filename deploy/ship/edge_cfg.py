@@ -145,9 +145,7 @@ def global_section(cfg) -> str:
     # expose-fd listeners: a reload hands the listening sockets to the new worker (no refused connection).
     lines = ["global", "    log stdout format raw local0 notice", "    maxconn 4096", "    hard-stop-after 20s",
              f"    stats socket {ADMIN_SOCKET} mode 600 level admin expose-fd listeners",
-             f"    server-state-file {SERVER_STATE}"]
-    if edge_relay.enabled(cfg):   # the successor proxy on this node reads the servers' state here before it starts
-        lines.append(edge_relay.handoff_socket_line(cfg).rstrip("\n"))
+             f"    server-state-file {SERVER_STATE}", *edge_relay.handoff_socket(cfg)]
     if cfg.tls:
         lines += ["    ssl-default-bind-curves X25519:prime256v1:secp384r1",
                   f"    ssl-default-bind-ciphers {CIPHERS}",
@@ -173,16 +171,11 @@ def config_url() -> str:
 TLS_BIND = f"ssl crt {CERT_PATH} alpn h2,http/1.1"
 
 
-def _relay_bind(cfg, name: str) -> list:
-    """With the relay (host-mode ports): the unix socket it forwards to, besides the overlay port."""
-    line = edge_relay.binds(cfg, name)
-    return [line] if line else []
-
-
 def frontends(cfg) -> str:
     if not cfg.tls:
         trusted = " ".join(p.strip() for p in cfg.trusted_lb.split(",") if p.strip())
-        lines = ["frontend web", f"    bind :{HTTP_PORT}", *_relay_bind(cfg, "http"), FRONTEND_KEEPALIVE, WAIT_FOR_SERVERS,
+        lines = ["frontend web", f"    bind :{HTTP_PORT}", *edge_relay.binds(cfg, "http"), FRONTEND_KEEPALIVE,
+                 WAIT_FOR_SERVERS,
                  "    http-request disable-l7-retry if !METH_GET !METH_HEAD"]
         if trusted:
             lines += [f"    acl from_lb src {trusted}",
@@ -192,14 +185,14 @@ def frontends(cfg) -> str:
         return "\n".join(lines + [MAINTENANCE_RULE, STATIC_RULE, "    default_backend app"]) + "\n"
     return (f"frontend http\n"
             f"    bind :{HTTP_PORT}\n"
-            + "".join(f"{line}\n" for line in _relay_bind(cfg, "http")) +
+            + "".join(f"{line}\n" for line in edge_relay.binds(cfg, "http")) +
             f"    acl acme_challenge path_beg {CHALLENGE}\n"
             f"    http-request redirect location {redirect_location(cfg)} code 301 unless acme_challenge\n"
             f"    use_backend certs if acme_challenge\n"
             f"\n"
             f"frontend https\n"
             f"    bind :{HTTPS_PORT} {TLS_BIND}\n"
-            + "".join(f"{line} {TLS_BIND}\n" for line in _relay_bind(cfg, "https")) +
+            + "".join(f"{line} {TLS_BIND}\n" for line in edge_relay.binds(cfg, "https")) +
             f"{FRONTEND_KEEPALIVE}\n"
             f"{WAIT_FOR_SERVERS}\n"
             f"    http-request set-header X-Forwarded-Proto https\n"

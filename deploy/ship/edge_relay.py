@@ -34,9 +34,10 @@ BOUND = "grep -qE '^Uid:[[:space:]]+[1-9]' /proc/1/status"   # HAProxy runs as i
 # 10 s, or a response with Connection: close): the grace covers that and the proxy's longest request.
 RELAY_GRACE = "75s"
 # The proxy is healthy once its HAProxy listens on its own (overlay) port 8080: a bash connect (`edge-agent health`,
-# a Python start importing the ACME library, timed out on the loaded 3-node lab). Every 5 s, not 1 s: each check is an exec in the container; on the loaded 3-node lab two more execs per node and
-# second (proxy and relay) starved the app's own 1 s checks, and Swarm replaced healthy app tasks. A handover waits
-# for the first check (5 s after the start), which is only on an image change.
+# a Python start importing the ACME library, timed out on the loaded 3-node lab). Every 5 s, not 1 s: each check
+# is an exec in the container; on the loaded 3-node lab two more execs per node and second (proxy and relay)
+# starved the app's own 1 s checks, and Swarm replaced healthy app tasks. A handover waits for the first check
+# (5 s after the start), which is only on an image change.
 CHECK_EVERY = "5s"
 PROXY_HEALTH = {"test": ["CMD", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080"], "interval": CHECK_EVERY,
                 "timeout": "3s", "retries": 3,
@@ -68,7 +69,7 @@ def render(cfg) -> str:
     return head + "\n".join(pairs)
 
 
-def _relay_service(cfg, block: dict) -> dict:
+def _relay_service(cfg, deploy: dict) -> dict:
     script = f'printf "%s" "$$RELAY_CFG" > {RELAY_CFG} && exec haproxy -db -f {RELAY_CFG}'
     # Healthy once this relay's own HAProxy listens: a connect alone could be answered by the old relay on the
     # same host port, so the check also needs HAProxy (pid 1) to have dropped root, which it does only after
@@ -85,28 +86,28 @@ def _relay_service(cfg, block: dict) -> dict:
                         "start_period": "10s"},
         "stop_signal": "SIGUSR1",
         "stop_grace_period": RELAY_GRACE,
-        "deploy": dict({k: v for k, v in block.items() if k != "replicas"}, mode="global"),
+        "deploy": dict(deploy),
     }
 
 
-def apply(spec: dict, cfg, block: dict, harden) -> None:
+def apply(spec: dict, cfg, harden) -> None:
     """With host-mode ports: the proxy publishes nothing and listens on the sockets volume, the relay publishes
-    the ports. ``block``: the stack's start-first deploy block; ``harden``: the proxy's runtime limits."""
+    the ports, deployed like the proxy (global, start-first); ``harden``: the proxy's runtime limits."""
     proxy = spec["services"]["proxy"]
     proxy.pop("ports", None)
     proxy["volumes"] = [{"type": "volume", "source": "sockets", "target": SOCKET_DIR}] + proxy.get("volumes", [])
     proxy["environment"]["EDGE_HANDOFF"] = HANDOFF_SOCKET
-    spec["services"]["relay"] = harden(_relay_service(cfg, block), RELAY_CAPS)
+    spec["services"]["relay"] = harden(_relay_service(cfg, proxy["deploy"]), RELAY_CAPS)
     spec["networks"]["hostnet"] = {"external": True, "name": "host"}
     spec["volumes"]["sockets"] = {}
 
 
-def binds(cfg, name: str) -> str:
-    """The proxy's extra bind line for frontend ``name`` ('http' or 'https') when the relay runs, else ''."""
-    if not enabled(cfg):
-        return ""
-    return f"    bind unix@{HTTP_SOCKET if name == 'http' else HTTPS_SOCKET} mode 600 accept-proxy"
+def binds(cfg, name: str) -> list:
+    """The proxy's extra bind line for frontend ``name`` ('http' or 'https') when the relay runs, else none."""
+    socket = HTTP_SOCKET if name == "http" else HTTPS_SOCKET
+    return [f"    bind unix@{socket} mode 600 accept-proxy"] if enabled(cfg) else []
 
 
-def handoff_socket_line(cfg) -> str:
-    return f"    stats socket {HANDOFF_SOCKET} mode 600 level operator\n" if enabled(cfg) else ""
+def handoff_socket(cfg) -> list:
+    """The proxy's operator socket its successor on the node reads the servers' state from, when the relay runs."""
+    return [f"    stats socket {HANDOFF_SOCKET} mode 600 level operator"] if enabled(cfg) else []

@@ -78,14 +78,13 @@ def certs_service(cfg, edge_ref: str, block: dict) -> dict:
     }
 
 
-def apply(spec: dict, cfg, edge_ref: str, block: dict, harden=lambda service, caps=(): service,
-          start_first: dict | None = None) -> None:
+def apply(spec: dict, cfg, edge_ref: str, block: dict, harden=lambda service, caps=(): service) -> None:
     """Turn the plain proxy of ``spec`` into the edge (proxy + certs; with TLS_MODE=external the certs service
     holds no certificate, it serves the proxies' configuration only). ``block`` is a stop-first
     deploy block of the stack (update/rollback/restart policy); ``harden`` applies the stack's runtime limits
     (read-only root with a tmpfs /tmp, no capabilities but ``caps``, the proxy's memory/CPU/PIDs limits) to the certs
-    service and the relay. With host-mode ports the relay publishes them (deploy.ship.edge_relay; ``start_first``:
-    its deploy block)."""
+    service and the relay. With host-mode ports the relay publishes them (deploy.ship.edge_relay), deployed like
+    the proxy."""
     services = spec["services"]
     proxy = services["proxy"]
     proxy["image"] = edge_ref
@@ -111,7 +110,7 @@ def apply(spec: dict, cfg, edge_ref: str, block: dict, harden=lambda service, ca
         spec["networks"]["acme"] = {"external": True, "name": cfg.acme_network}
     spec["volumes"]["certs"] = {}
     if edge_relay.enabled(cfg):
-        edge_relay.apply(spec, cfg, start_first or block, harden)
+        edge_relay.apply(spec, cfg, harden)
 
 
 def app_env_file(remote_dir: str) -> str:

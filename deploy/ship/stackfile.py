@@ -50,7 +50,9 @@ def external_db(cfg) -> bool:
 def base_services(cfg) -> tuple:
     """What the base deploy (before the migration) starts: the db service (unless external), the proxy and the
     certs service (the proxies' configuration, and with TLS at the proxy a certificate, before any app change)."""
-    relay = ("relay",) if cfg.proxy and cfg.publish_mode == "host" else ()
+    from deploy.ship import edge_relay
+
+    relay = ("relay",) if edge_relay.enabled(cfg) else ()
     return (() if external_db(cfg) else ("db",)) + (("proxy", "certs") + relay if cfg.proxy else ())
 
 
@@ -194,15 +196,10 @@ def _proxy(cfg) -> dict:
         # One proxy per node (global): traffic enters on every node's port and reaches app replicas on any
         # node over the overlay network. Start-first: ingress ports belong to the routing mesh; host-mode
         # ports are the relay's (deploy.ship.edge_relay), this proxy listens on a unix socket it hands over.
-        "deploy": dict({k: v for k, v in _deploy_block(cfg, 1, proxy_order(cfg)).items() if k != "replicas"},
+        "deploy": dict({k: v for k, v in _deploy_block(cfg, 1, "start-first").items() if k != "replicas"},
                        mode="global"),
     }
     return _with_limits(proxy, cfg, "proxy")
-
-
-def proxy_order(cfg) -> str:
-    """Start-first in every mode: ingress ports are the mesh's; host-mode ports the relay's (edge_stack.apply)."""
-    return "start-first"
 
 
 def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, only: tuple | None = None,
@@ -232,8 +229,7 @@ def stack_spec(cfg, image: str, tag: str, release: str, proxy_cfg_name: str, onl
         from deploy.ship import edge_image
 
         edge_stack.apply(spec, cfg, edge_image.ref(cfg), _deploy_block(cfg, 1, "stop-first"),
-                         harden=lambda svc, caps=(): _with_limits(svc, cfg, "proxy", cap_add=caps),
-                         start_first=_deploy_block(cfg, 1, "start-first"))
+                         harden=lambda svc, caps=(): _with_limits(svc, cfg, "proxy", cap_add=caps))
     if not spec["volumes"]:
         del spec["volumes"]
     if only is not None:

@@ -12,9 +12,6 @@ def cfg(**over):
     return SimpleNamespace(**base)
 
 
-BLOCK = {"replicas": 1, "update_config": {"order": "start-first"}}
-
-
 def test_the_relay_is_tcp_to_the_proxys_unix_sockets_with_proxy_protocol_and_drops_root_after_binding():
     assert edge_relay.render(cfg()) == (
         "global\n    log stdout format raw local0 notice\n    maxconn 8192\n    user haproxy\n    group haproxy\n"
@@ -36,7 +33,8 @@ def test_only_host_mode_ports_with_a_proxy_get_a_relay():
 
 
 def test_apply_moves_the_ports_to_a_global_start_first_relay_on_the_host_network():
-    spec = {"services": {"proxy": {"ports": [{"target": 8080}], "environment": {}, "volumes": [{"type": "tmpfs"}]}},
+    spec = {"services": {"proxy": {"ports": [{"target": 8080}], "environment": {}, "volumes": [{"type": "tmpfs"}],
+                                   "deploy": {"update_config": {"order": "start-first"}, "mode": "global"}}},
             "networks": {"backend": {}}, "volumes": {}}
     calls = []
 
@@ -44,7 +42,7 @@ def test_apply_moves_the_ports_to_a_global_start_first_relay_on_the_host_network
         calls.append(list(caps))
         return dict(service, read_only=True)
 
-    edge_relay.apply(spec, cfg(), BLOCK, harden)
+    edge_relay.apply(spec, cfg(), harden)
     proxy, relay = spec["services"]["proxy"], spec["services"]["relay"]
     assert "ports" not in proxy
     assert proxy["volumes"] == [{"type": "volume", "source": "sockets", "target": "/var/lib/haproxy"}, {"type": "tmpfs"}]
