@@ -38,6 +38,7 @@ from deploy.core import engine
 from deploy.image import builder
 
 HERE = Path(__file__).resolve().parent / "image_gunicorn"
+PROXY_CFG = HERE.parent.parent / "deploy/ship/proxy/haproxy.cfg"   # the stack's front proxy configuration
 CSS_RE = re.compile(r"/static/notes/app\.[0-9a-f]{12}\.css")
 # The image before issue 13: the static map serves hashed files; `env uwsgi` makes the entrypoint skip its routes.
 STATIC_MAP = {"_command": ["env", "uwsgi"], "UWSGI_DISABLE_LOGGING": "1", "UWSGI_LOG_4XX": "1", "UWSGI_LOG_5XX": "1",
@@ -74,7 +75,7 @@ def build_gunicorn(cli, app_ref):
     return tag
 
 
-# published port -> (container, port inside it): with --via netns (the default), wrk runs in the server
+# published port -> (container's pid, port inside it): with --via netns (the default), wrk runs in the server
 # container's network namespace (nsenter) against its own 127.0.0.1, instead of through the published port.
 INNER: dict = {}
 VIA = {"mode": "netns"}
@@ -86,11 +87,15 @@ def wrk_argv(port, path, seconds, connections, threads=2) -> list[str]:
     copy through a Go process on this 2-core machine, a cost production traffic does not pay)."""
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if VIA["mode"] == "netns" and port in INNER:
-        container, inner = INNER[port]
-        container.reload()
-        return ["nsenter", "-t", str(container.attrs["State"]["Pid"]), "-n"] + argv + [
-            f"http://127.0.0.1:{inner}{path}"]
+        pid, inner = INNER[port]
+        return ["nsenter", "-t", str(pid), "-n"] + argv + [f"http://127.0.0.1:{inner}{path}"]
     return argv + [f"http://127.0.0.1:{port}{path}"]
+
+
+def serving(container, port, inner):
+    """Record where wrk reaches ``container`` (published on ``port``, listening on ``inner``) from inside."""
+    container.reload()
+    INNER[port] = (container.attrs["State"]["Pid"], inner)
 
 
 def wrk(port, path, seconds, connections, threads=2):
@@ -137,7 +142,7 @@ def start_servers(cli, args, net, env, gunicorn_ref):
                           **({"command": command} if command else {}))
         wait_200(port, timeout=90, container=c)
         servers[name] = port
-        INNER[port] = (c, 8000)
+        serving(c, port, 8000)
         if name == "uwsgi":  # 20 notes on the page, through the ORM in a one-off container
             cli.containers.run(args.image, ["python", "manage.py", "shell", "-c",
                                             "from notes.models import Note; Note.objects.bulk_create("
@@ -148,20 +153,31 @@ def start_servers(cli, args, net, env, gunicorn_ref):
 
 def start_proxies(cli, net, servers):
     """HAProxy with the stack's configuration in front of uwsgi and gunicorn: {"proxy:NAME": port}."""
-    from image_common import free_port
-
-    cfg = sorted((Path(__file__).resolve().parent.parent / "deploy").glob("**/proxy/haproxy.cfg"))[0]
     proxies = {}
     for name in ("uwsgi", "gunicorn"):
-        port = free_port()
-        c = cli.containers.run("haproxy:3.0-trixie", detach=True, network=net.name, labels=LABEL,
-                               environment={"APP_SERVICE": name, "APP_SLOTS": "1", "HEALTH_HOST": "localhost"},
-                               volumes={str(cfg): {"bind": "/usr/local/etc/haproxy/haproxy.cfg", "mode": "ro"}},
-                               ports={"8080/tcp": ("127.0.0.1", port)})
-        wait_200(port, timeout=60)
-        INNER[port] = (c, 8080)
-        proxies[f"proxy:{name}"] = port
+        proxies[f"proxy:{name}"] = haproxy(cli, net, PROXY_CFG.read_text(), proxy_env(name), publish=True)
     return proxies
+
+
+def proxy_env(app: str) -> dict:
+    return {"APP_SERVICE": app, "APP_SLOTS": "1", "HEALTH_HOST": "localhost"}
+
+
+def haproxy(cli, net, cfg_text: str, env: dict, publish=False, **kw):
+    """HAProxy (the stack's PROXY_IMAGE) with ``cfg_text`` as its configuration. With ``publish``: its port 8080
+    on a free 127.0.0.1 port, returned once it answers; else the container."""
+    from image_common import free_port
+
+    port = free_port() if publish else None
+    c = cli.containers.run("haproxy:3.0-trixie", ["sh", "-c", 'printf "%s" "$CFG" > /tmp/h.cfg && exec haproxy '
+                                                  '-db -f /tmp/h.cfg'],
+                           detach=True, network=net.name, labels=LABEL, environment=dict(env, CFG=cfg_text),
+                           ports={"8080/tcp": ("127.0.0.1", port)} if publish else None, **kw)
+    if not publish:
+        return c
+    wait_200(port, timeout=60)
+    serving(c, port, 8080)
+    return port
 
 
 def start_relays(cli, net, servers):
@@ -169,11 +185,9 @@ def start_relays(cli, net, servers):
     Both share a volume, as in the stack; the proxy's configuration gets the stack's extra bind line."""
     from types import SimpleNamespace
 
-    from image_common import free_port
-
     from deploy.ship import edge_relay
 
-    src = sorted((Path(__file__).resolve().parent.parent / "deploy").glob("**/proxy/haproxy.cfg"))[0].read_text()
+    src = PROXY_CFG.read_text()
     relayed = src.replace("    bind :8080\n", "    bind :8080\n    bind unix@%s mode 666 accept-proxy\n"
                           % edge_relay.HTTP_SOCKET, 1)
     assert relayed != src, "the proxy's frontend has no `bind :8080` line"
@@ -182,19 +196,8 @@ def start_relays(cli, net, servers):
     for name in ("uwsgi", "gunicorn"):
         vol = cli.volumes.create(f"djbench-sockets-{name}-{uuid.uuid4().hex[:6]}", labels=LABEL)
         sockets = {vol.name: {"bind": edge_relay.SOCKET_DIR, "mode": "rw"}}
-        cli.containers.run("haproxy:3.0-trixie", ["sh", "-c", 'printf "%s" "$CFG" > /tmp/p.cfg && exec haproxy '
-                                                  '-db -f /tmp/p.cfg'],
-                           detach=True, network=net.name, labels=LABEL, volumes=sockets,
-                           environment={"APP_SERVICE": name, "APP_SLOTS": "1", "HEALTH_HOST": "localhost",
-                                        "CFG": relayed})
-        port = free_port()
-        c = cli.containers.run("haproxy:3.0-trixie", ["sh", "-c", 'printf "%s" "$CFG" > /tmp/r.cfg && exec '
-                                                      'haproxy -db -f /tmp/r.cfg'],
-                               detach=True, user="root", network=net.name, labels=LABEL, volumes=sockets,
-                               environment={"CFG": relay_cfg}, ports={"8080/tcp": ("127.0.0.1", port)})
-        wait_200(port, timeout=60)
-        INNER[port] = (c, 8080)
-        relays[f"relay:{name}"] = port
+        haproxy(cli, net, relayed, proxy_env(name), volumes=sockets)
+        relays[f"relay:{name}"] = haproxy(cli, net, relay_cfg, {}, publish=True, user="root", volumes=sockets)
     return relays
 
 
